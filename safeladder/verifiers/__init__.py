@@ -1,0 +1,97 @@
+"""Verifier registry: one module per ``type``, one line per module in ``VerifierSpec``.
+
+``build_verifier`` builds any registered verifier from a dict, a config object, or the name of a
+shipped preset (``safeladder/presets/verifiers/<name>.yaml``) or of a type with defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from safeladder.config import load_yaml, preset_names, preset_path, validate
+from safeladder.errors import ConfigError
+from safeladder.verifiers.base import RuleVerifier, Verifier, VerifierConfig
+from safeladder.verifiers.choice_answer import ChoiceAnswerConfig
+from safeladder.verifiers.confidence_calibration import ConfidenceCalibrationConfig
+from safeladder.verifiers.custom import CustomConfig
+from safeladder.verifiers.kk_logic import KKLogicConfig
+from safeladder.verifiers.length import LengthConfig
+from safeladder.verifiers.math_answer import MathAnswerConfig
+from safeladder.verifiers.qa_match import QAMatchConfig
+from safeladder.verifiers.refusal import RefusalConfig
+from safeladder.verifiers.repetition import RepetitionConfig
+from safeladder.verifiers.think_format import ThinkFormatConfig
+
+VerifierSpec = Annotated[
+    ThinkFormatConfig
+    | MathAnswerConfig
+    | ChoiceAnswerConfig
+    | QAMatchConfig
+    | LengthConfig
+    | RepetitionConfig
+    | RefusalConfig
+    | ConfidenceCalibrationConfig
+    | KKLogicConfig
+    | CustomConfig,
+    Field(discriminator="type"),
+]
+
+#: type tag → config class, derived from the union so it cannot drift from it.
+REGISTRY: dict[str, type[VerifierConfig]] = {
+    cls.model_fields["type"].default: cls for cls in VerifierSpec.__origin__.__args__  # type: ignore[attr-defined]
+}
+
+
+def parse_verifier_config(config: Any, source: str | None = None) -> VerifierConfig:
+    """A validated verifier config from a dict / config object / preset name / YAML path."""
+    if isinstance(config, VerifierConfig):
+        return config
+    if isinstance(config, (str, Path)):
+        name = str(config)
+        path = preset_path("verifiers", name)
+        if path is not None:
+            return parse_verifier_config(load_yaml(path), source=str(path))
+        if name in REGISTRY:
+            return validate(VerifierSpec, {"type": name}, source)
+        if name.endswith((".yaml", ".yml")) or Path(name).is_file():
+            return parse_verifier_config(load_yaml(name), source=name)
+        known = sorted(set(preset_names("verifiers")) | set(REGISTRY))
+        raise ConfigError(f"unknown verifier {name!r}; known presets and types: {', '.join(known)}")
+    if isinstance(config, Mapping):
+        if "type" not in config:
+            raise ConfigError(f"{source + ': ' if source else ''}verifier config needs a 'type' (one of {sorted(REGISTRY)})")
+        if config["type"] not in REGISTRY:
+            raise ConfigError(
+                f"{source + ': ' if source else ''}type: unknown verifier type {config['type']!r}; "
+                f"known: {', '.join(sorted(REGISTRY))}"
+            )
+        return validate(VerifierSpec, dict(config), source)
+    raise ConfigError(f"cannot build a verifier from {type(config).__name__}")
+
+
+def build_verifier(config: Any) -> Verifier:
+    """Build a verifier.
+
+    Args:
+        config: a dict such as ``{"type": "math_answer"}``, a verifier config object, or a
+            string naming a shipped preset (``"logic_rl_format"``) or a type (``"math_answer"``).
+
+    >>> build_verifier({"type": "qa_match"}).score([{"completion": "Paris", "reference": "paris"}]).scores
+    array([1.], dtype=float32)
+    """
+    return parse_verifier_config(config).build()
+
+
+__all__ = [
+    "REGISTRY",
+    "RuleVerifier",
+    "Verifier",
+    "VerifierConfig",
+    "VerifierSpec",
+    "build_verifier",
+    "parse_verifier_config",
+]
