@@ -96,16 +96,37 @@ def _deepcopy(x: Any) -> Any:
     return x
 
 
-def format_validation_error(exc: ValidationError, source: str | None = None) -> str:
+def _key_path(loc: tuple[Any, ...], data: Any) -> str:
+    """The path of keys as the user wrote them: drops the union tags pydantic inserts
+    (``terms.0.verifier.custom.target`` → ``terms.0.verifier.target``)."""
+    parts: list[str] = []
+    node = data
+    for seg in loc:
+        if isinstance(node, Mapping) and seg not in node and node.get("type") == seg:
+            continue  # discriminated-union tag, not a key of the input
+        if isinstance(node, BaseModel) and getattr(node, "type", None) == seg:
+            continue
+        parts.append(str(seg))
+        if isinstance(node, Mapping):
+            node = node.get(seg)
+        elif isinstance(node, list) and isinstance(seg, int) and 0 <= seg < len(node):
+            node = node[seg]
+        else:
+            node = None
+    return ".".join(parts) or "<root>"
+
+
+def format_validation_error(exc: ValidationError, source: str | None = None, data: Any = None) -> str:
     """One line per problem: ``<source>: <key.path>: <message> (got <value>)``."""
     lines = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
-        msg = err["msg"]
+        loc = _key_path(tuple(err["loc"]), data)
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; `safeladder verifiers` lists the fields)"
         got = err.get("input")
-        got_s = "" if err["type"] in ("missing", "extra_forbidden") else f" (got {got!r:.60})"
+        show = err["type"] not in ("missing", "extra_forbidden") and not isinstance(got, (dict, list))
+        got_s = f" (got {got!r:.60})" if show else ""
         lines.append(f"{source + ': ' if source else ''}{loc}: {msg}{got_s}")
     return "\n".join(lines)
 
@@ -117,4 +138,4 @@ def validate(model: type[T] | Any, data: Any, source: str | None = None) -> T:
             return model.model_validate(data)  # type: ignore[return-value]
         return TypeAdapter(model).validate_python(data)  # type: ignore[no-any-return]
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source)) from exc
+        raise ConfigError(format_validation_error(exc, source, data)) from exc

@@ -1,10 +1,14 @@
-"""PLACEHOLDER (lead is writing it)."""
-from typing import Any
+"""Reward composition: weighted terms, metric-only terms, gates, routes, normalization."""
 
+from safeladder.rewards.config import GateConfig, RewardConfig, RouteConfig, TermConfig
+from safeladder.rewards.reward import Reward, load_reward, parse_reward_config
 
-class Reward:  # noqa: D101
-    pass
-
-
-def load_reward(config: Any = None) -> Any:  # noqa: D103
-    raise NotImplementedError
+__all__ = [
+    "GateConfig",
+    "Reward",
+    "RewardConfig",
+    "RouteConfig",
+    "TermConfig",
+    "load_reward",
+    "parse_reward_config",
+]

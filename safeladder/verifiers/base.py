@@ -81,8 +81,8 @@ class Verifier(ABC):
 
     @property
     def fingerprint(self) -> str:
-        """Short stable hash of the config (neural verifiers add their checkpoint)."""
-        payload = json.dumps(self.config.model_dump(mode="json"), sort_keys=True, default=str)
+        """Short stable hash of the config without its display name (neural verifiers add their checkpoint)."""
+        payload = json.dumps(self.config.model_dump(mode="json", exclude={"name"}), sort_keys=True, default=str)
         payload += self._fingerprint_extra()
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
