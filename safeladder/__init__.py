@@ -5,7 +5,13 @@
 array([1.], dtype=float32)
 """
 
-from safeladder.errors import ConfigError, InputError, SafeladderError, SafeladderWarning, VerifierError
+from safeladder.errors import (
+    ConfigError,
+    InputError,
+    SafeladderError,
+    SafeladderWarning,
+    VerifierError,
+)
 from safeladder.rewards import Reward, load_reward
 from safeladder.types import RewardResult, Sample, SampleBatch, ScoreBatch
 from safeladder.verifiers import build_verifier
@@ -17,10 +23,10 @@ __all__ = [
     "InputError",
     "Reward",
     "RewardResult",
-    "Sample",
-    "SampleBatch",
     "SafeladderError",
     "SafeladderWarning",
+    "Sample",
+    "SampleBatch",
     "ScoreBatch",
     "VerifierError",
     "__version__",

@@ -73,7 +73,9 @@ def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[s
             where = ".".join(parts[: depth + 1])
             if isinstance(node, list):
                 if not part.isdigit() or int(part) >= len(node):
-                    raise ConfigError(f"override {item!r}: {where} is not an index of a list of {len(node)}")
+                    raise ConfigError(
+                        f"override {item!r}: {where} is not an index of a list of {len(node)}"
+                    )
                 if last:
                     node[int(part)] = value
                 else:
@@ -84,7 +86,9 @@ def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[s
                 else:
                     node = node.setdefault(part, {})
             else:
-                raise ConfigError(f"override {item!r}: {'.'.join(parts[:depth])} is a value, not a mapping")
+                raise ConfigError(
+                    f"override {item!r}: {'.'.join(parts[:depth])} is a value, not a mapping"
+                )
     return dict(out)
 
 
@@ -116,7 +120,9 @@ def _key_path(loc: tuple[Any, ...], data: Any) -> str:
     return ".".join(parts) or "<root>"
 
 
-def format_validation_error(exc: ValidationError, source: str | None = None, data: Any = None) -> str:
+def format_validation_error(
+    exc: ValidationError, source: str | None = None, data: Any = None
+) -> str:
     """One line per problem: ``<source>: <key.path>: <message> (got <value>)``."""
     lines = []
     for err in exc.errors():
@@ -125,7 +131,9 @@ def format_validation_error(exc: ValidationError, source: str | None = None, dat
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; `safeladder verifiers` lists the fields)"
         got = err.get("input")
-        show = err["type"] not in ("missing", "extra_forbidden") and not isinstance(got, (dict, list))
+        show = err["type"] not in ("missing", "extra_forbidden") and not isinstance(
+            got, (dict, list)
+        )
         got_s = f" (got {got!r:.60})" if show else ""
         lines.append(f"{source + ': ' if source else ''}{loc}: {msg}{got_s}")
     return "\n".join(lines)
@@ -136,6 +144,6 @@ def validate(model: type[T] | Any, data: Any, source: str | None = None) -> T:
     try:
         if isinstance(model, type) and issubclass(model, BaseModel):
             return model.model_validate(data)  # type: ignore[return-value]
-        return TypeAdapter(model).validate_python(data)  # type: ignore[no-any-return]
+        return TypeAdapter(model).validate_python(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source, data)) from exc

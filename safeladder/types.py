@@ -27,7 +27,9 @@ Prompt = str | list[Message]
 
 def _check_messages(value: Any, where: str) -> None:
     if not isinstance(value, list):
-        raise InputError(f"{where}: expected a string or a list of chat messages, got {type(value).__name__}")
+        raise InputError(
+            f"{where}: expected a string or a list of chat messages, got {type(value).__name__}"
+        )
     for j, msg in enumerate(value):
         if not isinstance(msg, Mapping) or "role" not in msg or "content" not in msg:
             raise InputError(
@@ -100,14 +102,18 @@ class SampleBatch:
         for i, c in enumerate(self.completions):
             if not isinstance(c, str):
                 raise InputError(
-                    f"row {i}: completion must be a string, got {type(c).__name__}", row=i, field="completion"
+                    f"row {i}: completion must be a string, got {type(c).__name__}",
+                    row=i,
+                    field="completion",
                 )
         for i, p in enumerate(self.prompts):
             if not isinstance(p, str):
                 _check_messages(p, f"row {i}: prompt")
         for i, m in enumerate(self.metas):
             if not isinstance(m, dict):
-                raise InputError(f"row {i}: meta must be a dict, got {type(m).__name__}", row=i, field="meta")
+                raise InputError(
+                    f"row {i}: meta must be a dict, got {type(m).__name__}", row=i, field="meta"
+                )
 
     @classmethod
     def from_samples(cls, samples: Iterable[Sample]) -> SampleBatch:
@@ -133,14 +139,18 @@ class SampleBatch:
         """Columns in, batch out; missing columns become ``""`` / ``None`` / ``{}``."""
         n = len(completions)
         return cls(
-            prompts=[("" if p is None else p) for p in prompts] if prompts is not None else [""] * n,
+            prompts=[("" if p is None else p) for p in prompts]
+            if prompts is not None
+            else [""] * n,
             completions=list(completions),
             references=list(references) if references is not None else [None] * n,
             metas=[dict(m) for m in metas] if metas is not None else [{} for _ in range(n)],
         )
 
     @classmethod
-    def coerce(cls, samples: SampleBatch | Sample | Iterable[Sample | Mapping[str, Any]]) -> SampleBatch:
+    def coerce(
+        cls, samples: SampleBatch | Sample | Iterable[Sample | Mapping[str, Any]]
+    ) -> SampleBatch:
         """Accept a batch, one Sample, or an iterable of Samples / sample dicts."""
         if isinstance(samples, SampleBatch):
             return samples
@@ -156,7 +166,9 @@ class SampleBatch:
                 except Exception as exc:  # pydantic's message names the field
                     raise InputError(f"row {i}: {exc}", row=i) from exc
             else:
-                raise InputError(f"row {i}: expected a Sample or a dict, got {type(s).__name__}", row=i)
+                raise InputError(
+                    f"row {i}: expected a Sample or a dict, got {type(s).__name__}", row=i
+                )
         return cls.from_samples(rows)
 
     def __len__(self) -> int:
@@ -164,7 +176,10 @@ class SampleBatch:
 
     def __getitem__(self, i: int) -> Sample:
         return Sample.model_construct(
-            prompt=self.prompts[i], completion=self.completions[i], reference=self.references[i], meta=self.metas[i]
+            prompt=self.prompts[i],
+            completion=self.completions[i],
+            reference=self.references[i],
+            meta=self.metas[i],
         )
 
     def __iter__(self) -> Iterator[Sample]:
@@ -234,7 +249,9 @@ class ScoreBatch:
 
     def take(self, indices: Sequence[int] | np.ndarray) -> ScoreBatch:
         idx = np.asarray(indices, dtype=np.int64)
-        return ScoreBatch(self.name, self.scores[idx], self.status[idx], [self.details[i] for i in idx])
+        return ScoreBatch(
+            self.name, self.scores[idx], self.status[idx], [self.details[i] for i in idx]
+        )
 
     def counts(self) -> dict[str, int]:
         """Rows per status, every status present (zeros included)."""
@@ -305,7 +322,9 @@ class RewardResult:
         finite = self.total[~np.isnan(self.total)]
         out[f"{prefix}/mean"] = float(finite.mean()) if finite.size else float("nan")
         out[f"{prefix}/std"] = float(finite.std()) if finite.size else float("nan")
-        out[f"{prefix}/unscorable_rate"] = float(np.mean(np.isnan(self.total))) if len(self) else float("nan")
+        out[f"{prefix}/unscorable_rate"] = (
+            float(np.mean(np.isnan(self.total))) if len(self) else float("nan")
+        )
         out[f"{prefix}/gated_rate"] = float(np.mean(self.gated)) if len(self) else float("nan")
         for name, sb in self.raw.items():
             ok = sb.scores[sb.status == "ok"]

@@ -43,11 +43,14 @@ def iter_shared(name: str) -> Iterator[dict[str, Any]]:
 def same_scores(a: ScoreBatch, b: ScoreBatch, atol: float = 0.0) -> bool:
     """Equal scores (NaN == NaN) and equal statuses."""
     return bool(
-        np.allclose(a.scores, b.scores, atol=atol, rtol=0.0, equal_nan=True) and list(a.status) == list(b.status)
+        np.allclose(a.scores, b.scores, atol=atol, rtol=0.0, equal_nan=True)
+        and list(a.status) == list(b.status)
     )
 
 
-def assert_batch_equals_rows(verifier: Verifier, samples: Sequence[Sample], atol: float = 0.0) -> ScoreBatch:
+def assert_batch_equals_rows(
+    verifier: Verifier, samples: Sequence[Sample], atol: float = 0.0
+) -> ScoreBatch:
     """Score as one batch and row by row; both must agree (scores and statuses). Returns the batch result."""
     batch = verifier.score(SampleBatch.from_samples(samples))
     assert len(batch) == len(samples)
@@ -71,8 +74,7 @@ def assert_in_range_or_nan(verifier: Verifier, result: ScoreBatch) -> None:
 
 # Hostile-ish text for property tests: tags, braces, digits, unicode, long runs.
 _ALPHABET = st.sampled_from(
-    list("abcxyz ABC0123456789.,;:!?-+*/=^_$\\{}()[]<>\n\t#%")
-    + ["<think>", "</think>", "<answer>", "</answer>", "\\boxed{", "####", "The answer is ", "我不能", "knight", "knave"]
+    [*list("abcxyz ABC0123456789.,;:!?-+*/=^_$\\{}()[]<>\n\t#%"), "<think>", "</think>", "<answer>", "</answer>", "\\boxed{", "####", "The answer is ", "我不能", "knight", "knave"]
 )
 text_strategy = st.lists(_ALPHABET, max_size=60).map("".join)
 sample_strategy = st.builds(

@@ -78,7 +78,8 @@ class Reward:
     def fingerprint(self) -> str:
         """Hash of the whole reward config (and its verifiers' checkpoints)."""
         payload = json.dumps(
-            {"config": self.config.model_dump(mode="json"), "verifiers": self.fingerprints}, sort_keys=True
+            {"config": self.config.model_dump(mode="json"), "verifiers": self.fingerprints},
+            sort_keys=True,
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -105,7 +106,9 @@ class Reward:
             if state.get(n) == 2:
                 return
             if state.get(n) == 1:
-                raise ConfigError(f"terms depend on each other in a cycle: {' -> '.join([*path, n])}")
+                raise ConfigError(
+                    f"terms depend on each other in a cycle: {' -> '.join([*path, n])}"
+                )
             state[n] = 1
             for d in self._deps[n]:
                 visit(d, [*path, n])
@@ -213,7 +216,11 @@ class Reward:
         )
 
     def _run(
-        self, verifier: Verifier, batch: SampleBatch, rows: np.ndarray, done: Mapping[str, ScoreBatch]
+        self,
+        verifier: Verifier,
+        batch: SampleBatch,
+        rows: np.ndarray,
+        done: Mapping[str, ScoreBatch],
     ) -> ScoreBatch:
         """Run a verifier on ``rows`` only; the result is full length, ``skipped`` elsewhere."""
         n = len(batch)
@@ -233,7 +240,9 @@ class Reward:
             full.details[int(i)] = sub.details[j]
         return full
 
-    def _normalize(self, sb: ScoreBatch, active: np.ndarray, cfg: TermConfig, batch: SampleBatch) -> ScoreBatch:
+    def _normalize(
+        self, sb: ScoreBatch, active: np.ndarray, cfg: TermConfig, batch: SampleBatch
+    ) -> ScoreBatch:
         if cfg.normalize == "none" and cfg.clip is None:
             return sb
         rows = np.flatnonzero(active)
@@ -313,7 +322,9 @@ def parse_reward_config(config: Any = None, overrides: Iterable[str] = ()) -> Re
     elif isinstance(config, Mapping):
         data = dict(config)
     else:
-        raise ConfigError(f"cannot load a reward from {type(config).__name__}; pass a YAML path, a dict or None")
+        raise ConfigError(
+            f"cannot load a reward from {type(config).__name__}; pass a YAML path, a dict or None"
+        )
     if overrides:
         data = apply_overrides(data, overrides)
     return validate(RewardConfig, data, source)

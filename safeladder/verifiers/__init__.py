@@ -42,7 +42,8 @@ VerifierSpec = Annotated[
 
 #: type tag → config class, derived from the union so it cannot drift from it.
 REGISTRY: dict[str, type[VerifierConfig]] = {
-    cls.model_fields["type"].default: cls for cls in VerifierSpec.__origin__.__args__  # type: ignore[attr-defined]
+    cls.model_fields["type"].default: cls
+    for cls in VerifierSpec.__origin__.__args__  # type: ignore[attr-defined]
 }
 
 
@@ -63,7 +64,9 @@ def parse_verifier_config(config: Any, source: str | None = None) -> VerifierCon
         raise ConfigError(f"unknown verifier {name!r}; known presets and types: {', '.join(known)}")
     if isinstance(config, Mapping):
         if "type" not in config:
-            raise ConfigError(f"{source + ': ' if source else ''}verifier config needs a 'type' (one of {sorted(REGISTRY)})")
+            raise ConfigError(
+                f"{source + ': ' if source else ''}verifier config needs a 'type' (one of {sorted(REGISTRY)})"
+            )
         if config["type"] not in REGISTRY:
             raise ConfigError(
                 f"{source + ': ' if source else ''}type: unknown verifier type {config['type']!r}; "

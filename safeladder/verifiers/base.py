@@ -82,7 +82,9 @@ class Verifier(ABC):
     @property
     def fingerprint(self) -> str:
         """Short stable hash of the config without its display name (neural verifiers add their checkpoint)."""
-        payload = json.dumps(self.config.model_dump(mode="json", exclude={"name"}), sort_keys=True, default=str)
+        payload = json.dumps(
+            self.config.model_dump(mode="json", exclude={"name"}), sort_keys=True, default=str
+        )
         payload += self._fingerprint_extra()
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -114,7 +116,9 @@ class Verifier(ABC):
         bad = np.flatnonzero(~np.isnan(s) & ((s < lo) | (s > hi)))
         if bad.size:
             i = int(bad[0])
-            raise VerifierError(f"{self.name}: row {i} scored {s[i]}, outside the declared range [{lo}, {hi}]")
+            raise VerifierError(
+                f"{self.name}: row {i} scored {s[i]}, outside the declared range [{lo}, {hi}]"
+            )
         return result
 
     @abstractmethod
@@ -132,6 +136,7 @@ class Verifier(ABC):
 
     def close(self) -> None:
         """Release processes / models held by the verifier (idempotent)."""
+        return None
 
 
 class RuleVerifier(Verifier):

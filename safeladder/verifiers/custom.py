@@ -34,20 +34,28 @@ class CustomConfig(VerifierConfig):
     """Config of a user verifier loaded from ``target``."""
 
     type: Literal["custom"] = "custom"
-    target: str = Field(description="Import path 'package.module:attribute' of a function or class.")
-    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments passed to the target.")
+    target: str = Field(
+        description="Import path 'package.module:attribute' of a function or class."
+    )
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments passed to the target."
+    )
     mode: Literal["row", "batch"] = Field(
-        default="row", description="For a function target: 'row' calls it per sample, 'batch' once per batch."
+        default="row",
+        description="For a function target: 'row' calls it per sample, 'batch' once per batch.",
     )
     score_range: tuple[float, float] | None = Field(
-        default=None, description="Declared [min, max] of the scores; scores outside it are an error."
+        default=None,
+        description="Declared [min, max] of the scores; scores outside it are an error.",
     )
 
     @model_validator(mode="after")
     def _target_shape(self) -> CustomConfig:
         mod, sep, attr = self.target.partition(":")
         if not sep or not mod or not attr:
-            raise ValueError(f"target must look like 'package.module:attribute', got {self.target!r}")
+            raise ValueError(
+                f"target must look like 'package.module:attribute', got {self.target!r}"
+            )
         return self
 
     def build(self) -> Verifier:
@@ -62,11 +70,15 @@ def _import_target(target: str) -> Any:
     try:
         module = importlib.import_module(mod_name)
     except ImportError as exc:
-        raise ConfigError(f"custom verifier target {target!r}: cannot import module {mod_name!r}: {exc}") from exc
+        raise ConfigError(
+            f"custom verifier target {target!r}: cannot import module {mod_name!r}: {exc}"
+        ) from exc
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise ConfigError(f"custom verifier target {target!r}: {mod_name} has no attribute {attr!r}")
+            raise ConfigError(
+                f"custom verifier target {target!r}: {mod_name} has no attribute {attr!r}"
+            )
         obj = getattr(obj, part)
     return obj
 
@@ -78,7 +90,9 @@ def _to_row(value: Any, i: int) -> RowResult:
     if value is None:
         return (float("nan"), "abstain", {"reason": "custom verifier returned None"})
     if isinstance(value, bool) or not isinstance(value, (Real, np.floating, np.integer)):
-        raise TypeError(f"row {i}: expected a number or None, got {type(value).__name__} {value!r:.60}")
+        raise TypeError(
+            f"row {i}: expected a number or None, got {type(value).__name__} {value!r:.60}"
+        )
     f = float(value)
     if math.isnan(f):
         return (f, "abstain", {"reason": "custom verifier returned NaN"})
@@ -92,17 +106,22 @@ class CustomVerifier(Verifier):
         super().__init__(config)
         self.cfg = config
         if config.score_range is not None:
-            self.score_range = (float(config.score_range[0]), float(config.score_range[1]))
+            # The range of a user verifier is only known per instance, from its config.
+            self.score_range = (float(config.score_range[0]), float(config.score_range[1]))  # type: ignore[misc]
         if isinstance(target, type):
             self._obj = target(**config.kwargs)
             if not callable(getattr(self._obj, "score", None)):
-                raise ConfigError(f"custom verifier target {config.target!r}: class has no score(batch) method")
+                raise ConfigError(
+                    f"custom verifier target {config.target!r}: class has no score(batch) method"
+                )
             self._fn: Callable[..., Any] | None = None
         elif callable(target):
             self._obj = None
             self._fn = target
         else:
-            raise ConfigError(f"custom verifier target {config.target!r} is neither a function nor a class")
+            raise ConfigError(
+                f"custom verifier target {config.target!r} is neither a function nor a class"
+            )
 
     def _score_batch(self, batch: SampleBatch, context: Mapping[str, ScoreBatch]) -> ScoreBatch:
         if self._obj is not None:
@@ -118,7 +137,9 @@ class CustomVerifier(Verifier):
                 if self.cfg.on_error == "raise":
                     raise
                 return ScoreBatch.from_rows(
-                    self.name, [(float("nan"), "error", {"reason": f"{type(exc).__name__}: {exc}"})] * len(batch)
+                    self.name,
+                    [(float("nan"), "error", {"reason": f"{type(exc).__name__}: {exc}"})]
+                    * len(batch),
                 )
             return self._rows_from_values(values, batch)
         fn = self._fn
@@ -127,10 +148,16 @@ class CustomVerifier(Verifier):
         def one(s: Sample, i: int) -> RowResult:
             return _to_row(fn(s, **kwargs), i)
 
-        return ScoreBatch.from_rows(self.name, [self._guard(i, one, s, i) for i, s in enumerate(batch)])
+        return ScoreBatch.from_rows(
+            self.name, [self._guard(i, one, s, i) for i, s in enumerate(batch)]
+        )
 
     def _rows_from_values(self, values: Any, batch: SampleBatch) -> ScoreBatch:
         values = list(values)
         if len(values) != len(batch):
-            raise ConfigError(f"custom verifier {self.cfg.target!r} returned {len(values)} values for {len(batch)} rows")
-        return ScoreBatch.from_rows(self.name, [self._guard(i, _to_row, v, i) for i, v in enumerate(values)])
+            raise ConfigError(
+                f"custom verifier {self.cfg.target!r} returned {len(values)} values for {len(batch)} rows"
+            )
+        return ScoreBatch.from_rows(
+            self.name, [self._guard(i, _to_row, v, i) for i, v in enumerate(values)]
+        )

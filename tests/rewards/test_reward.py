@@ -54,7 +54,9 @@ def test_weighted_sum_skips_abstentions_and_metric_terms() -> None:
     # total = 1·a + 0.5·b ; c has weight 0 (logged only); NaN terms are left out of the sum;
     # a row where no objective term scored is NaN (unscorable), never 0.
     reward = load_reward({"terms": [term("a"), term("b", weight=0.5), term("c", weight=0.0)]})
-    res = reward.score(rows(a=[1.0, 0.0, None, None], b=[2.0, None, 4.0, None], c=[5.0, 5.0, 5.0, 5.0]))
+    res = reward.score(
+        rows(a=[1.0, 0.0, None, None], b=[2.0, None, 4.0, None], c=[5.0, 5.0, 5.0, 5.0])
+    )
     assert_close(res.total, [1 + 0.5 * 2, 0.0, 0.5 * 4, NAN])
     assert res.total.dtype == np.float32
     assert list(res.terms["a"].status) == ["ok", "ok", "abstain", "abstain"]
@@ -89,9 +91,9 @@ def test_gate_vetoes_below_threshold_and_on_abstain() -> None:
 
 
 def test_gate_applies_even_when_no_objective_term_scored() -> None:
-    res = load_reward({"terms": [term("ans"), term("safe", weight=0, gate={"below": 0.5, "value": -2})]}).score(
-        rows(ans=[None, None], safe=[0.0, 1.0])
-    )
+    res = load_reward(
+        {"terms": [term("ans"), term("safe", weight=0, gate={"below": 0.5, "value": -2})]}
+    ).score(rows(ans=[None, None], safe=[0.0, 1.0]))
     assert_close(res.total, [-2.0, NAN])
 
 
@@ -151,7 +153,9 @@ def test_route_default_and_unknown_route_error() -> None:
         "terms": [term("a"), term("b")],
         "routes": {"key": "task", "recipes": {"x": ["a"], "y": ["b"]}, "default": "y"},
     }
-    res = load_reward(cfg).score(rows(task=["x", "zzz", None], a=[1.0, 1.0, 1.0], b=[3.0, 3.0, 3.0]))
+    res = load_reward(cfg).score(
+        rows(task=["x", "zzz", None], a=[1.0, 1.0, 1.0], b=[3.0, 3.0, 3.0])
+    )
     assert_close(res.total, [1.0, 3.0, 3.0])
     assert res.route == ["x", "y", "y"]
     del cfg["routes"]["default"]  # type: ignore[attr-defined]
@@ -161,11 +165,21 @@ def test_route_default_and_unknown_route_error() -> None:
 
 def test_identical_verifier_configs_share_one_run() -> None:
     fx.CALLS.clear()
-    batch_verifier = {"type": "custom", "target": f"{FX}:meta_batch", "mode": "batch", "kwargs": {"key": "s", "tag": "shared"}}
+    batch_verifier = {
+        "type": "custom",
+        "target": f"{FX}:meta_batch",
+        "mode": "batch",
+        "kwargs": {"key": "s", "tag": "shared"},
+    }
     cfg = {
         "terms": [
             {"name": "raw", "verifier": batch_verifier, "weight": 1.0},
-            {"name": "ranked", "verifier": {**batch_verifier, "name": "other display name"}, "weight": 0.0, "normalize": "rank"},
+            {
+                "name": "ranked",
+                "verifier": {**batch_verifier, "name": "other display name"},
+                "weight": 0.0,
+                "normalize": "rank",
+            },
         ]
     }
     reward = load_reward(cfg)
@@ -183,7 +197,14 @@ def test_term_reads_another_terms_raw_score_even_off_its_route() -> None:
     cfg = {
         "terms": [
             term("correct", tag="correct"),
-            {"name": "calib", "verifier": {"type": "custom", "target": f"{FX}:CopyTimesTwo", "kwargs": {"needs": "correct"}}},
+            {
+                "name": "calib",
+                "verifier": {
+                    "type": "custom",
+                    "target": f"{FX}:CopyTimesTwo",
+                    "kwargs": {"needs": "correct"},
+                },
+            },
         ],
         "routes": {"key": "task", "recipes": {"a": ["correct"], "b": ["calib"]}},
     }
@@ -197,14 +218,37 @@ def test_term_reads_another_terms_raw_score_even_off_its_route() -> None:
 
 def test_dependency_errors_name_the_term() -> None:
     bad = {
-        "terms": [{"name": "calib", "verifier": {"type": "custom", "target": f"{FX}:CopyTimesTwo", "kwargs": {"needs": "nope"}}}]
+        "terms": [
+            {
+                "name": "calib",
+                "verifier": {
+                    "type": "custom",
+                    "target": f"{FX}:CopyTimesTwo",
+                    "kwargs": {"needs": "nope"},
+                },
+            }
+        ]
     }
     with pytest.raises(ConfigError, match="term 'calib'.*'nope'"):
         load_reward(bad)
     cycle = {
         "terms": [
-            {"name": "x", "verifier": {"type": "custom", "target": f"{FX}:CopyTimesTwo", "kwargs": {"needs": "y"}}},
-            {"name": "y", "verifier": {"type": "custom", "target": f"{FX}:CopyTimesTwo", "kwargs": {"needs": "x"}}},
+            {
+                "name": "x",
+                "verifier": {
+                    "type": "custom",
+                    "target": f"{FX}:CopyTimesTwo",
+                    "kwargs": {"needs": "y"},
+                },
+            },
+            {
+                "name": "y",
+                "verifier": {
+                    "type": "custom",
+                    "target": f"{FX}:CopyTimesTwo",
+                    "kwargs": {"needs": "x"},
+                },
+            },
         ]
     }
     with pytest.raises(ConfigError, match="cycle: x -> y -> x"):
@@ -213,7 +257,12 @@ def test_dependency_errors_name_the_term() -> None:
 
 def test_batch_zscore_and_clip() -> None:
     # scores 1, 2, 3 (NaN left out): mean 2, population std sqrt(2/3) = 0.8165 → ±1.2247; clip to ±1.
-    cfg = {"terms": [term("a", normalize="batch_zscore"), term("b", weight=0.0, normalize="batch_zscore", clip=[-1, 1])]}
+    cfg = {
+        "terms": [
+            term("a", normalize="batch_zscore"),
+            term("b", weight=0.0, normalize="batch_zscore", clip=[-1, 1]),
+        ]
+    }
     res = load_reward(cfg).score(rows(a=[1.0, 2.0, 3.0, None], b=[1.0, 2.0, 3.0, None]))
     assert_close(res.terms["a"].scores, [-1.224745, 0.0, 1.224745, NAN])
     assert_close(res.terms["b"].scores, [-1.0, 0.0, 1.0, NAN])
@@ -225,15 +274,21 @@ def test_batch_zscore_and_clip() -> None:
 def test_group_zscore_per_group_and_constant_group_is_zero() -> None:
     # group p1: 0, 1 → mean .5, std .5 → -1, +1 ; group p2: 1, 1 → constant → 0, 0 ; p3 alone → 0.
     cfg = {"terms": [term("a", normalize="group_zscore", group_key="pid")]}
-    res = load_reward(cfg).score(rows(a=[0.0, 1.0, 1.0, 1.0, 0.7], pid=["p1", "p1", "p2", "p2", "p3"]))
+    res = load_reward(cfg).score(
+        rows(a=[0.0, 1.0, 1.0, 1.0, 0.7], pid=["p1", "p1", "p2", "p2", "p3"])
+    )
     assert_close(res.total, [-1.0, 1.0, 0.0, 0.0, 0.0])
-    with pytest.raises(InputError, match="row 1: term 'a' normalizes by group but meta has no 'pid'"):
+    with pytest.raises(
+        InputError, match="row 1: term 'a' normalizes by group but meta has no 'pid'"
+    ):
         load_reward(cfg).score(rows(a=[0.0, 1.0], pid=["p1", None]))
 
 
 def test_rank_normalization_with_ties() -> None:
     # values 10, 30, 20, 20 → ranks 0, 3, 1.5, 1.5 → /3
-    res = load_reward({"terms": [term("a", normalize="rank")]}).score(rows(a=[10.0, 30.0, 20.0, 20.0]))
+    res = load_reward({"terms": [term("a", normalize="rank")]}).score(
+        rows(a=[10.0, 30.0, 20.0, 20.0])
+    )
     assert_close(res.total, [0.0, 1.0, 0.5, 0.5])
 
 
@@ -252,12 +307,24 @@ def test_normalization_only_over_routed_rows() -> None:
     [
         ({"terms": [term("a"), term("a")]}, "duplicate term names"),
         ({"terms": [term("a", weight=0.0)]}, "at least one objective term"),
-        ({"terms": [term("a", normalize="group_zscore")]}, "terms.0: normalize: group_zscore needs group_key"),
+        (
+            {"terms": [term("a", normalize="group_zscore")]},
+            "terms.0: normalize: group_zscore needs group_key",
+        ),
         ({"terms": [term("a", clip=[1, 0])]}, "terms.0: clip must be"),
         ({"terms": [term("a", wieght=2)]}, "terms.0.wieght: unknown key"),
-        ({"terms": [term("a")], "routes": {"key": "t", "recipes": {"r": ["a", "zz"]}}}, "unknown terms"),
-        ({"terms": [term("a"), term("b")], "routes": {"key": "t", "recipes": {"r": ["a"]}}}, r"\['b'\] are in no recipe"),
-        ({"terms": [term("a")], "routes": {"key": "t", "recipes": {"r": ["a"]}, "default": "q"}}, "routes.default"),
+        (
+            {"terms": [term("a")], "routes": {"key": "t", "recipes": {"r": ["a", "zz"]}}},
+            "unknown terms",
+        ),
+        (
+            {"terms": [term("a"), term("b")], "routes": {"key": "t", "recipes": {"r": ["a"]}}},
+            r"\['b'\] are in no recipe",
+        ),
+        (
+            {"terms": [term("a")], "routes": {"key": "t", "recipes": {"r": ["a"]}, "default": "q"}},
+            "routes.default",
+        ),
         ({"terms": [{"name": "a", "verifier": {"type": "nope"}}]}, "terms.0.verifier"),
         ({"terms": [term("a", gate={"below": 0.5})]}, "terms.0.gate.value: Field required"),
         ({"terms": [term("bad/name")]}, "without '/'"),
@@ -279,13 +346,17 @@ def test_load_from_yaml_with_overrides(tmp_path) -> None:  # type: ignore[no-unt
     )
     reward = load_reward(str(path), overrides=["terms.0.weight=3"])
     assert_close(reward.score(rows(a=[2.0])).total, [6.0])
-    path.write_text("terms:\n  - name: a\n    verifier: {type: custom, target: 'x:y'}\n    wieght: 1\n")
+    path.write_text(
+        "terms:\n  - name: a\n    verifier: {type: custom, target: 'x:y'}\n    wieght: 1\n"
+    )
     with pytest.raises(ConfigError, match=r"r\.yaml: terms\.0\.wieght: unknown key"):
         load_reward(path)
 
 
 def test_reward_result_logs_and_records() -> None:
-    res = load_reward({"terms": [term("a"), term("b", weight=0.0)]}).score(rows(a=[1.0, 3.0, None], b=[None, 1.0, 1.0]))
+    res = load_reward({"terms": [term("a"), term("b", weight=0.0)]}).score(
+        rows(a=[1.0, 3.0, None], b=[None, 1.0, 1.0])
+    )
     logs = res.log_dict()
     assert logs["reward/mean"] == pytest.approx(2.0)
     assert logs["reward/unscorable_rate"] == pytest.approx(1 / 3)

@@ -1,0 +1,117 @@
+"""The contract every registered verifier keeps (DESIGN.md, "Verifiers").
+
+New verifier types are covered automatically: each is built from ``{"type": <type>}`` unless
+``CONFIGS`` gives it the fields it needs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from safeladder import ConfigError, Sample, SampleBatch
+from safeladder.verifiers import REGISTRY, build_verifier
+from safeladder.verifiers.base import Verifier
+from tests.helpers import assert_batch_equals_rows, assert_in_range_or_nan, read_shared, same_scores
+
+CONFIGS: dict[str, dict] = {
+    "custom": {"type": "custom", "target": "tests.rewards.fixture_verifiers:meta_score"},
+    "confidence_calibration": {
+        "type": "confidence_calibration",
+        "correctness": {"type": "qa_match"},
+    },
+}
+
+
+def _samples() -> list[Sample]:
+    kk = read_shared("kk_logic.jsonl.gz", 1)[0]
+    gsm = read_shared("gsm8k_train.jsonl.gz", 1)[0]
+    return [
+        Sample(
+            prompt=gsm["question"],
+            completion=gsm["solution"],
+            reference=gsm["answer"],
+            meta={"s": 1.0},
+        ),
+        Sample(
+            prompt="2+2?",
+            completion="<think>easy</think><answer>4</answer>",
+            reference="4",
+            meta={"s": 0.0},
+        ),
+        Sample(
+            prompt="2+2?", completion="The answer is \\boxed{5}. Confidence: 9/10", reference="4"
+        ),
+        Sample(prompt="Pick one", completion="The answer is (B).", reference="B", meta={"s": 0.25}),
+        Sample(
+            prompt="Capital of France?",
+            completion="Paris, I am 80% confident.",
+            reference=["Paris"],
+        ),
+        Sample(
+            prompt=[{"role": "user", "content": "hi"}],
+            completion="I'm sorry, but I can't help with that.",
+            reference=None,
+        ),
+        Sample(prompt="p", completion="", reference=""),
+        Sample(prompt="p", completion="抱歉，我无法提供帮助。", reference="x"),
+        Sample(prompt="p", completion="the same words " * 50, reference="words"),
+        Sample(
+            prompt=kk["question"],
+            completion=f"<think>ok</think><answer>{kk['answer']}</answer>",
+            reference=kk["answer"],
+        ),
+        Sample(prompt="p", completion="<answer><answer>1</answer></answer>", reference="1"),
+        Sample(prompt="p", completion="\\boxed{\\frac{1}{2}}", reference="0.5"),
+    ]
+
+
+@pytest.fixture(scope="module", params=sorted(REGISTRY))
+def verifier(request):  # type: ignore[no-untyped-def]
+    v = build_verifier(CONFIGS.get(request.param, {"type": request.param}))
+    yield v
+    v.close()
+
+
+@pytest.fixture(scope="module")
+def samples() -> list[Sample]:
+    return _samples()
+
+
+def test_one_float32_score_per_row_in_range(verifier: Verifier, samples: list[Sample]) -> None:
+    sb = verifier.score(samples)
+    assert sb.scores.dtype == np.float32 and sb.scores.shape == (len(samples),)
+    assert set(sb.status) <= {"ok", "abstain", "timeout", "error"}
+    assert_in_range_or_nan(verifier, sb)
+    for st, d in zip(sb.status, sb.details, strict=True):
+        if st != "ok":
+            assert d.get("reason"), "a row that is not scored says why"
+
+
+def test_deterministic_and_permutation_equivariant(
+    verifier: Verifier, samples: list[Sample]
+) -> None:
+    batch = SampleBatch.from_samples(samples)
+    first = verifier.score(batch)
+    assert same_scores(first, verifier.score(batch))
+    perm = np.random.default_rng(0).permutation(len(samples))
+    assert same_scores(verifier.score(batch.take(perm)), first.take(perm))
+
+
+def test_batch_equals_row_by_row(verifier: Verifier, samples: list[Sample]) -> None:
+    assert_batch_equals_rows(verifier, samples)
+
+
+def test_empty_batch(verifier: Verifier) -> None:
+    assert len(verifier.score([])) == 0
+
+
+@pytest.mark.parametrize("vtype", sorted(REGISTRY))
+def test_config_is_strict_and_documented(vtype: str) -> None:
+    cfg = dict(CONFIGS.get(vtype, {"type": vtype}))
+    with pytest.raises(ConfigError, match="bogus_key: unknown key"):
+        build_verifier({**cfg, "bogus_key": 1})
+    cls = REGISTRY[vtype]
+    assert cls.model_config.get("frozen") and cls.model_config.get("extra") == "forbid"
+    undocumented = [n for n, f in cls.model_fields.items() if n != "type" and not f.description]
+    assert not undocumented, f"{vtype}: fields without a description: {undocumented}"
