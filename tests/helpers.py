@@ -83,3 +83,44 @@ sample_strategy = st.builds(
     completion=text_strategy,
     reference=st.one_of(st.none(), text_strategy, st.lists(text_strategy, max_size=3)),
 )
+
+
+# A tiny byte-level BPE tokenizer trained in memory (no hub access). The corpus has no digits, so
+# no merge involves one: a string of n ASCII digits encodes to exactly n tokens. The
+# post-processor appends "<|endoftext|>", so counts with and without special tokens differ by one.
+_TINY_TOKENIZER_CORPUS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "I'm sorry, but I can't help with that request.",
+    "Here is how to solve the problem: first, read the question carefully.",
+    "<think>Let me think step by step.</think><answer>Paris</answer>",
+    "我不能提供这方面的帮助。抱歉，我无法回答。",
+]
+
+
+def make_tiny_tokenizer(dirpath: str | Path, vocab_size: int = 300) -> Path:
+    """Train a byte-level BPE tokenizer (vocab ``vocab_size``), save it as a HF tokenizer dir.
+
+    Loadable with ``transformers.AutoTokenizer.from_pretrained(dirpath)``; returns ``dirpath``.
+    Deterministic: the same corpus and settings give the same vocabulary and merges.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    eos = "<|endoftext|>"
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[eos],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_TINY_TOKENIZER_CORPUS * 4, trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"$A {eos}", special_tokens=[(eos, tok.token_to_id(eos))]
+    )
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=eos, pad_token=eos)
+    out = Path(dirpath)
+    fast.save_pretrained(str(out))
+    return out
