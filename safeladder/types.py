@@ -301,6 +301,7 @@ class RewardResult:
         def num(x: float) -> float | None:
             return None if np.isnan(x) else float(x)
 
+        routed = any(r is not None for r in self.route)
         records: list[dict[str, Any]] = []
         for i in range(len(self)):
             rec: dict[str, Any] = {prefix: num(self.total[i])}
@@ -311,7 +312,7 @@ class RewardResult:
             rec["gated"] = bool(self.gated[i])
             if self.gate_by and self.gate_by[i] is not None:
                 rec["gated_by"] = self.gate_by[i]
-            if any(r is not None for r in self.route):
+            if routed:
                 rec["route"] = self.route[i]
             records.append(rec)
         return records

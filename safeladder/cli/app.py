@@ -1,0 +1,310 @@
+"""The ``safeladder`` command line: ``score``, ``check``, ``verifiers``.
+
+Exit codes: 0 ok; 1 the run failed (a bad row under ``--fail-on-error``, a reward that raised);
+2 usage or config error (nothing was scored); 130 interrupted (Ctrl-C). Expected errors print
+one message on stderr, without a traceback.
+
+Examples::
+
+    safeladder score rewards.yaml --input rollouts.jsonl --output scored.jsonl
+    safeladder score --input rollouts.parquet --output scored.jsonl --resume
+    safeladder check rewards.yaml --set terms.0.weight=0.5
+    safeladder verifiers math_answer
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from safeladder.cli.errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, CliError
+from safeladder.errors import ConfigError, SafeladderError
+
+app = typer.Typer(
+    name="safeladder",
+    help="Verifiers and rewards for RL post-training: score files, check configs, list verifiers.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+class InputFormat(StrEnum):
+    jsonl = "jsonl"
+    json = "json"
+    csv = "csv"
+    parquet = "parquet"
+    hf = "hf"
+
+
+def _err(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+
+
+@contextmanager
+def _cli_errors(interrupt_hint: str = "") -> Iterator[None]:
+    """Turn expected exceptions into a message on stderr and the command's exit code."""
+    try:
+        yield
+    except CliError as exc:
+        _err(str(exc))
+        if exc.show_cause and exc.__cause__ is not None:
+            cause = exc.__cause__
+            typer.echo(
+                "".join(traceback.format_exception(type(cause), cause, cause.__traceback__)),
+                err=True,
+            )
+        raise typer.Exit(exc.exit_code) from None
+    except ConfigError as exc:
+        _err(str(exc))
+        raise typer.Exit(EXIT_USAGE) from None
+    except SafeladderError as exc:
+        _err(str(exc))
+        raise typer.Exit(EXIT_FAILURE) from None
+    except KeyboardInterrupt:
+        _err(f"interrupted{interrupt_hint}")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+# Shared by every command that takes a reward config: one definition, one help text.
+Overrides = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="KEY.PATH=VALUE",
+        help="Override a config value (the value is YAML, e.g. terms.0.weight=0.5); repeatable.",
+    ),
+]
+
+
+@app.command()
+def score(
+    input: Annotated[
+        Path,
+        typer.Option(
+            "--input",
+            "-i",
+            metavar="IN",
+            help="Input rows: .jsonl[.gz], .json, .csv, .parquet or a saved HF dataset dir.",
+        ),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="OUT",
+            help="Output JSONL; OUT.errors.jsonl, OUT.summary.json and OUT.progress.json "
+            "are written next to it.",
+        ),
+    ],
+    config: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="CONFIG",
+            help="Reward config YAML, or the name of a shipped reward preset "
+            "(default: the shipped default reward).",
+        ),
+    ] = None,
+    overrides: Overrides = None,
+    prompt_field: Annotated[
+        str | None,
+        typer.Option(metavar="FIELD", help="Input field holding the prompt (default: prompt)."),
+    ] = None,
+    completion_field: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FIELD",
+            help="Input field holding the completion (default: completion, else response).",
+        ),
+    ] = None,
+    reference_field: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FIELD",
+            help="Input field holding the reference (default: reference, else answer).",
+        ),
+    ] = None,
+    format: Annotated[
+        InputFormat | None,
+        typer.Option("--format", help="Input format (default: from the file name)."),
+    ] = None,
+    json_columns: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--json-column",
+            metavar="COLUMN",
+            help="CSV: a column whose cells hold JSON (e.g. chat prompts); repeatable.",
+        ),
+    ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(help="HF dataset dir holding several splits: the split to score."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Input rows per Reward.score call.")] = 256,
+    fail_on_error: Annotated[
+        bool,
+        typer.Option(
+            "--fail-on-error",
+            help="Stop at the first malformed row (exit 1) instead of logging it.",
+        ),
+    ] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume", help="Continue an interrupted run of the same command from its checkpoint."
+        ),
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing OUT (and its side files).")
+    ] = False,
+    limit: Annotated[
+        int | None,
+        typer.Option(min=1, metavar="N", help="Read at most N input rows (good and bad)."),
+    ] = None,
+    checkpoint_every: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            metavar="SECONDS",
+            help="Time between checkpoints for --resume (0: after every batch); "
+            "a kill loses at most this much work.",
+        ),
+    ] = 1.0,
+    no_progress: Annotated[
+        bool, typer.Option("--no-progress", help="Hide the progress bar.")
+    ] = False,
+) -> None:
+    """Score every row of a file with a reward; write one JSON line per row and a summary."""
+    from safeladder.cli.score import ScoreJob, run_score
+    from safeladder.cli.summary import format_summary
+    from safeladder.data import FieldMap
+
+    job = ScoreJob(
+        input=input,
+        output=output,
+        config=config,
+        overrides=tuple(overrides or ()),
+        fields=FieldMap.from_flags(prompt_field, completion_field, reference_field),
+        format=format.value if format is not None else None,
+        json_columns=tuple(json_columns or ()),
+        split=split,
+        batch_size=batch_size,
+        fail_on_error=fail_on_error,
+        resume=resume,
+        overwrite=overwrite,
+        limit=limit,
+        progress=not no_progress,
+        checkpoint_every_s=checkpoint_every,
+    )
+    with _cli_errors("; rerun the same command with --resume to continue"):
+        summary = run_score(job)
+    typer.echo(format_summary(summary))
+
+
+@app.command()
+def check(
+    config: Annotated[
+        str,
+        typer.Argument(
+            metavar="CONFIG", help="Reward config YAML (or a shipped reward preset name)."
+        ),
+    ],
+    overrides: Overrides = None,
+    build: Annotated[
+        bool,
+        typer.Option(
+            "--build", help="Also build the verifiers (imports custom targets, loads models)."
+        ),
+    ] = False,
+) -> None:
+    """Validate a reward config without scoring anything (exit 2 naming the bad key)."""
+    from safeladder.rewards import Reward, parse_reward_config
+
+    with _cli_errors():
+        cfg = parse_reward_config(config, tuple(overrides or ()))
+        if build:
+            Reward(cfg).close()
+    terms = ", ".join(
+        f"{t.name} (weight {t.weight:g}{', gate' if t.gate is not None else ''})" for t in cfg.terms
+    )
+    routes = f"; routes on meta[{cfg.routes.key!r}]" if cfg.routes is not None else ""
+    typer.echo(f"OK {config}: reward {cfg.name!r}, {len(cfg.terms)} terms: {terms}{routes}")
+
+
+@app.command()
+def verifiers(
+    type_: Annotated[
+        str | None,
+        typer.Argument(metavar="TYPE", help="Show only this verifier type (or shipped preset)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+) -> None:
+    """List the verifier types with their config fields, and the shipped verifier presets."""
+    from safeladder.cli.describe import describe_type, format_type
+    from safeladder.config import load_yaml, preset_names, preset_path
+    from safeladder.verifiers import REGISTRY
+
+    presets: dict[str, Any] = {}
+    with _cli_errors():
+        for name in preset_names("verifiers"):
+            path = preset_path("verifiers", name)
+            presets[name] = load_yaml(path) if path is not None else {}
+        if type_ is not None and type_ not in REGISTRY and type_ not in presets:
+            known = ", ".join(sorted(set(REGISTRY) | set(presets)))
+            raise CliError(f"unknown verifier type or preset {type_!r}; known: {known}", EXIT_USAGE)
+
+    selected: dict[str, Any] = {}
+    chosen_presets = presets
+    if type_ is None:
+        selected = dict(REGISTRY)
+    elif type_ in presets:
+        chosen_presets = {type_: presets[type_]}
+        tag = presets[type_].get("type")
+        if tag in REGISTRY:
+            selected = {tag: REGISTRY[tag]}
+    else:
+        selected = {type_: REGISTRY[type_]}
+        chosen_presets = {n: p for n, p in presets.items() if p.get("type") == type_}
+
+    descs = [describe_type(tag, cls) for tag, cls in selected.items()]
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {"verifiers": descs, "presets": chosen_presets},
+                indent=2,
+                ensure_ascii=False,
+                default=str,
+            )
+        )
+        return
+    blocks = [format_type(d) for d in descs]
+    if chosen_presets:
+        lines = ["presets (safeladder/presets/verifiers):"]
+        for name, data in chosen_presets.items():
+            settings = ", ".join(f"{k}={v!r}" for k, v in data.items() if k != "type")
+            lines.append(
+                f"  {name}: type {data.get('type')!s}{'; ' + settings if settings else ''}"
+            )
+        blocks.append("\n".join(lines))
+    typer.echo("\n\n".join(blocks))
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Console-script entry point (``safeladder = safeladder.cli.app:main``)."""
+    return app(args=argv, prog_name="safeladder")
+
+
+# Later commands (train, eval, serve) register on ``app`` with @app.command() in their own
+# module, imported here.
+
+if __name__ == "__main__":
+    main()
