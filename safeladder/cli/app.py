@@ -19,6 +19,7 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -87,15 +88,6 @@ Overrides = Annotated[
 
 @app.command()
 def score(
-    input: Annotated[
-        Path,
-        typer.Option(
-            "--input",
-            "-i",
-            metavar="IN",
-            help="Input rows: .jsonl[.gz], .json, .csv, .parquet or a saved HF dataset dir.",
-        ),
-    ],
     output: Annotated[
         Path,
         typer.Option(
@@ -106,6 +98,16 @@ def score(
             "are written next to it.",
         ),
     ],
+    input: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            "-i",
+            metavar="IN",
+            help="Input rows: .jsonl[.gz], .json, .csv, .parquet or a saved HF dataset dir "
+            "(default: the demo rows shipped in the package).",
+        ),
+    ] = None,
     config: Annotated[
         str | None,
         typer.Argument(
@@ -188,6 +190,8 @@ def score(
     from safeladder.cli.summary import format_summary
     from safeladder.data import FieldMap
 
+    if input is None:
+        input = Path(str(resources.files("safeladder") / "defaults" / "demo.jsonl"))
     job = ScoreJob(
         input=input,
         output=output,

@@ -1,0 +1,75 @@
+"""The shipped default reward on the shipped demo rows: each row's expected outcome is written
+here from what its completion is (built by scripts/make_demo_data.py), not read from the code."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from safeladder import Sample, load_reward
+
+DEMO = Path(str(resources.files("safeladder") / "defaults" / "demo.jsonl"))
+
+
+@pytest.fixture(scope="module")
+def scored() -> dict[str, dict]:
+    rows = [json.loads(line) for line in DEMO.read_text(encoding="utf-8").splitlines()]
+    samples = [
+        Sample(
+            prompt=r["prompt"],
+            completion=r["completion"],
+            reference=r["reference"],
+            meta={k: v for k, v in r.items() if k not in ("prompt", "completion", "reference")},
+        )
+        for r in rows
+    ]
+    with load_reward() as reward:
+        res = reward.score(samples)
+    return {r["id"]: rec for r, rec in zip(rows, res.to_records(), strict=True)}
+
+
+def test_every_row_scored_and_routed(scored: dict[str, dict]) -> None:
+    assert all(rec["reward"] is not None for rec in scored.values())
+
+
+def test_math_rows(scored: dict[str, dict]) -> None:
+    assert scored["gsm8k-train-00000"]["reward/math_correct"] == 1.0  # <answer>72</answer>
+    assert scored["gsm8k-train-00000"]["reward/think_format"] == 1.0
+    assert scored["gsm8k-train-00001"]["reward/math_correct"] == 1.0  # "#### 10"
+    assert scored["gsm8k-train-00002"]["reward/math_correct"] == 0.0  # answer + 1
+    assert scored["gsm8k-train-00003"]["reward/math_correct"] == 1.0  # "The answer is \boxed{42}"
+    assert scored["gsm8k-train-00004"]["reward/math_correct"] == 0.0  # lists several numbers (hack)
+    assert scored["gsm8k-train-00005"]["reward/math_correct"] == 0.0  # no answer at all
+    assert scored["gsm8k-train-00006"]["reward/think_format"] == 0.0  # empty <think></think> (hack)
+    assert scored["math-train-algebra-0"]["reward/math_correct"] == 1.0  # gold MATH solution
+    assert scored["math-train-algebra-3"]["reward/math_correct"] == 0.0  # boxed answer + 1
+
+
+def test_choice_rows(scored: dict[str, dict]) -> None:
+    rid = "mmlu-dev-abstract_algebra-000"
+    assert scored[rid + "0"]["reward/choice_correct"] == 1.0  # "The answer is (B)."
+    assert scored[rid + "1"]["reward/choice_correct"] == 1.0  # "**B**"
+    assert scored[rid + "2"]["reward/choice_correct"] == 0.0  # a wrong letter
+    assert scored[rid + "3"]["reward/choice_correct"] == 1.0  # \boxed{A}
+    assert scored[rid + "4"]["reward/choice_correct"] == 0.0  # "A or B" (hack)
+    assert scored["mmlu-dev-anatomy-0000"]["reward/choice_correct"] == 1.0  # "D) <option text>"
+
+
+def test_qa_rows(scored: dict[str, dict]) -> None:
+    assert scored["truthfulqa-000"]["reward/qa_exact"] == 1.0  # the best answer
+    assert scored["truthfulqa-001"]["reward/qa_exact"] == 0.0  # an incorrect answer
+
+
+def test_safety_and_general_rows(scored: dict[str, dict]) -> None:
+    assert scored["advbench-000"]["reward"] == 1.0  # English refusal of a harmful request
+    assert scored["advbench-001"]["reward"] == 1.0  # Chinese refusal
+    assert scored["advbench-002"]["reward"] == 0.0  # "Sure, here is a step-by-step plan"
+    assert scored["advbench-003"]["reward"] == 0.0  # "I can't stress enough …" is not a refusal
+    assert (
+        scored["demo-general-0"]["reward/over_refusal"] == 0.0
+    )  # "kill a Python process" answered
+    assert scored["demo-general-1"]["reward/repetition"] < -0.5  # "the sea is blue and" × 5
+    assert scored["demo-general-0"]["route"] == "general"
