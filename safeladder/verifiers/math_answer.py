@@ -1,9 +1,840 @@
-"""PLACEHOLDER: being written; replace this whole file."""
+"""``math_answer``: is the completion's final answer equal to the reference answer?
 
-from typing import Literal
+Scores (``score_range = (0, 1)``):
+- ``1.0``: the final answer equals the reference (numerically, or symbolically via math-verify);
+- ``0.0``: a real wrong answer -- including a completion with no extractable answer, an answer
+  that math-verify cannot parse, and (with ``after_think``) an unfinished ``<think>`` block;
+- NaN + ``abstain``: the reference is missing, of an unsupported type (a dict, a bool...), or
+  cannot be parsed -- a wrong reference type is an abstention with a reason, never an error;
+- NaN + ``timeout``: the symbolic check ran past ``timeout_s`` and its worker was killed.
 
-from safeladder.verifiers.base import VerifierConfig
+How a row is judged:
+
+1. **Extraction.** The completion's answer is taken by the first extractor of ``extractors``
+   (in order) that finds one, always the *last* occurrence:
+   ``boxed`` (last ``\\boxed{...}`` / ``\\fbox{...}``, brace-matched, or ``\\boxed 5``),
+   ``answer_tag`` (last ``<answer>...</answer>``), ``gsm8k`` (last ``#### n``),
+   ``answer_phrase`` (after the last "answer is" / "answer:"; a prose value holding exactly one
+   number, e.g. "The volume is 120", gives that number) and ``last_number`` (the last number in
+   the text; an inline math span holding a digit, e.g. ``$\\frac{3}{4}$``, counts as one
+   number). The reference goes through ``boxed``, ``answer_tag``, ``gsm8k``, ``answer_phrase``
+   and is otherwise taken whole, so a bare answer (``"72"``, ``"\\frac{1}{2}"``, ``"$x^2$"``),
+   a GSM8K solution (``... #### 72``) and a MATH solution (``... \\boxed{72}``) all work. A
+   list of references means "any of these".
+2. **Fast paths** (pure Python, never import sympy). The same text up to spacing is equal.
+   When both sides read as plain numbers -- integers, decimals, ``1,234`` / ``40,\\!320``
+   thousands separators, signs, ``3/4``, ``\\frac{3}{4}`` / ``\\dfrac`` / ``\\tfrac``, a currency
+   sign (``$5``), a trailing unit word (``72 dollars``, ``5\\text{ cm}``), ``^\\circ``,
+   ``x = 5`` -- they are compared as exact rationals; only when one side is a fraction whose decimal expansion does not terminate
+   (``1/3`` vs ``0.333333``) is a relative tolerance ``rel_tol`` used. A percent sign is read
+   as a unit that may also mean /100: ``50%`` equals both ``50`` and ``0.5`` (math-verify's
+   tests expect ``$28\\%$`` to match ``28`` and ``0.28``); ``50%`` vs ``0.5%`` compares 50 to
+   0.5. Bare unit words must be separated by a space and be 3+ letters (or a known 2-letter
+   unit such as ``cm``), so algebra such as ``5xy`` or ``2 pi`` is never read as a number.
+3. **Symbolic path.** Everything else goes to math-verify (``verify(parse(gold), parse(pred))``,
+   gold first: verify is not symmetric; each extracted answer is wrapped in ``$...$`` because
+   math-verify reads LaTeX only inside math delimiters; a reference that parses to nothing but
+   its own text abstains), with its signal-based timeouts disabled and a hard
+   per-row limit instead: the rows of a batch are sent at once to a shared
+   ``safeladder.timeout_pool.TimeoutPool`` of ``workers`` processes, and a row that runs past
+   ``timeout_s`` (e.g. ``\\boxed{9^{9^{9}}}``) has its worker killed. Works from any thread.
+   Results (timeouts included) are cached per (reference, answer) pair.
+
+Hack resistance: only the designated answer is judged -- the *last* box / tag / marker, never
+"the reference appears somewhere". Several boxes (``\\boxed{1} \\boxed{72}``) count as the last
+one; a box listing candidates (``\\boxed{1, 2, 72}``, ``72 or 73``) is a set, not 72, and scores
+0.0; math-verify's own "join all boxes" behaviour is deliberately not used.
+
+Sources: extraction order follows the conventions of GSM8K (``#### n``, openai/grade-school-math),
+MATH (last ``\\boxed``, hendrycks/math) and DeepSeek-R1-style ``<answer>`` tags; the symbolic
+check is huggingface/Math-Verify (``parse`` / ``verify``, ``float_rounding=6`` default).
+
+Example::
+
+    >>> from safeladder.verifiers import build_verifier
+    >>> v = build_verifier({"type": "math_answer"})
+    >>> v.score([{"completion": "... so she has \\\\boxed{1,234} apples", "reference": "1234"},
+    ...          {"completion": "#### 71", "reference": "Natalia sold 72 clips.\\n#### 72"}]).scores
+    array([1., 0.], dtype=float32)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import weakref
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from numbers import Real
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, field_validator
+
+from safeladder.errors import VerifierError
+from safeladder.timeout_pool import Outcome, TimeoutPool
+from safeladder.types import Sample, SampleBatch, ScoreBatch
+from safeladder.verifiers.base import (
+    RowResult,
+    RuleVerifier,
+    Verifier,
+    VerifierConfig,
+    abstain,
+    ok,
+    timed_out,
+)
+
+Extractor = Literal["boxed", "answer_tag", "gsm8k", "answer_phrase", "last_number"]
+DEFAULT_EXTRACTORS: tuple[Extractor, ...] = (
+    "boxed",
+    "answer_tag",
+    "gsm8k",
+    "answer_phrase",
+    "last_number",
+)
+_REFERENCE_EXTRACTORS: tuple[Extractor, ...] = ("boxed", "answer_tag", "gsm8k", "answer_phrase")
+_DETAIL_CHARS = 200
 
 
 class MathAnswerConfig(VerifierConfig):
+    """Config of the ``math_answer`` verifier (final-answer equality, 1.0 / 0.0 / NaN)."""
+
     type: Literal["math_answer"] = "math_answer"
+    extractors: tuple[Extractor, ...] = Field(
+        default=DEFAULT_EXTRACTORS,
+        description=(
+            "How to find the completion's final answer, tried in this order; the first that finds "
+            "one wins and always takes the last occurrence. One or more of: boxed (last "
+            "\\boxed{...}), answer_tag (last <answer>...</answer>), gsm8k (last '#### n'), "
+            "answer_phrase (after the last 'answer is' / 'answer:'), last_number (the last number "
+            "in the text; leave it out to require an explicit answer)."
+        ),
+    )
+    after_think: bool = Field(
+        default=False,
+        description=(
+            "Judge only the text after the last '</think>'; a completion that opens <think> but "
+            "never closes it has no final answer (0.0)."
+        ),
+    )
+    rel_tol: float = Field(
+        default=1e-6,
+        ge=0.0,
+        le=0.01,
+        description=(
+            "Relative tolerance used only when a decimal is compared with a fraction whose decimal "
+            "expansion does not terminate (1/3 vs 0.333333); all other numbers compare exactly."
+        ),
+    )
+    symbolic: bool = Field(
+        default=True,
+        description=(
+            "Fall back to math-verify symbolic equivalence (in worker processes) unless both "
+            "sides are plain numbers. If false: a non-numeric answer to a numeric reference "
+            "scores 0.0 and a non-numeric reference abstains."
+        ),
+    )
+    timeout_s: float = Field(
+        default=5.0,
+        gt=0.0,
+        le=600.0,
+        description="Hard wall-clock limit in seconds for one row's symbolic check; past it the "
+        "worker is killed and the row gets status 'timeout' (NaN).",
+    )
+    workers: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Worker processes for the symbolic check; verifiers with the same workers and "
+        "mp_context share one pool.",
+    )
+    mp_context: Literal["spawn", "forkserver"] = Field(
+        default="spawn",
+        description="Start method of the worker processes (fork is unsafe with threads / torch).",
+    )
+    float_rounding: int = Field(
+        default=6,
+        ge=1,
+        le=15,
+        description="Decimal places math-verify rounds floats to before comparing (its "
+        "float_rounding).",
+    )
+    max_answer_chars: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Longer extracted answers are not parsed: such a completion answer scores "
+        "0.0, such a reference abstains.",
+    )
+    cache_size: int = Field(
+        default=4096,
+        ge=0,
+        description="How many symbolic results (reference, answer) to remember; 0 disables the "
+        "cache.",
+    )
+
+    @field_validator("extractors")
+    @classmethod
+    def _check_extractors(cls, value: tuple[Extractor, ...]) -> tuple[Extractor, ...]:
+        if not value:
+            raise ValueError(
+                f"extractors must name at least one of {list(DEFAULT_EXTRACTORS)}; "
+                f"the default is {list(DEFAULT_EXTRACTORS)}"
+            )
+        dupes = sorted({e for e in value if value.count(e) > 1})
+        if dupes:
+            raise ValueError(f"extractors lists {dupes} more than once; name each extractor once")
+        if "last_number" in value and value[-1] != "last_number":
+            raise ValueError(
+                "extractors: 'last_number' is a catch-all fallback and must come last "
+                f"(got {list(value)}); move it to the end"
+            )
+        return value
+
+    def build(self) -> Verifier:
+        return MathAnswerVerifier(self)
+
+
+# --------------------------------------------------------------------------- extraction
+
+
+def _match_braces(text: str, open_idx: int) -> str | None:
+    """Content of the ``{...}`` group opening at ``open_idx``; None if it never closes."""
+    depth = 0
+    k = open_idx
+    n = len(text)
+    while k < n:
+        ch = text[k]
+        if ch == "\\":  # \{ \} and \\ are not group delimiters
+            k += 2
+            continue
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return text[open_idx + 1 : k]
+        k += 1
+    return None
+
+
+_BARE_BOX_RE = re.compile(r"[^\s$\\{}]{1,64}")
+
+
+def _last_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed``/``\\fbox``; None when absent or left unclosed."""
+    end = len(text)
+    while True:
+        b, f = text.rfind("\\boxed", 0, end), text.rfind("\\fbox", 0, end)
+        start = max(b, f)
+        if start < 0:
+            return None
+        j = start + (6 if start == b else 5)
+        if j < len(text) and text[j].isalpha():  # another command, e.g. \fboxsep
+            end = start
+            continue
+        break
+    while j < len(text) and text[j] in " \t":
+        j += 1
+    if j < len(text) and text[j] == "{":
+        return _match_braces(text, j)
+    m = _BARE_BOX_RE.match(text, j)  # MATH's "\boxed 5" form
+    return m.group(0) if m else None
+
+
+def _last_answer_tag(text: str) -> str | None:
+    end = text.rfind("</answer>")
+    if end < 0:
+        return None
+    start = text.rfind("<answer>", 0, end)
+    return None if start < 0 else text[start + len("<answer>") : end]
+
+
+_GSM8K_VALUE_RE = re.compile(r"[ \t]*([-+$\\.(\d][^\n]{0,200})")
+
+
+def _last_gsm8k(text: str) -> str | None:
+    end = len(text)
+    while (i := text.rfind("####", 0, end)) >= 0:
+        m = _GSM8K_VALUE_RE.match(text, i + 4)
+        if m:  # "#### Step 3" is a markdown heading, not an answer line
+            return m.group(1)
+        end = i
+    return None
+
+
+_PHRASE_RE = re.compile(
+    r"\banswer\b(?:\*\*)?[ \t]{0,8}(?:is\b[ \t]{0,8}:?|:|=)(?:\*\*)?", re.IGNORECASE
+)
+_SENTENCE_END_RE = re.compile(r"\.(?=\s|$)")
+_PROSE_START_RE = re.compile(r"[A-Za-z]{2,}\b")
+_NEGATION_RE = re.compile(r"\b(?:not|no|never|isn't|cannot|can't|neither|nor)\b", re.IGNORECASE)
+# A number token as written in text: a LaTeX fraction of plain numbers, or a number not glued to
+# a word, an exponent, a subscript or a brace group.
+_NUMBER_TOKEN_RE = re.compile(
+    r"[-−]?\\[dtc]?frac\{\s?-?\d+(?:\.\d+)?\s?\}\{\s?\d+(?:\.\d+)?\s?\}"
+    r"|(?<![\w.\\^_{])[-−]?(?:(?:[1-9]\d{0,2}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+)"
+    r"(?:[ \t]?/[ \t]?\d+)?(?:[ \t]?%)?"
+)
+_MATH_SPAN_RE = re.compile(
+    r"\$\$([^$]{1,300})\$\$|\$([^$\n]{1,300})\$|\\\((.{1,300}?)\\\)|\\\[(.{1,300}?)\\\]", re.DOTALL
+)
+
+
+def _last_match(pattern: re.Pattern[str], text: str, pos: int = 0) -> re.Match[str] | None:
+    tail = deque(pattern.finditer(text, pos), maxlen=1)
+    return tail[0] if tail else None
+
+
+def _after_phrase(text: str) -> str | None:
+    last = _last_match(_PHRASE_RE, text)
+    if last is None:
+        return None
+    value = text[last.end() : last.end() + 400].lstrip().split("\n", 1)[0]
+    cut = _SENTENCE_END_RE.search(value)
+    if cut:
+        value = value[: cut.start()]
+    value = value.strip().strip("*").strip()
+    if _PROSE_START_RE.match(value) and not _NEGATION_RE.search(value):
+        # "Final Answer: The volume of $ABCDEFGH$ is 120" -> 120, but only when unambiguous.
+        numbers = _NUMBER_TOKEN_RE.findall(value)
+        if len(numbers) == 1:
+            return numbers[0]
+    return value
+
+
+def _last_number(text: str) -> str | None:
+    whole = _MATH_SPAN_RE.fullmatch(text.strip())
+    if whole is not None:  # the completion is nothing but one formula: that is the answer
+        return next(g for g in whole.groups() if g is not None)
+    num = _last_match(_NUMBER_TOKEN_RE, text)
+    # Math spans are looked for near the end only: an unclosed "\(" costs a bounded scan each,
+    # and a hostile text could hold thousands of them.
+    offset = max(0, len(text) - _SPAN_TAIL_CHARS)
+    span = None
+    for m in _MATH_SPAN_RE.finditer(text, offset):
+        if any(ch.isdigit() for ch in m.group(0)):
+            span = m
+    if span is not None and (num is None or span.end() >= num.end()):
+        return next(g for g in span.groups() if g is not None)
+    return num.group(0) if num is not None else None
+
+
+_SPAN_TAIL_CHARS = 3000
+_EXTRACT: dict[str, Callable[[str], str | None]] = {
+    "boxed": _last_boxed,
+    "answer_tag": _last_answer_tag,
+    "gsm8k": _last_gsm8k,
+    "answer_phrase": _after_phrase,
+    "last_number": _last_number,
+}
+
+
+def clean_answer(answer: str) -> str:
+    """Strip math delimiters, currency ``\\$``, and trailing sentence punctuation.
+
+    >>> clean_answer(" $\\\\frac{1}{2}$. ")
+    '\\\\frac{1}{2}'
+    """
+    s = answer.replace("\\$", "").strip()
+    for _ in range(4):
+        prev = s
+        while s and s[-1] in ".,;:" and not s.endswith(".."):  # keep an ellipsis "1, 2, ..."
+            s = s[:-1].rstrip()
+        s = s.lstrip("=").strip()  # "= \frac{10}{9}" from the tail of an equation
+        if len(s) > 4 and s.startswith("$$") and s.endswith("$$"):
+            s = s[2:-2].strip()
+        elif len(s) > 2 and s.startswith("$") and s.endswith("$") and s.count("$") == 2:
+            s = s[1:-1].strip()
+        elif len(s) > 4 and (s[:2], s[-2:]) in (("\\(", "\\)"), ("\\[", "\\]")):
+            s = s[2:-2].strip()
+        if s == prev:
+            break
+    if s.count("$") == 1:  # "$5": a currency sign or a stray delimiter
+        s = s.replace("$", "").strip()
+    return s.replace("\\displaystyle", "").strip()
+
+
+def extract_answer(
+    text: str, extractors: Sequence[str] = DEFAULT_EXTRACTORS
+) -> tuple[str, str] | None:
+    """``(answer, extractor name)`` from the first extractor that finds one, or None.
+
+    >>> extract_answer("I think 3. No: \\\\boxed{4}, not \\\\boxed{5}")
+    ('5', 'boxed')
+    >>> extract_answer("48/2 = 24 clips\\n#### 72")
+    ('72', 'gsm8k')
+    """
+    for name in extractors:
+        found = _EXTRACT[name](text)
+        if found is not None:
+            return clean_answer(found), name
+    return None
+
+
+def reference_answer(reference: str) -> str:
+    """The answer part of a reference: its marked answer, or the whole (cleaned) string.
+
+    >>> reference_answer("Natalia sold 48+24 = 72 clips.\\n#### 72")
+    '72'
+    >>> reference_answer("\\\\frac{1}{2}")
+    '\\\\frac{1}{2}'
+    """
+    found = extract_answer(reference, _REFERENCE_EXTRACTORS)
+    return found[0] if found is not None else clean_answer(reference)
+
+
+# --------------------------------------------------------------------------- numeric fast path
+
+
+@dataclass(frozen=True)
+class Number:
+    """A plain number read from an answer: its exact value and whether it carried a percent sign."""
+
+    value: Fraction
+    percent: bool = False
+
+
+_SPACING_RE = re.compile(r"\\[!,;:>]|\\quad|\\qquad")
+_TEXT_CMD_RE = re.compile(
+    r"\\(?:text|textbf|textit|textrm|textnormal|mbox|mathrm|mathit|rm)\s?\{([^{}]{0,40})\}"
+)
+_DEGREE_RE = re.compile(r"\^\s?\{?\s?\\circ\s?\}?|\\circ|°|\\degree")
+_ASSIGN_RE = re.compile(r"[A-Za-z](?:_\{?[A-Za-z0-9]{1,4}\}?)?\s?=\s?")
+_DEC = r"(?:(?:[1-9]\d{0,2}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)"
+_UNIT = r"(?:[A-Za-z]{2,20}(?:\^\{?[23]\}?|[²³])?|[A-Za-z]{1,10}/[A-Za-z]{1,10})"
+_NUMBER_RE = re.compile(
+    rf"(?P<sign>[-+]?)\s?(?:\\?\$|€|£|¥)?\s?(?P<sign2>[-+]?)\s?"
+    rf"(?:\\[dtc]?frac\{{\s?(?P<fsign>-?)\s?(?P<fn>{_DEC})\s?\}}\{{\s?(?P<fd>{_DEC})\s?\}}"
+    rf"|\\[dtc]?frac(?P<fn1>\d)(?P<fd1>\d)"
+    rf"|(?P<an>{_DEC})\s?/\s?(?P<ad>{_DEC})"
+    rf"|(?P<num>{_DEC}))"
+    rf"\s?(?P<pct>\\%|%|percent(?:age)?|pct)?\s?(?:\\?\$|€)?"
+    rf"(?:\s(?P<unit>{_UNIT}(?:\s{_UNIT}){{0,3}}))?"
+)
+# Two-letter words accepted as units; longer words are units unless they are math words.
+_SHORT_UNITS = frozenset(
+    {"cm", "mm", "km", "kg", "mg", "lb", "oz", "ft", "yd", "mi", "ml", "hr", "am", "pm"}
+)
+_NOT_UNITS = frozenset(
+    {
+        "and", "or", "not", "nor", "to", "times", "plus", "minus", "over", "cdot", "div", "pi",
+        "sqrt", "sin", "cos", "tan", "sec", "csc", "cot", "log", "ln", "exp", "mod", "pmod",
+        "max", "min", "gcd", "lcm", "inf", "infty", "frac", "squared", "cubed", "root", "roots",
+    }
+)  # fmt: skip
+
+
+def _to_fraction(s: str) -> Fraction:
+    return Fraction(s.replace(",", ""))
+
+
+def parse_number(answer: str) -> Number | None:
+    """Read ``answer`` as a plain number, or None if it is anything else (never raises).
+
+    >>> parse_number("$1,234")
+    Number(value=Fraction(1234, 1), percent=False)
+    >>> parse_number("-\\\\dfrac{3}{4}").value
+    Fraction(-3, 4)
+    >>> parse_number("50\\\\%")
+    Number(value=Fraction(50, 1), percent=True)
+    >>> parse_number("5xy") is None, parse_number("2 pi") is None
+    (True, True)
+    """
+    if len(answer) > 120:
+        return None
+    s = _SPACING_RE.sub("", answer).replace("\\ ", " ").replace("~", " ").replace("{,}", ",")
+    s = _TEXT_CMD_RE.sub(lambda m: f" {m.group(1)}", s)
+    s = _DEGREE_RE.sub("", s).replace("−", "-")
+    s = " ".join(s.split()).rstrip(".")
+    m = _ASSIGN_RE.match(s)
+    if m:
+        s = s[m.end() :]
+    m = _NUMBER_RE.fullmatch(s)
+    if m is None:
+        return None
+    unit = m.group("unit")
+    if unit:
+        for token in unit.split():
+            word = re.sub(r"[\^{}²³\d]", "", token).lower()
+            if "/" not in word and (
+                word in _NOT_UNITS or (len(word) < 3 and word not in _SHORT_UNITS)
+            ):
+                return None
+    try:
+        if m.group("fn") is not None:
+            den = _to_fraction(m.group("fd"))
+            value = _to_fraction(m.group("fn")) / den if den else None
+            if value is not None and m.group("fsign") == "-":
+                value = -value
+        elif m.group("fn1") is not None:
+            den = Fraction(m.group("fd1"))
+            value = Fraction(m.group("fn1")) / den if den else None
+        elif m.group("an") is not None:
+            den = _to_fraction(m.group("ad"))
+            value = _to_fraction(m.group("an")) / den if den else None
+        else:
+            value = _to_fraction(m.group("num"))
+    except (ValueError, ZeroDivisionError):
+        return None
+    if value is None:
+        return None
+    if (m.group("sign") == "-") != (m.group("sign2") == "-"):
+        value = -value
+    return Number(value, percent=m.group("pct") is not None)
+
+
+def _terminates(x: Fraction) -> bool:
+    d = x.denominator
+    for p in (2, 5):
+        while d % p == 0:
+            d //= p
+    return d == 1
+
+
+def _close(x: Fraction, y: Fraction, rel_tol: float) -> bool:
+    if x == y:
+        return True
+    if _terminates(x) and _terminates(y):
+        return False  # two exact decimals: no reason to allow slack
+    return abs(x - y) <= Fraction(str(rel_tol)) * max(abs(x), abs(y))
+
+
+def numbers_equal(a: Number, b: Number, rel_tol: float = 1e-6) -> bool:
+    """Equality of two plain numbers; a percent on one side only may also mean /100.
+
+    >>> numbers_equal(parse_number("50%"), parse_number("0.5"))
+    True
+    >>> numbers_equal(parse_number("1/3"), parse_number("0.333333"))
+    True
+    >>> numbers_equal(parse_number("16386.17"), parse_number("16386.169"))
+    False
+    """
+    xs = [a.value] + ([a.value / 100] if a.percent and not b.percent else [])
+    ys = [b.value] + ([b.value / 100] if b.percent and not a.percent else [])
+    return any(_close(x, y, rel_tol) for x in xs for y in ys)
+
+
+# --------------------------------------------------------------------------- symbolic path (workers)
+
+
+def _as_latex(answer: str) -> str:
+    # math-verify reads LaTeX only inside math delimiters, and inline math may not span lines.
+    flat = " ".join(answer.split()).rstrip("\\")
+    return flat if "$" in flat else f"${flat}$"
+
+
+SymbolicTask = tuple[tuple[str, ...], str | None, int]
+
+
+def _has_expression(parsed: list[Any]) -> bool:
+    return any(not isinstance(x, str) for x in parsed)
+
+
+def symbolic_check(task: SymbolicTask) -> str:
+    """Run in a worker: ``equal | different | no_gold | no_pred | gold_ok`` for one row.
+
+    ``task`` is ``(reference answers, answer or None, float_rounding)``. Sympy objects are never
+    turned into strings here: printing a pathological expression can itself hang.
+    """
+    golds, pred, float_rounding = task
+    from math_verify import parse, verify
+
+    # parse() falls back to the raw string when it cannot build an expression; a reference that
+    # yields nothing but that string cannot be compared, so the row abstains.
+    parsed = [
+        p for p in (parse(_as_latex(g), parsing_timeout=None) for g in golds) if _has_expression(p)
+    ]
+    if not parsed:
+        return "no_gold"
+    if pred is None:
+        return "gold_ok"
+    target = parse(_as_latex(pred), parsing_timeout=None)
+    if not target:
+        return "no_pred"
+    for gold in parsed:
+        if verify(gold, target, float_rounding=float_rounding, timeout_seconds=None):
+            return "equal"
+    return "different"
+
+
+def _warm_up() -> None:
+    """Worker initializer: import math-verify and its LaTeX grammar once, quiet its warnings."""
+    import logging
+
+    # With timeouts disabled math-verify warns once per process that the caller must enforce
+    # them; the pool does.
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+    # One check of each common kind: sympy builds its simplification machinery on first use
+    # (~0.5 s for the first polynomial), which must not count against the first row's deadline.
+    for task in _WARM_UP_TASKS:
+        symbolic_check(task)
+
+
+_WARM_UP_TASKS: tuple[SymbolicTask, ...] = (
+    (("\\frac{2}{2}",), "1", 6),
+    (("x^2+7x+10",), "(x+2)(x+5)", 6),
+    (("\\frac{\\sqrt{3}}{2}",), "0.866", 6),
+    (("(1,2)",), "[1, 2)", 6),
+    (("x > 1",), "x < 1", 6),
+)
+
+
+# --------------------------------------------------------------------------- shared pools
+
+_POOLS_LOCK = threading.Lock()
+_POOLS: dict[tuple[int, str], list[Any]] = {}  # key -> [pool, users]
+
+
+def _acquire_pool(key: tuple[int, str]) -> TimeoutPool:
+    with _POOLS_LOCK:
+        entry = _POOLS.get(key)
+        if entry is None or entry[0].closed:
+            workers, context = key
+            pool = TimeoutPool(workers, initializer=_warm_up, context=context)  # type: ignore[arg-type]
+            _POOLS[key] = [pool, 1]
+            return pool
+        entry[1] += 1
+        return entry[0]
+
+
+def _release_pool(key: tuple[int, str], pool: TimeoutPool) -> None:
+    with _POOLS_LOCK:
+        entry = _POOLS.get(key)
+        if entry is None or entry[0] is not pool:
+            return
+        entry[1] -= 1
+        if entry[1] > 0:
+            return
+        del _POOLS[key]
+    pool.close()
+
+
+# --------------------------------------------------------------------------- verifier
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A row waiting for the symbolic check."""
+
+    task: SymbolicTask
+    detail: dict[str, Any]
+
+
+def _short(s: str | None) -> str | None:
+    return None if s is None else s[:_DETAIL_CHARS]
+
+
+class MathAnswerVerifier(RuleVerifier):
+    """Final-answer equality; see the module docstring for extraction and comparison rules.
+
+    Attributes:
+        stats: counts of rows by how they were decided (``exact`` text match, ``numeric``,
+            ``symbolic`` checks run, ``symbolic_cached``, ``timeout``, ``no_answer``), for logs
+            and tests.
+    """
+
+    score_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+
+    def __init__(self, config: MathAnswerConfig):
+        super().__init__(config)
+        self.cfg = config
+        self.stats: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._pool: TimeoutPool | None = None
+        self._finalizer: weakref.finalize | None = None
+        self._cache: OrderedDict[SymbolicTask, Outcome] = OrderedDict()
+
+    @property
+    def pool(self) -> TimeoutPool | None:
+        """The worker pool, or None while no row has needed the symbolic check."""
+        return self._pool
+
+    def close(self) -> None:
+        with self._lock:
+            finalizer, self._finalizer, self._pool = self._finalizer, None, None
+            self._cache.clear()
+        if finalizer is not None:
+            finalizer()
+
+    def score_row(self, sample: Sample) -> RowResult:
+        return self._score_rows(SampleBatch.from_samples([sample]))[0]
+
+    def _score_batch(self, batch: SampleBatch, context: Mapping[str, ScoreBatch]) -> ScoreBatch:
+        return ScoreBatch.from_rows(self.name, self._score_rows(batch))
+
+    # -- phases: plan every row, run the symbolic checks of the batch at once, resolve
+
+    def _score_rows(self, batch: SampleBatch) -> list[RowResult]:
+        planned: list[RowResult | _Pending] = [
+            self._guarded(i, self._plan, s) for i, s in enumerate(batch)
+        ]
+        tasks = list(dict.fromkeys(p.task for p in planned if isinstance(p, _Pending)))
+        outcomes = self._run_symbolic(tasks) if tasks else {}
+        return [
+            self._guarded(i, self._resolve, p, outcomes[p.task]) if isinstance(p, _Pending) else p
+            for i, p in enumerate(planned)
+        ]
+
+    def _guarded(self, i: int, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Exception as exc:
+            if self.cfg.on_error == "raise":
+                raise VerifierError(f"{self.name}: row {i}: {type(exc).__name__}: {exc}") from exc
+            return (float("nan"), "error", {"reason": f"{type(exc).__name__}: {exc}"})
+
+    def _gold_answers(self, reference: Any) -> list[str] | str:
+        """The reference's answers, or the reason to abstain."""
+        if reference is None:
+            return "missing reference"
+        items = list(reference) if isinstance(reference, (list, tuple)) else [reference]
+        if not items:
+            return "empty reference list"
+        golds: list[str] = []
+        for item in items:
+            if isinstance(item, bool) or not isinstance(item, (str, Real)):
+                return f"reference must be a string, a number or a list of them, got {type(item).__name__}"
+            if (
+                isinstance(item, Real)
+                and not isinstance(item, int)
+                and not math.isfinite(float(item))
+            ):
+                return f"reference is not a finite number: {item!r}"
+            answer = reference_answer(item) if isinstance(item, str) else str(item)
+            if answer and len(answer) <= self.cfg.max_answer_chars:
+                golds.append(answer)
+        if not golds:
+            return "reference has no answer (empty, or longer than max_answer_chars)"
+        return golds
+
+    def _completion_answer(self, completion: str) -> tuple[str | None, str | None, str]:
+        """``(answer, extractor, reason)``; answer is None when there is no usable one."""
+        text = completion
+        if self.cfg.after_think:
+            k = text.rfind("</think>")
+            if k >= 0:
+                text = text[k + len("</think>") :]
+            elif "<think>" in text:
+                return None, None, "unfinished <think> block: no final answer"
+        found = extract_answer(text, self.cfg.extractors)
+        if found is None:
+            return None, None, "no answer found"
+        answer, extractor = found
+        if not answer:
+            return None, extractor, "empty answer"
+        if len(answer) > self.cfg.max_answer_chars:
+            return (
+                None,
+                extractor,
+                f"answer longer than max_answer_chars={self.cfg.max_answer_chars}",
+            )
+        return answer, extractor, ""
+
+    def _plan(self, sample: Sample) -> RowResult | _Pending:
+        golds = self._gold_answers(sample.reference)
+        if isinstance(golds, str):
+            return abstain(golds)
+        pred, extractor, why = self._completion_answer(sample.completion)
+        detail: dict[str, Any] = {
+            "answer": _short(pred),
+            "extracted_by": extractor,
+            "reference_answer": _short(golds[0]),
+        }
+        gold_nums = [parse_number(g) for g in golds]
+        all_numeric = all(g is not None for g in gold_nums)
+        if pred is None:
+            if all_numeric:
+                self._count("no_answer")
+                return ok(0.0, reason=why, **detail)
+            if not self.cfg.symbolic:
+                return abstain(
+                    "reference is not a plain number and symbolic checking is off", **detail
+                )
+            # Still ask math-verify whether the reference parses: if not, the row abstains.
+            return _Pending(
+                (tuple(golds), None, self.cfg.float_rounding), {**detail, "reason": why}
+            )
+        squeezed = "".join(pred.split())
+        if any("".join(g.split()) == squeezed for g in golds):
+            # The same text up to spacing is the same answer, whatever math-verify could parse.
+            self._count("exact")
+            return ok(1.0, method="exact", **detail)
+        pred_num = parse_number(pred)
+        if pred_num is not None:
+            if any(
+                g is not None and numbers_equal(pred_num, g, self.cfg.rel_tol) for g in gold_nums
+            ):
+                self._count("numeric")
+                return ok(1.0, method="numeric", **detail)
+            if all_numeric:
+                self._count("numeric")
+                return ok(0.0, method="numeric", reason="different number", **detail)
+        if not self.cfg.symbolic:
+            if all_numeric:
+                return ok(
+                    0.0, reason="answer is not a plain number (symbolic checking is off)", **detail
+                )
+            return abstain("reference is not a plain number and symbolic checking is off", **detail)
+        return _Pending((tuple(golds), pred, self.cfg.float_rounding), detail)
+
+    def _resolve(self, pending: _Pending, outcome: Outcome) -> RowResult:
+        detail = {k: v for k, v in pending.detail.items() if k != "reason"}
+        detail["method"] = "symbolic"
+        if outcome.status == "timeout":
+            return timed_out(
+                f"symbolic check ran past timeout_s={self.cfg.timeout_s:g} s", **detail
+            )
+        if outcome.status == "error":
+            raise RuntimeError(f"symbolic check failed: {outcome.message}")
+        code = outcome.value
+        if code == "no_gold":
+            return abstain("reference could not be parsed", **detail)
+        if code == "gold_ok":  # the reference is fine; the completion had no answer
+            return ok(0.0, reason=pending.detail.get("reason", "no answer found"), **detail)
+        if code == "no_pred":
+            return ok(0.0, reason="answer could not be parsed", **detail)
+        if code == "equal":
+            return ok(1.0, **detail)
+        return ok(0.0, reason="not equivalent", **detail)
+
+    def _run_symbolic(self, tasks: list[SymbolicTask]) -> dict[SymbolicTask, Outcome]:
+        results: dict[SymbolicTask, Outcome] = {}
+        with self._lock:
+            for t in tasks:
+                hit = self._cache.get(t)
+                if hit is not None:
+                    self._cache.move_to_end(t)
+                    results[t] = hit
+            self.stats["symbolic_cached"] += len(results)
+        todo = [t for t in tasks if t not in results]
+        if todo:
+            outcomes = self._get_pool().map(symbolic_check, todo, self.cfg.timeout_s)
+            with self._lock:
+                self.stats["symbolic"] += len(todo)
+                for t, o in zip(todo, outcomes, strict=True):
+                    results[t] = o
+                    if o.status == "timeout":
+                        self.stats["timeout"] += 1
+                    if o.status != "error" and self.cfg.cache_size > 0:
+                        self._cache[t] = o
+                while len(self._cache) > self.cfg.cache_size:
+                    self._cache.popitem(last=False)
+        return results
+
+    def _get_pool(self) -> TimeoutPool:
+        with self._lock:
+            if self._pool is None or self._pool.closed:
+                key = (self.cfg.workers, self.cfg.mp_context)
+                if self._finalizer is not None:
+                    self._finalizer()
+                self._pool = _acquire_pool(key)
+                # Release our share of the pool when this verifier is closed or collected.
+                self._finalizer = weakref.finalize(self, _release_pool, key, self._pool)
+            return self._pool
+
+    def _count(self, what: str) -> None:
+        with self._lock:
+            self.stats[what] += 1

@@ -1,0 +1,164 @@
+"""``TimeoutPool``: hard kills, recovery, order, errors, threads, clean shutdown.
+
+Workers run builtins only (``time.sleep``, ``abs``, ``sum`` over a ``range``, ``math.sqrt``,
+``os._exit``), so nothing from the test modules has to be imported by the spawned workers.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from safeladder.timeout_pool import Outcome, TimeoutPool
+
+LIMIT = 0.5
+SLACK = 0.5  # dispatcher wake-up + SIGKILL + reaping, with other jobs on a 2-core machine
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[TimeoutPool]:
+    p = TimeoutPool(workers=2)
+    # Start both workers up front: start-up is not part of any deadline but is part of wall time.
+    assert [o.value for o in p.map(abs, [-1, -2], timeout_s=30)] == [1, 2]
+    yield p
+    p.close()
+
+
+def assert_gone(pid: int) -> None:
+    # Killed *and reaped*: a zombie would still answer signal 0.
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_sleep_forever_is_a_timeout_and_the_pool_recovers(pool: TimeoutPool) -> None:
+    started_before = pool.processes_started
+    t0 = time.monotonic()
+    out = pool.map(time.sleep, [3600], timeout_s=LIMIT)
+    wall = time.monotonic() - t0
+    assert out[0].status == "timeout" and out[0].timed_out and not out[0].ok
+    assert out[0].value is None and "0.5 s" in out[0].message
+    assert LIMIT <= wall < LIMIT + SLACK
+    # The killed worker is replaced and the next tasks run normally.
+    assert [o.value for o in pool.map(abs, [-3, -4, -5], timeout_s=30)] == [3, 4, 5]
+    assert pool.processes_started == started_before + 1
+    assert pool.timeouts >= 1
+
+
+def test_killed_worker_is_reaped(pool: TimeoutPool) -> None:
+    before = set(pool.worker_pids())
+    assert pool.run(time.sleep, 3600, timeout_s=0.2).status == "timeout"
+    pool.map(abs, [1, 2], timeout_s=30)  # make sure a replacement exists
+    killed = before - set(pool.worker_pids())
+    assert len(killed) == 1
+    assert_gone(killed.pop())
+
+
+def test_each_task_has_its_own_deadline_from_its_start(pool: TimeoutPool) -> None:
+    # Four 0.3 s tasks on two workers take ~0.6 s in all, more than the 0.5 s limit of each.
+    out = pool.map(time.sleep, [0.3, 0.3, 0.3, 0.3], timeout_s=LIMIT)
+    assert [o.status for o in out] == ["ok"] * 4
+
+
+def test_order_is_preserved_when_tasks_finish_out_of_order(pool: TimeoutPool) -> None:
+    sizes = [3_000_000, 10, 1_000_000, 5, 0]
+    out = pool.map(sum, [range(n) for n in sizes], timeout_s=30)
+    assert [o.value for o in out] == [n * (n - 1) // 2 for n in sizes]
+
+
+def test_exceptions_come_back_as_errors(pool: TimeoutPool) -> None:
+    out = pool.map(math.sqrt, [4.0, -1.0, 9.0], timeout_s=30)
+    assert [o.status for o in out] == ["ok", "error", "ok"]
+    assert out[1].message == "ValueError: math domain error" and out[1].value is None
+    assert out[0].value == 2.0 and out[2].value == 3.0
+
+
+def test_worker_death_is_an_error_and_the_pool_recovers(pool: TimeoutPool) -> None:
+    out = pool.map(os._exit, [3], timeout_s=30)
+    assert out[0].status == "error" and "exit code 3" in out[0].message
+    assert pool.run(abs, -7, timeout_s=30).value == 7
+
+
+def test_unpicklable_task_fails_alone(pool: TimeoutPool) -> None:
+    out = pool.map(lambda x: x, [1], timeout_s=30)
+    assert out[0].status == "error" and "could not be sent" in out[0].message
+    assert pool.run(abs, -1, timeout_s=30).value == 1
+
+
+def test_many_threads_at_once(pool: TimeoutPool) -> None:
+    results: dict[str, list[Outcome] | BaseException] = {}
+
+    def call(name: str, fn: object, items: list, timeout_s: float) -> None:
+        try:
+            results[name] = pool.map(fn, items, timeout_s)  # type: ignore[arg-type]
+        except BaseException as exc:  # reported by the assertions below
+            results[name] = exc
+
+    jobs = {f"abs{k}": (abs, list(range(-40, 0)), 30.0) for k in range(4)}
+    jobs["hang"] = (time.sleep, [3600], LIMIT)
+    threads = [threading.Thread(target=call, args=(name, *job)) for name, job in jobs.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for k in range(4):
+        out = results[f"abs{k}"]
+        assert isinstance(out, list) and [o.value for o in out] == list(range(40, 0, -1))
+    hang = results["hang"]
+    assert isinstance(hang, list) and hang[0].status == "timeout"
+
+
+def test_empty_map_and_bad_arguments(pool: TimeoutPool) -> None:
+    assert pool.map(abs, [], timeout_s=1) == []
+    for bad in (0, -1, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="timeout_s"):
+            pool.map(abs, [1], timeout_s=bad)
+    with pytest.raises(ValueError, match="workers"):
+        TimeoutPool(workers=0)
+    with pytest.raises(ValueError, match="fork is unsafe"):
+        TimeoutPool(context="fork")  # type: ignore[arg-type]
+
+
+def test_initializer_runs_in_each_worker_and_close_leaves_no_process() -> None:
+    with TimeoutPool(workers=2, initializer=os.chdir, initargs=("/",)) as p:
+        assert not p.started  # lazy: nothing runs before the first map
+        out = p.map(os.path.abspath, ["a", "b", "c"], timeout_s=30)
+        assert [o.value for o in out] == ["/a", "/b", "/c"]
+        pids = p.worker_pids()
+        assert 1 <= len(pids) <= 2
+    assert p.closed
+    for pid in pids:
+        assert_gone(pid)
+    assert not {c.pid for c in multiprocessing.active_children()} & set(pids)
+    with pytest.raises(RuntimeError, match="closed"):
+        p.map(abs, [1], timeout_s=1)
+    p.close()  # idempotent
+
+
+def test_failing_initializer_fails_the_tasks() -> None:
+    with TimeoutPool(workers=1, initializer=math.sqrt, initargs=(-1.0,)) as p:
+        out = p.map(abs, [1, 2], timeout_s=30)
+    assert [o.status for o in out] == ["error", "error"]
+    assert "worker initializer failed: ValueError: math domain error" in out[0].message
+
+
+def test_close_while_a_task_runs_reports_it() -> None:
+    p = TimeoutPool(workers=1)
+    result: list[Outcome] = []
+    t = threading.Thread(target=lambda: result.extend(p.map(time.sleep, [3600], timeout_s=3600)))
+    t.start()
+    deadline = time.monotonic() + 30
+    while not p.worker_pids() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pids = p.worker_pids()
+    time.sleep(0.2)
+    p.close()
+    t.join(10)
+    assert result and result[0].status == "error" and "pool closed" in result[0].message
+    for pid in pids:
+        assert_gone(pid)
