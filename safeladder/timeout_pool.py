@@ -15,11 +15,14 @@ Design:
   and the ``initializer`` are not counted);
 - workers start lazily (at most ``workers``, no more than there are tasks), are replaced after
   being killed or dying, and are shut down by ``close()``, the context manager, or at exit;
-- ``spawn`` (default) or ``forkserver`` start methods only: forking a process that already runs
-  threads (or torch) is unsafe.
+- workers are fresh interpreters (``python -c``) talking over a socket pair, not
+  ``multiprocessing`` children: forking a process that runs threads (or torch) is unsafe, and
+  the ``spawn`` start method re-imports the caller's ``__main__`` in every worker, which fails
+  for ``python -`` / notebooks and re-runs a training script that lacks an
+  ``if __name__ == "__main__":`` guard. The parent's ``sys.path`` is sent to each worker first,
+  so functions defined in any importable module can run there.
 
-Functions and items must be picklable (module-level functions, builtins). Scripts that use a
-pool must guard their entry point with ``if __name__ == "__main__":`` (a ``spawn`` requirement).
+Functions and items must be picklable (module-level functions, builtins).
 
 Example::
 
@@ -36,9 +39,11 @@ from __future__ import annotations
 import atexit
 import contextlib
 import math
-import multiprocessing
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 import weakref
@@ -79,11 +84,13 @@ class Outcome:
         return self.status == "timeout"
 
 
-def _worker_main(conn: Connection, initializer: Callable[..., Any] | None, initargs: tuple) -> None:
-    """Body of a worker process: initialize, say ready, then run tasks until told to stop."""
+def _worker_main(conn: Connection) -> None:
+    """Body of a worker process: take sys.path and the initializer, say ready, run tasks."""
     # Ctrl-C in a terminal reaches the whole process group; the parent decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
+        sys.path[:] = conn.recv()  # a list of str: unpickling it imports nothing
+        initializer, initargs = conn.recv()
         if initializer is not None:
             initializer(*initargs)
     except BaseException as exc:
@@ -107,6 +114,50 @@ def _worker_main(conn: Connection, initializer: Callable[..., Any] | None, inita
             conn.send(reply)
         except Exception as exc:  # pickling fails before anything is written: the pipe is intact
             conn.send(("error", f"result could not be sent back: {type(exc).__name__}: {exc}"))
+
+
+def _child_entry(fd: int) -> None:
+    """Entry point of ``python -c`` in a new worker: wrap the inherited socket and serve."""
+    _worker_main(Connection(fd))
+
+
+# The package directory's parent, so the fresh interpreter can import safeladder itself before
+# it receives the parent's full sys.path.
+_PKG_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class _Process:
+    """A worker interpreter started with ``subprocess``; the subset of ``Process`` the pool uses."""
+
+    def __init__(self, child_fd: int):
+        code = (
+            f"import sys; sys.path.insert(0, {_PKG_ROOT!r}); "
+            f"from safeladder.timeout_pool import _child_entry; _child_entry({child_fd})"
+        )
+        self._popen = subprocess.Popen(
+            [sys.executable, "-c", code],
+            pass_fds=(child_fd,),
+            stdin=subprocess.DEVNULL,
+            close_fds=True,
+        )
+        self.pid: int | None = self._popen.pid
+
+    def is_alive(self) -> bool:
+        return self._popen.poll() is None
+
+    def kill(self) -> None:
+        self._popen.kill()
+
+    def join(self, timeout: float | None = None) -> None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._popen.wait(timeout)
+
+    @property
+    def exitcode(self) -> int | None:
+        return self._popen.poll()
+
+    def close(self) -> None:
+        return None
 
 
 class _Call:
@@ -139,7 +190,7 @@ class _Task:
 
 @dataclass
 class _Worker:
-    proc: Any  # multiprocessing.process.BaseProcess
+    proc: _Process
     conn: Connection
     state: Literal["starting", "idle", "busy"] = "starting"
     task: _Task | None = None
@@ -166,7 +217,6 @@ class TimeoutPool:
             (e.g. to import a heavy library); if it raises, the queued tasks fail with an
             ``error`` outcome naming the exception.
         initargs: arguments for ``initializer``.
-        context: multiprocessing start method, ``"spawn"`` or ``"forkserver"``.
         start_timeout_s: how long a worker may take to start and initialize before it is
             killed and the queued tasks fail.
 
@@ -180,24 +230,16 @@ class TimeoutPool:
         *,
         initializer: Callable[..., Any] | None = None,
         initargs: Sequence[Any] = (),
-        context: Literal["spawn", "forkserver"] = "spawn",
         start_timeout_s: float = 120.0,
     ):
         if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
             raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
-        if context not in ("spawn", "forkserver"):
-            raise ValueError(
-                f"context must be 'spawn' or 'forkserver', got {context!r} "
-                "(fork is unsafe in a process that runs threads)"
-            )
         if not start_timeout_s > 0:
             raise ValueError(f"start_timeout_s must be > 0, got {start_timeout_s!r}")
         self.max_workers = workers
-        self.context = context
         self.start_timeout_s = float(start_timeout_s)
         self._initializer = initializer
         self._initargs = tuple(initargs)
-        self._ctx = multiprocessing.get_context(context)
         self.processes_started = 0
         self.timeouts = 0
         self._closed = False
@@ -295,7 +337,7 @@ class TimeoutPool:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._workers)} running"
-        return f"TimeoutPool(workers={self.max_workers}, context={self.context!r}, {state})"
+        return f"TimeoutPool(workers={self.max_workers}, {state})"
 
     # ------------------------------------------------------------------ caller side
 
@@ -354,18 +396,22 @@ class TimeoutPool:
         busy = sum(1 for w in self._workers if w.state == "busy")
         wanted = min(self.max_workers, busy + queued)
         for _ in range(wanted - len(self._workers)):
-            parent_conn, child_conn = self._ctx.Pipe(duplex=True)
-            proc = self._ctx.Process(  # type: ignore[attr-defined]
-                target=_worker_main,
-                args=(child_conn, self._initializer, self._initargs),
-                name="safeladder-timeout-worker",
-                daemon=True,
-            )
-            proc.start()
-            # Keep only the parent's end open here, so each side sees EOF when the other dies.
-            child_conn.close()
+            parent_sock, child_sock = socket.socketpair()
+            try:
+                proc = _Process(child_sock.fileno())
+            finally:
+                # Keep only the parent's end open here, so each side sees EOF when the other dies.
+                child_sock.close()
+            conn = Connection(parent_sock.detach())
             self.processes_started += 1
-            self._workers.append(_Worker(proc=proc, conn=parent_conn))
+            worker = _Worker(proc=proc, conn=conn)
+            self._workers.append(worker)
+            try:
+                conn.send(list(sys.path))
+                conn.send((self._initializer, self._initargs))
+            except Exception as exc:  # e.g. an initializer that cannot be pickled
+                self._kill(worker)
+                self._fail_queued(f"worker could not be initialized: {type(exc).__name__}: {exc}")
 
     def _assign_tasks(self) -> None:
         for w in self._workers:
@@ -403,8 +449,8 @@ class TimeoutPool:
         ]
         timeout = max(0.0, min(deadlines) - now) if deadlines else None
         watched: list[Any] = [self._wake_r]
-        for w in self._workers:
-            watched += [w.conn, w.proc.sentinel]
+        # A dead worker closes its end of the socket, so EOF on w.conn also reports deaths.
+        watched += [w.conn for w in self._workers]
         ready = set(wait(watched, timeout))
         if self._wake_r in ready:
             with contextlib.suppress(BlockingIOError, OSError):
@@ -414,8 +460,6 @@ class TimeoutPool:
         for w in list(self._workers):
             if w.conn in ready:
                 self._receive(w, now)
-            elif w.proc.sentinel in ready:
-                self._on_death(w)
         now = time.monotonic()
         for w in list(self._workers):
             if w.state == "busy" and now >= w.deadline:

@@ -74,7 +74,19 @@ def assert_in_range_or_nan(verifier: Verifier, result: ScoreBatch) -> None:
 
 # Hostile-ish text for property tests: tags, braces, digits, unicode, long runs.
 _ALPHABET = st.sampled_from(
-    [*list("abcxyz ABC0123456789.,;:!?-+*/=^_$\\{}()[]<>\n\t#%"), "<think>", "</think>", "<answer>", "</answer>", "\\boxed{", "####", "The answer is ", "我不能", "knight", "knave"]
+    [
+        *list("abcxyz ABC0123456789.,;:!?-+*/=^_$\\{}()[]<>\n\t#%"),
+        "<think>",
+        "</think>",
+        "<answer>",
+        "</answer>",
+        "\\boxed{",
+        "####",
+        "The answer is ",
+        "我不能",
+        "knight",
+        "knave",
+    ]
 )
 text_strategy = st.lists(_ALPHABET, max_size=60).map("".join)
 sample_strategy = st.builds(
@@ -124,3 +136,8 @@ def make_tiny_tokenizer(dirpath: str | Path, vocab_size: int = 300) -> Path:
     out = Path(dirpath)
     fast.save_pretrained(str(out))
     return out
+
+
+def double(x: float) -> float:
+    """A picklable function defined outside the package, for worker-process tests."""
+    return 2 * x

@@ -147,12 +147,8 @@ class MathAnswerConfig(VerifierConfig):
         default=2,
         ge=1,
         le=64,
-        description="Worker processes for the symbolic check; verifiers with the same workers and "
-        "mp_context share one pool.",
-    )
-    mp_context: Literal["spawn", "forkserver"] = Field(
-        default="spawn",
-        description="Start method of the worker processes (fork is unsafe with threads / torch).",
+        description="Worker processes for the symbolic check; verifiers with the same number of "
+        "workers share one pool.",
     )
     float_rounding: int = Field(
         default=6,
@@ -585,22 +581,21 @@ _WARM_UP_TASKS: tuple[SymbolicTask, ...] = (
 # --------------------------------------------------------------------------- shared pools
 
 _POOLS_LOCK = threading.Lock()
-_POOLS: dict[tuple[int, str], list[Any]] = {}  # key -> [pool, users]
+_POOLS: dict[int, list[Any]] = {}  # workers -> [pool, users]
 
 
-def _acquire_pool(key: tuple[int, str]) -> TimeoutPool:
+def _acquire_pool(key: int) -> TimeoutPool:
     with _POOLS_LOCK:
         entry = _POOLS.get(key)
         if entry is None or entry[0].closed:
-            workers, context = key
-            pool = TimeoutPool(workers, initializer=_warm_up, context=context)  # type: ignore[arg-type]
+            pool = TimeoutPool(key, initializer=_warm_up)
             _POOLS[key] = [pool, 1]
             return pool
         entry[1] += 1
         return entry[0]
 
 
-def _release_pool(key: tuple[int, str], pool: TimeoutPool) -> None:
+def _release_pool(key: int, pool: TimeoutPool) -> None:
     with _POOLS_LOCK:
         entry = _POOLS.get(key)
         if entry is None or entry[0] is not pool:
@@ -827,7 +822,7 @@ class MathAnswerVerifier(RuleVerifier):
     def _get_pool(self) -> TimeoutPool:
         with self._lock:
             if self._pool is None or self._pool.closed:
-                key = (self.cfg.workers, self.cfg.mp_context)
+                key = self.cfg.workers
                 if self._finalizer is not None:
                     self._finalizer()
                 self._pool = _acquire_pool(key)
