@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar, Literal
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,6 +20,7 @@ from safeladder.errors import VerifierError
 from safeladder.types import Sample, SampleBatch, ScoreBatch
 
 RowResult = tuple[float, str, dict[str, Any]]
+T = TypeVar("T")
 
 
 def ok(score: float, **detail: Any) -> RowResult:
@@ -125,7 +126,7 @@ class Verifier(ABC):
     def _score_batch(self, batch: SampleBatch, context: Mapping[str, ScoreBatch]) -> ScoreBatch:
         """Score every row of ``batch``; must return exactly ``len(batch)`` rows in order."""
 
-    def _guard(self, i: int, fn: Any, *args: Any) -> RowResult:
+    def _guard(self, i: int, fn: Callable[..., T], *args: Any) -> T | RowResult:
         """Run ``fn(*args)`` for row ``i`` under the ``on_error`` policy."""
         try:
             return fn(*args)

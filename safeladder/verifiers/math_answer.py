@@ -73,7 +73,6 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from safeladder.errors import VerifierError
 from safeladder.timeout_pool import Outcome, TimeoutPool
 from safeladder.types import Sample, SampleBatch, ScoreBatch
 from safeladder.verifiers.base import (
@@ -664,22 +663,14 @@ class MathAnswerVerifier(RuleVerifier):
 
     def _score_rows(self, batch: SampleBatch) -> list[RowResult]:
         planned: list[RowResult | _Pending] = [
-            self._guarded(i, self._plan, s) for i, s in enumerate(batch)
+            self._guard(i, self._plan, s) for i, s in enumerate(batch)
         ]
         tasks = list(dict.fromkeys(p.task for p in planned if isinstance(p, _Pending)))
         outcomes = self._run_symbolic(tasks) if tasks else {}
         return [
-            self._guarded(i, self._resolve, p, outcomes[p.task]) if isinstance(p, _Pending) else p
+            self._guard(i, self._resolve, p, outcomes[p.task]) if isinstance(p, _Pending) else p
             for i, p in enumerate(planned)
         ]
-
-    def _guarded(self, i: int, fn: Any, *args: Any) -> Any:
-        try:
-            return fn(*args)
-        except Exception as exc:
-            if self.cfg.on_error == "raise":
-                raise VerifierError(f"{self.name}: row {i}: {type(exc).__name__}: {exc}") from exc
-            return (float("nan"), "error", {"reason": f"{type(exc).__name__}: {exc}"})
 
     def _gold_answers(self, reference: Any) -> list[str] | str:
         """The reference's answers, or the reason to abstain."""
