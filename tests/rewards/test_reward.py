@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from safeladder import ConfigError, InputError, Sample, load_reward
 from safeladder.rewards import Reward, RewardConfig, parse_reward_config
@@ -372,3 +374,32 @@ def test_fingerprints_ignore_display_names_but_not_settings() -> None:
     r2 = Reward(RewardConfig(terms=[{"name": "a", "verifier": {**base, "name": "shown"}}]))
     r3 = Reward(RewardConfig(terms=[{"name": "a", "verifier": {**base, "kwargs": {"key": "b"}}}]))
     assert r1.fingerprints["a"] == r2.fingerprints["a"] != r3.fingerprints["a"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    weights=st.lists(st.sampled_from([-1.0, 0.0, 0.5, 2.0]), min_size=1, max_size=3).filter(
+        lambda ws: any(w != 0 for w in ws)
+    ),
+    data=st.data(),
+)
+def test_total_is_the_nan_aware_weighted_sum(weights: list[float], data: st.DataObject) -> None:
+    # Property: for any scores (NaN = abstain), total = Σ w·s over non-NaN objective terms, NaN if
+    # none scored; and scoring row by row gives the same totals as one batch.
+    n = data.draw(st.integers(1, 6))
+    cell = st.one_of(st.none(), st.floats(-5, 5, allow_nan=False).map(lambda x: round(x, 3)))
+    cols = {f"t{j}": data.draw(st.lists(cell, min_size=n, max_size=n)) for j in range(len(weights))}
+    reward = load_reward({"terms": [term(f"t{j}", weight=w) for j, w in enumerate(weights)]})
+    samples = rows(**cols)
+    res = reward.score(samples)
+    expected = []
+    for i in range(n):
+        parts = [
+            w * cols[f"t{j}"][i]
+            for j, w in enumerate(weights)
+            if w != 0 and cols[f"t{j}"][i] is not None
+        ]
+        expected.append(sum(parts) if parts else NAN)
+    assert_close(res.total, expected)
+    for i, s in enumerate(samples):
+        assert_close(reward.score([s]).total, [res.total[i]])
