@@ -141,3 +141,215 @@ def make_tiny_tokenizer(dirpath: str | Path, vocab_size: int = 300) -> Path:
 def double(x: float) -> float:
     """A picklable function defined outside the package, for worker-process tests."""
     return 2 * x
+
+
+# --- Tiny random-init models for the neural verifiers (no downloads; < 1 s each) -------------
+
+#: ChatML-style template given to the tiny decoder tokenizers (Qwen2's format, simplified).
+TINY_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def _tiny_config(arch: str, vocab_size: int, pad_id: int, **extra: Any) -> Any:
+    """A 2-layer, hidden-32 config of ``arch`` (bert | qwen2 | llama)."""
+    from transformers import BertConfig, LlamaConfig, Qwen2Config
+
+    common = {
+        "vocab_size": vocab_size,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "max_position_embeddings": 1024,
+        "pad_token_id": pad_id,
+        # Larger than the default 0.02 so random heads give well-spread outputs (a test that
+        # compares scores near one constant would pass for the wrong reasons).
+        "initializer_range": 0.2,
+        **extra,
+    }
+    if arch == "bert":
+        return BertConfig(**common)
+    if arch == "qwen2":
+        return Qwen2Config(num_key_value_heads=2, tie_word_embeddings=False, **common)
+    if arch == "llama":
+        return LlamaConfig(num_key_value_heads=2, tie_word_embeddings=False, **common)
+    raise ValueError(f"arch must be bert, qwen2 or llama, got {arch!r}")
+
+
+def _tiny_tokenizer_for(dirpath: Path, chat: bool) -> Any:
+    from transformers import PreTrainedTokenizerFast
+
+    make_tiny_tokenizer(dirpath)
+    tok = PreTrainedTokenizerFast.from_pretrained(str(dirpath))
+    if chat:
+        tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+        tok.chat_template = TINY_CHAT_TEMPLATE
+        tok.save_pretrained(str(dirpath))
+    return tok
+
+
+def make_tiny_classifier(
+    dirpath: str | Path,
+    num_labels: int,
+    id2label: dict[int, str] | None = None,
+    arch: str = "bert",
+    *,
+    seed: int = 0,
+    multi_label: bool = False,
+) -> Path:
+    """Save a seeded random-init ``<arch>ForSequenceClassification`` + the tiny tokenizer.
+
+    Decoder archs (qwen2, llama) get a ChatML chat template on the tokenizer; ``config.pad_token_id``
+    is the tokenizer's pad (= eos) id. ``multi_label`` sets ``problem_type:
+    multi_label_classification``. Returns ``dirpath``.
+    """
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    out = Path(dirpath)
+    tok = _tiny_tokenizer_for(out, chat=arch != "bert")
+    labels = id2label or {i: f"LABEL_{i}" for i in range(num_labels)}
+    extra: dict[str, Any] = {
+        "num_labels": num_labels,
+        "id2label": {int(k): v for k, v in labels.items()},
+        "label2id": {v: int(k) for k, v in labels.items()},
+    }
+    if multi_label:
+        extra["problem_type"] = "multi_label_classification"
+    cfg = _tiny_config(arch, len(tok), tok.pad_token_id, **extra)
+    torch.manual_seed(seed)
+    model = AutoModelForSequenceClassification.from_config(cfg)
+    model.save_pretrained(str(out))
+    return out
+
+
+def make_tiny_causal_lm(dirpath: str | Path, arch: str = "qwen2", *, seed: int = 0) -> Path:
+    """Save a seeded random-init ``<arch>ForCausalLM`` + the tiny tokenizer with a chat template."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    if arch == "bert":
+        raise ValueError("make_tiny_causal_lm: arch must be qwen2 or llama")
+    out = Path(dirpath)
+    tok = _tiny_tokenizer_for(out, chat=True)
+    cfg = _tiny_config(arch, len(tok), tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(cfg)
+    model.save_pretrained(str(out))
+    return out
+
+
+#: kind → builder for ``tiny_model_dir``.
+_TINY_KINDS: dict[str, Any] = {
+    "bert_classifier": lambda d: make_tiny_classifier(d, 2, {0: "unsafe", 1: "safe"}, arch="bert"),
+    "qwen2_classifier": lambda d: make_tiny_classifier(
+        d, 2, {0: "unsafe", 1: "safe"}, arch="qwen2"
+    ),
+    "llama_classifier": lambda d: make_tiny_classifier(
+        d, 2, {0: "unsafe", 1: "safe"}, arch="llama"
+    ),
+    "bert_multilabel": lambda d: make_tiny_classifier(
+        d, 3, {0: "toxicity", 1: "privacy", 2: "bias"}, arch="bert", multi_label=True
+    ),
+    "bert_reward": lambda d: make_tiny_classifier(d, 1, arch="bert", seed=1),
+    "qwen2_reward": lambda d: make_tiny_classifier(d, 1, arch="qwen2", seed=1),
+    "qwen2_causal_lm": lambda d: make_tiny_causal_lm(d, arch="qwen2"),
+    "llama_causal_lm": lambda d: make_tiny_causal_lm(d, arch="llama"),
+}
+_TINY_DIRS: dict[str, Path] = {}
+_TINY_ROOT: list[str] = []
+
+
+def tiny_model_dir(kind: str) -> Path:
+    """A tiny model directory of ``kind``, built once per test session (treat it as read-only).
+
+    Kinds: bert_classifier / qwen2_classifier / llama_classifier (labels unsafe, safe),
+    bert_multilabel (toxicity, privacy, bias), bert_reward / qwen2_reward (num_labels=1),
+    qwen2_causal_lm / llama_causal_lm.
+    """
+    import atexit
+    import shutil
+    import tempfile
+
+    if kind not in _TINY_KINDS:
+        raise KeyError(f"unknown tiny model kind {kind!r}; known: {sorted(_TINY_KINDS)}")
+    if kind not in _TINY_DIRS:
+        if not _TINY_ROOT:
+            root = tempfile.mkdtemp(prefix="safeladder-tiny-")
+            _TINY_ROOT.append(root)
+            atexit.register(shutil.rmtree, root, True)
+        d = Path(_TINY_ROOT[0]) / kind
+        d.mkdir()
+        _TINY_KINDS[kind](d)
+        _TINY_DIRS[kind] = d
+    return _TINY_DIRS[kind]
+
+
+# ---------------------------------------------------------------------------- serving
+# A verifier for server tests: scores len(completion) (so every row's answer is checkable),
+# abstains on an empty completion, records the size of every call, and can be slowed down,
+# held at a gate, or made to raise on one completion text.
+PROBE_GATES: dict[str, Any] = {}  # name -> threading.Event, opened by the test
+
+
+class ProbeVerifier(Verifier):
+    """``custom`` target ``tests.helpers:ProbeVerifier``; kwargs ``delay_s``, ``gate``, ``fail_on``."""
+
+    def __init__(self, config: Any):
+        super().__init__(config)
+        kwargs = dict(getattr(config, "kwargs", {}) or {})
+        self.delay_s = float(kwargs.get("delay_s", 0.0))
+        self.gate_name = kwargs.get("gate")
+        self.fail_on = kwargs.get("fail_on")
+        self.calls: list[int] = []  # rows per score() call, in call order
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+    def _score_batch(self, batch: SampleBatch, context: Any) -> ScoreBatch:
+        import time
+
+        from safeladder.errors import VerifierError
+
+        self.calls.append(len(batch))
+        if self.gate_name is not None:
+            assert PROBE_GATES[self.gate_name].wait(timeout=30), "probe gate never opened"
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        rows: list[tuple[float, str, dict[str, Any]]] = []
+        for c in batch.completions:
+            if self.fail_on is not None and c == self.fail_on:
+                raise VerifierError(f"probe refuses {c!r}")
+            if c:
+                rows.append((float(len(c)), "ok", {"chars": len(c)}))
+            else:
+                rows.append((float("nan"), "abstain", {"reason": "empty completion"}))
+        return ScoreBatch.from_rows(self.name, rows)
+
+
+def probe_reward(**kwargs: Any) -> Any:
+    """A ``Reward`` with term ``chars`` (ProbeVerifier, weight 1) and ``fmt`` (think_format,
+    metric only); ``kwargs`` go to the probe. ``reward.verifier("chars").calls`` counts calls."""
+    from safeladder.rewards import Reward, RewardConfig
+
+    return Reward(
+        RewardConfig.model_validate(
+            {
+                "name": "probe",
+                "terms": [
+                    {
+                        "name": "chars",
+                        "verifier": {
+                            "type": "custom",
+                            "target": "tests.helpers:ProbeVerifier",
+                            "kwargs": kwargs,
+                        },
+                    },
+                    {"name": "fmt", "verifier": {"type": "think_format"}, "weight": 0.0},
+                ],
+            }
+        )
+    )

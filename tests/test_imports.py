@@ -5,7 +5,15 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("torch", "transformers", "sentence_transformers", "sympy", "math_verify", "datasets", "trl")
+HEAVY = (
+    "torch",
+    "transformers",
+    "sentence_transformers",
+    "sympy",
+    "math_verify",
+    "datasets",
+    "trl",
+)
 
 
 def test_import_and_rule_scoring_do_not_load_heavy_libraries() -> None:

@@ -302,6 +302,208 @@ def verifiers(
     typer.echo("\n\n".join(blocks))
 
 
+# ----------------------------------------------------------------------------- serve
+# The reward server (safeladder/serving). Knob help comes from ServeSettings' field
+# descriptions, so it is written once.
+
+
+class Batching(StrEnum):
+    on = "on"
+    off = "off"
+
+
+class MissingPrompts(StrEnum):
+    reject = "reject"
+    query_is_completion = "query_is_completion"
+
+
+def _serve_help(field: str) -> str:
+    from safeladder.serving.settings import ServeSettings
+
+    return ServeSettings.model_fields[field].description or ""
+
+
+def _serve_default(field: str) -> str:
+    from safeladder.serving.settings import ServeSettings
+
+    value = ServeSettings.model_fields[field].default
+    return "null" if value is None else str(value)
+
+
+@app.command()
+def serve(
+    config: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="CONFIG",
+            help="Reward config YAML, or the name of a shipped reward preset "
+            "(default: the shipped default reward).",
+        ),
+    ] = None,
+    host: Annotated[str, typer.Option(help=_serve_help("host"))] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help=_serve_help("port"))] = 8000,
+    overrides: Overrides = None,
+    max_batch_size: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="ROWS",
+            help=_serve_help("max_batch_size"),
+            show_default=_serve_default("max_batch_size"),
+        ),
+    ] = None,
+    max_wait_ms: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            metavar="MS",
+            help=_serve_help("max_wait_ms"),
+            show_default=_serve_default("max_wait_ms"),
+        ),
+    ] = None,
+    batching: Annotated[
+        Batching,
+        typer.Option(help="'off' scores every request alone (max_batch_size 1), for comparison."),
+    ] = Batching.on,
+    max_queue: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="ROWS",
+            help=_serve_help("max_queue"),
+            show_default=_serve_default("max_queue"),
+        ),
+    ] = None,
+    max_request_samples: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help=_serve_help("max_request_samples"),
+            show_default=_serve_default("max_request_samples"),
+        ),
+    ] = None,
+    max_body_bytes: Annotated[
+        int | None,
+        typer.Option(
+            min=1024,
+            metavar="BYTES",
+            help=_serve_help("max_body_bytes"),
+            show_default=_serve_default("max_body_bytes"),
+        ),
+    ] = None,
+    request_timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            metavar="SECONDS",
+            help=_serve_help("request_timeout_s"),
+            show_default=_serve_default("request_timeout_s"),
+        ),
+    ] = None,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="PATH",
+            help="File whose first line is the API key (else $SAFELADDER_API_KEY; neither: "
+            "no key required). The key is never logged.",
+        ),
+    ] = None,
+    missing_prompts: Annotated[
+        MissingPrompts | None,
+        typer.Option(
+            help=_serve_help("missing_prompts"),
+            show_default=_serve_default("missing_prompts"),
+        ),
+    ] = None,
+    unscorable_reward: Annotated[
+        float | None,
+        typer.Option(
+            metavar="VALUE",
+            help=_serve_help("unscorable_reward"),
+            show_default=_serve_default("unscorable_reward"),
+        ),
+    ] = None,
+    meta: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--meta",
+            metavar="KEY=VALUE",
+            help="meta given to every /get_reward row (OpenRLHF sends none), e.g. --meta "
+            "task=math for a routed reward; repeatable.",
+        ),
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            "--access-log/--no-access-log",
+            help="Log one line per request (off by default: /metrics counts requests, and a "
+            "line per one-sample request costs CPU).",
+        ),
+    ] = False,
+) -> None:
+    """Serve a reward over HTTP: POST /get_reward (OpenRLHF), POST /score, GET /health, /metrics."""
+    from safeladder.config import apply_overrides, validate
+    from safeladder.rewards import load_reward
+    from safeladder.serving.settings import ServeSettings, resolve_api_key
+
+    with _cli_errors():
+        try:
+            import uvicorn
+
+            from safeladder.serving.app import create_app
+        except ImportError as exc:
+            raise CliError(
+                f"safeladder serve needs FastAPI and uvicorn ({exc}); install them with: "
+                "pip install 'safeladder[serve]'",
+                EXIT_USAGE,
+            ) from None
+        knobs: dict[str, Any] = {"host": host, "port": port}
+        given = {
+            "max_batch_size": max_batch_size,
+            "max_wait_ms": max_wait_ms,
+            "max_queue": max_queue,
+            "max_request_samples": max_request_samples,
+            "max_body_bytes": max_body_bytes,
+            "request_timeout_s": request_timeout,
+            "missing_prompts": missing_prompts.value if missing_prompts is not None else None,
+            "unscorable_reward": unscorable_reward,
+        }
+        knobs.update({k: v for k, v in given.items() if v is not None})
+        if batching is Batching.off:
+            if max_batch_size not in (None, 1):
+                raise CliError(
+                    f"--batching off means one request per call; drop --max-batch-size "
+                    f"{max_batch_size}",
+                    EXIT_USAGE,
+                )
+            knobs["max_batch_size"] = 1
+        if meta:
+            knobs["default_meta"] = apply_overrides({}, meta)
+        knobs["api_key"] = resolve_api_key(api_key_file)
+        settings: ServeSettings = validate(ServeSettings, knobs, "serve options")
+        reward = load_reward(config, tuple(overrides or ()))
+        try:
+            application = create_app(reward, settings, close_reward=True)
+            if settings.api_key is None and settings.host not in ("127.0.0.1", "localhost", "::1"):
+                _err(
+                    f"warning: serving on {settings.host} without an API key; anyone who can "
+                    "reach the port can use it (set $SAFELADDER_API_KEY or --api-key-file)"
+                )
+            uvicorn.run(
+                application,
+                host=settings.host,
+                port=settings.port,
+                log_level=log_level,
+                access_log=access_log,
+                # In-flight requests finish (the batcher drains) before the process exits.
+                timeout_graceful_shutdown=int(settings.request_timeout_s) + 5,
+            )
+        finally:
+            reward.close()  # idempotent; the app's shutdown already closed it on SIGTERM / Ctrl-C
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Console-script entry point (``safeladder = safeladder.cli.app:main``)."""
     return app(args=argv, prog_name="safeladder")

@@ -270,6 +270,18 @@ class Reward:
         scores[rows] = x.astype(np.float32)
         return ScoreBatch(sb.name, scores, sb.status.copy(), sb.details)
 
+    def as_trl(self, **kw: Any) -> Any:
+        """This reward as one TRL ``GRPOTrainer`` reward function; see ``safeladder.integrations.trl.as_trl``."""
+        from safeladder.integrations.trl import as_trl
+
+        return as_trl(self, **kw)
+
+    def as_trl_terms(self, **kw: Any) -> Any:
+        """``(funcs, reward_weights)``, one TRL reward function per objective term; see ``safeladder.integrations.trl.as_trl_terms``."""
+        from safeladder.integrations.trl import as_trl_terms
+
+        return as_trl_terms(self, **kw)
+
     def close(self) -> None:
         """Release every verifier's processes and models."""
         for v in self._verifiers.values():

@@ -16,14 +16,19 @@ from safeladder.config import load_yaml, preset_names, preset_path, validate
 from safeladder.errors import ConfigError
 from safeladder.verifiers.base import RuleVerifier, Verifier, VerifierConfig
 from safeladder.verifiers.choice_answer import ChoiceAnswerConfig
+from safeladder.verifiers.classifier import ClassifierConfig
 from safeladder.verifiers.confidence_calibration import ConfidenceCalibrationConfig
 from safeladder.verifiers.custom import CustomConfig
+from safeladder.verifiers.embedding_head import EmbeddingHeadConfig
 from safeladder.verifiers.kk_logic import KKLogicConfig
+from safeladder.verifiers.label_judge import LabelJudgeConfig
 from safeladder.verifiers.length import LengthConfig
 from safeladder.verifiers.math_answer import MathAnswerConfig
 from safeladder.verifiers.qa_match import QAMatchConfig
 from safeladder.verifiers.refusal import RefusalConfig
 from safeladder.verifiers.repetition import RepetitionConfig
+from safeladder.verifiers.reward_model import RewardModelConfig
+from safeladder.verifiers.step_scorer import StepScorerConfig
 from safeladder.verifiers.think_format import ThinkFormatConfig
 
 VerifierSpec = Annotated[
@@ -36,6 +41,11 @@ VerifierSpec = Annotated[
     | RefusalConfig
     | ConfidenceCalibrationConfig
     | KKLogicConfig
+    | ClassifierConfig
+    | RewardModelConfig
+    | LabelJudgeConfig
+    | EmbeddingHeadConfig
+    | StepScorerConfig
     | CustomConfig,
     Field(discriminator="type"),
 ]

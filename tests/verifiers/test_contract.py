@@ -6,21 +6,66 @@ New verifier types are covered automatically: each is built from ``{"type": <typ
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from safeladder import ConfigError, Sample, SampleBatch
 from safeladder.verifiers import REGISTRY, build_verifier
 from safeladder.verifiers.base import Verifier
-from tests.helpers import assert_batch_equals_rows, assert_in_range_or_nan, read_shared, same_scores
+from tests.helpers import (
+    assert_batch_equals_rows,
+    assert_in_range_or_nan,
+    read_shared,
+    same_scores,
+    tiny_model_dir,
+)
 
-CONFIGS: dict[str, dict] = {
-    "custom": {"type": "custom", "target": "tests.rewards.fixture_verifiers:meta_score"},
-    "confidence_calibration": {
+FIXTURES = Path(__file__).parent / "fixtures"
+CPU = {"device": "cpu"}
+#: Fields a type cannot do without (model paths, targets); everything else uses defaults.
+CONFIGS: dict[str, Callable[[], dict]] = {
+    "custom": lambda: {"type": "custom", "target": "tests.rewards.fixture_verifiers:meta_score"},
+    "confidence_calibration": lambda: {
         "type": "confidence_calibration",
         "correctness": {"type": "qa_match"},
     },
+    "classifier": lambda: {
+        "type": "classifier",
+        "path": str(tiny_model_dir("qwen2_classifier")),
+        "good_label": "safe",
+        "runtime": CPU,
+    },
+    "reward_model": lambda: {
+        "type": "reward_model",
+        "path": str(tiny_model_dir("bert_reward")),
+        "runtime": CPU,
+    },
+    "label_judge": lambda: {
+        "type": "label_judge",
+        "preset": "safework_safety",
+        "path": str(tiny_model_dir("qwen2_causal_lm")),
+        "runtime": CPU,
+    },
+    "embedding_head": lambda: {
+        "type": "embedding_head",
+        "path": str(FIXTURES / "gptfuzz_minilm_head"),
+        "runtime": CPU,
+    },
+    "step_scorer": lambda: {
+        "type": "step_scorer",
+        "verifier": {"type": "custom", "target": "tests.verifiers.step_fixtures:line_count"},
+    },
 }
+#: Neural verifiers: batch and row-by-row agree within this (float noise of padded matmuls).
+NEURAL_ATOL = 1e-5
+NEURAL = {"classifier", "reward_model", "label_judge", "embedding_head"}
+
+
+def config_for(vtype: str) -> dict:
+    return CONFIGS[vtype]() if vtype in CONFIGS else {"type": vtype}
 
 
 def _samples() -> list[Sample]:
@@ -68,7 +113,7 @@ def _samples() -> list[Sample]:
 
 @pytest.fixture(scope="module", params=sorted(REGISTRY))
 def verifier(request):  # type: ignore[no-untyped-def]
-    v = build_verifier(CONFIGS.get(request.param, {"type": request.param}))
+    v = build_verifier(config_for(request.param))
     yield v
     v.close()
 
@@ -88,6 +133,10 @@ def test_one_float32_score_per_row_in_range(verifier: Verifier, samples: list[Sa
             assert d.get("reason"), "a row that is not scored says why"
 
 
+def _atol(verifier: Verifier) -> float:
+    return NEURAL_ATOL if verifier.config.type in NEURAL else 0.0
+
+
 def test_deterministic_and_permutation_equivariant(
     verifier: Verifier, samples: list[Sample]
 ) -> None:
@@ -95,11 +144,11 @@ def test_deterministic_and_permutation_equivariant(
     first = verifier.score(batch)
     assert same_scores(first, verifier.score(batch))
     perm = np.random.default_rng(0).permutation(len(samples))
-    assert same_scores(verifier.score(batch.take(perm)), first.take(perm))
+    assert same_scores(verifier.score(batch.take(perm)), first.take(perm), atol=_atol(verifier))
 
 
 def test_batch_equals_row_by_row(verifier: Verifier, samples: list[Sample]) -> None:
-    assert_batch_equals_rows(verifier, samples)
+    assert_batch_equals_rows(verifier, samples, atol=_atol(verifier))
 
 
 def test_empty_batch(verifier: Verifier) -> None:
@@ -108,7 +157,7 @@ def test_empty_batch(verifier: Verifier) -> None:
 
 @pytest.mark.parametrize("vtype", sorted(REGISTRY))
 def test_config_is_strict_and_documented(vtype: str) -> None:
-    cfg = dict(CONFIGS.get(vtype, {"type": vtype}))
+    cfg = config_for(vtype)
     with pytest.raises(ConfigError, match="bogus_key: unknown key"):
         build_verifier({**cfg, "bogus_key": 1})
     cls = REGISTRY[vtype]

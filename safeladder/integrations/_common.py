@@ -1,0 +1,201 @@
+"""What the trainer adapters share: the per-process reward cache and the unscorable-row policy.
+
+Trainers that load a reward *function* by path (verl's ``custom_reward_function``, OpenRLHF's
+python-file reward) call it once per sample or per batch, from threads (verl's naive manager
+runs ``compute_score`` in the event loop's thread pool; OpenRLHF uses ``asyncio.to_thread``) and
+from many Ray worker processes. Building a ``Reward`` per call would start verifier process
+pools and load models every time, so ``shared_reward`` builds it once per process and config.
+
+Unscorable rows (``RewardResult.total`` NaN: no objective term could score the row) cannot go
+to verl or OpenRLHF as NaN -- a NaN reward poisons the advantage of the whole batch -- and
+must never become 0.0 behind the user's back. ``finite_totals`` therefore raises an
+``InputError`` naming the row and the reasons, unless the user chose a value explicitly
+(``nan_score``; environment ``SAFELADDER_NAN_SCORE``); the adapters then report each such row
+in an ``unscorable`` log column, so the substitution is counted, not hidden.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from safeladder.errors import ConfigError, InputError
+from safeladder.rewards import Reward, load_reward
+from safeladder.types import RewardResult
+
+#: Reward config (YAML path or preset name) for adapters that get no keyword arguments.
+ENV_REWARD_CONFIG = "SAFELADDER_REWARD_CONFIG"
+#: The score given to unscorable rows where the trainer cannot take NaN (unset: raise).
+ENV_NAN_SCORE = "SAFELADDER_NAN_SCORE"
+
+logger = logging.getLogger("safeladder.integrations")
+
+_cache: dict[tuple[int, str], Reward] = {}
+_cache_lock = threading.Lock()
+
+
+def _reset_after_fork() -> None:
+    # A forked child inherits the parent's rewards, whose verifier pools and dispatcher threads
+    # belong to the parent, and possibly a lock held by a parent thread: start afresh.
+    global _cache, _cache_lock
+    _cache = {}
+    _cache_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def plain(value: Any) -> Any:
+    """Nested mappings / sequences (OmegaConf ``DictConfig``, numpy arrays) as dicts and lists."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return [plain(v) for v in value.tolist()]
+    if isinstance(value, (list, tuple)) or (
+        isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+    ):
+        return [plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _config_key(config: Any, overrides: Sequence[str]) -> str:
+    if config is None:
+        src: Any = ["default"]
+    elif isinstance(config, Path):
+        src = ["path", str(config.resolve())]
+    elif isinstance(config, str):
+        p = Path(config)
+        src = ["path", str(p.resolve())] if p.is_file() else ["name", config]
+    elif isinstance(config, Mapping):
+        src = ["inline", plain(config)]
+    else:
+        raise ConfigError(
+            f"reward config must be a YAML path, a preset name or a mapping, got {type(config).__name__}"
+        )
+    return json.dumps([src, list(overrides)], sort_keys=True, default=str)
+
+
+def resolve_config(config: Any) -> Any:
+    """The config to use: the explicit one, else ``$SAFELADDER_REWARD_CONFIG``, else None (default)."""
+    if config is not None:
+        return config
+    return os.environ.get(ENV_REWARD_CONFIG) or None
+
+
+def shared_reward(config: Any = None, overrides: Sequence[str] = ()) -> Reward:
+    """The ``Reward`` for ``config`` in this process, built on first use (thread-safe).
+
+    Args:
+        config: a YAML path, a preset name, a mapping (e.g. an OmegaConf ``DictConfig``), or
+            None for the shipped default reward. Callers resolve the environment variable
+            first (``resolve_config``).
+        overrides: dotted ``key.path=value`` overrides applied on top.
+
+    The cache key is the process id and the config's identity (resolved file path, preset name
+    or inline contents, plus overrides): a forked or spawned worker builds its own reward.
+    """
+    overrides = [str(o) for o in overrides]
+    key = (os.getpid(), _config_key(config, overrides))
+    reward = _cache.get(key)
+    if reward is not None:
+        return reward
+    with _cache_lock:
+        reward = _cache.get(key)
+        if reward is None:
+            cfg = plain(config) if isinstance(config, Mapping) else config
+            reward = load_reward(cfg, overrides)
+            _cache[key] = reward
+            logger.info("built reward %r (fingerprint %s)", reward.name, reward.fingerprint)
+    return reward
+
+
+def clear_shared_rewards() -> None:
+    """Close and forget every cached reward of this process (tests; a config file changed)."""
+    with _cache_lock:
+        rewards = list(_cache.values())
+        _cache.clear()
+    for r in rewards:
+        r.close()
+
+
+def parse_nan_score(value: Any, where: str) -> float | None:
+    """``None`` (raise on unscorable rows) or the finite float to give them.
+
+    ``value`` may be None / "" (unset), a number, or a numeric string (from the environment).
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if not math.isfinite(out):
+        raise ConfigError(
+            f"{where}: must be a finite number (a NaN/inf reward breaks the trainer), got {value!r}"
+        )
+    return out
+
+
+def nan_score_from_env() -> float | None:
+    return parse_nan_score(os.environ.get(ENV_NAN_SCORE), f"${ENV_NAN_SCORE}")
+
+
+def why_unscorable(result: RewardResult, i: int) -> str:
+    """The objective terms that applied to row ``i`` and why each gave no score."""
+    parts = []
+    for name, sb in result.raw.items():
+        if result.weights.get(name, 0.0) == 0 or sb.status[i] == "skipped":
+            continue
+        reason = sb.details[i].get("reason") if sb.details[i] else None
+        parts.append(f"{name}: {sb.status[i]}" + (f" ({reason})" if reason else ""))
+    route = f" on route {result.route[i]!r}" if result.route[i] is not None else ""
+    return f"no objective term{route} could score it [" + "; ".join(parts) + "]"
+
+
+def finite_totals(
+    result: RewardResult,
+    nan_score: float | None,
+    describe_row: Callable[[int], str],
+    fix: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Totals with every NaN replaced by ``nan_score``, and the mask of those rows.
+
+    Args:
+        result: the batch's ``RewardResult``.
+        nan_score: the explicit value for unscorable rows; None raises instead.
+        describe_row: row index → how the trainer knows the row (e.g. "row 3 (index=17)").
+        fix: how to set ``nan_score`` in this trainer (appended to the error).
+
+    Returns:
+        ``(total float64 (b,), unscorable bool (b,))``.
+
+    Raises:
+        InputError: a row is unscorable and ``nan_score`` is None; names the first such row,
+            why its terms gave no score, and the fix.
+    """
+    total = result.total.astype(np.float64)
+    bad = np.isnan(total)
+    if bad.any():
+        if nan_score is None:
+            i = int(np.flatnonzero(bad)[0])
+            msg = (
+                f"{describe_row(i)}: {why_unscorable(result, i)}; "
+                f"{int(bad.sum())} of {len(total)} rows in this batch are unscorable. The trainer "
+                f"cannot take a NaN reward and safeladder never turns one into 0 silently: {fix}"
+            )
+            # Some trainers swallow exceptions from reward code into a debug log (OpenRLHF logs
+            # them at INFO and leaves the sample's reward None): say it loudly here too.
+            logger.error(msg)
+            raise InputError(msg, row=i, field="score")
+        total[bad] = nan_score
+    return total, bad

@@ -1,0 +1,496 @@
+"""Where and how a neural verifier's model runs, and the process-wide model cache.
+
+``RuntimeConfig`` is the ``runtime:`` block of every neural verifier config; ``load_model``
+turns (checkpoint directory, model kind, runtime) into a ``LoadedModel`` with one eval-mode
+replica per device. Loads are cached per process: every verifier or reward term that names the
+same checkpoint with the same runtime settings shares one ``LoadedModel`` (and its memory).
+
+Example::
+
+    rt = RuntimeConfig(device="auto", max_tokens_per_batch=8192)
+    lm = load_model("/ckpt/safety-clf", "sequence_classification", rt)
+    lm.replicas[0](**lm.tokenizer("hi", return_tensors="pt").to(lm.devices[0])).logits
+
+torch / transformers are imported inside functions so that ``import safeladder`` stays light.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import threading
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from safeladder.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+ModelKind = Literal["sequence_classification", "causal_lm", "encoder"]
+
+#: Files whose presence makes a directory a Hugging Face model directory.
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+#: Files above this size are fingerprinted by name, size and their first/last MiB (a full hash
+#: of a 1 GB checkpoint costs seconds; head+tail+size catches any re-save in practice).
+_FULL_HASH_LIMIT = 8 * 1024 * 1024
+_EDGE = 1024 * 1024
+
+
+class RuntimeConfig(BaseModel):
+    """Device, precision and batching settings shared by every neural verifier.
+
+    Example (YAML, inside a verifier config)::
+
+        runtime: {device: ["cuda:0", "cuda:1"], dtype: bfloat16, max_tokens_per_batch: 32768}
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    device: str | list[str] = Field(
+        default="auto",
+        description=(
+            "'auto' (every visible CUDA device, else 'cpu'), 'cpu', 'cuda', 'cuda:1', or a list "
+            "of devices: one model replica per listed device, micro-batches spread over them."
+        ),
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto",
+        description="Weights/compute dtype; 'auto' = bfloat16 on CUDA, float32 on CPU.",
+    )
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = Field(
+        default="auto",
+        description=(
+            "Attention kernel; 'auto' = flash_attention_2 when the flash_attn package is "
+            "importable and the device is CUDA, else sdpa."
+        ),
+    )
+    max_tokens_per_batch: int = Field(
+        default=16384,
+        ge=1,
+        description="Padded tokens per micro-batch (rows x longest row); bounds activation memory.",
+    )
+    cpu_max_tokens_per_batch: int = Field(
+        default=1024,
+        ge=1,
+        description=(
+            "On CPU the budget is min(max_tokens_per_batch, this): big padded batches thrash "
+            "the CPU caches (MiniLM, 1 thread: 16384-token batches ran at ~0.4x a one-sample "
+            "loop, 512-2048 at ~1x)."
+        ),
+    )
+    max_batch_size: int = Field(default=64, ge=1, description="Rows per micro-batch at most.")
+    num_threads: int | None = Field(
+        default=1,
+        ge=1,
+        description=(
+            "torch intra-op threads when running on CPU (torch.set_num_threads, process-wide); "
+            "null leaves torch's default. 1 avoids oversubscription next to other workers."
+        ),
+    )
+    cache_size: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Entries of an LRU cache of model outputs kept across calls, keyed by the verifier "
+            "fingerprint and the exact token ids; 0 turns it off."
+        ),
+    )
+    quantize: Literal["none", "dynamic_int8"] = Field(
+        default="none",
+        description=(
+            "'dynamic_int8': int8 weights for every nn.Linear via torch.ao dynamic quantization "
+            "(CPU only; faster, slightly different scores: measure agreement first)."
+        ),
+    )
+
+    def token_budget(self, devices: list[str]) -> int:
+        """Padded tokens per micro-batch on ``devices`` (the CPU cap applies if any is a CPU).
+
+        >>> RuntimeConfig().token_budget(["cpu"]), RuntimeConfig().token_budget(["cuda:0"])
+        (1024, 16384)
+        """
+        if any(str(d).startswith("cpu") for d in devices):
+            return min(self.max_tokens_per_batch, self.cpu_max_tokens_per_batch)
+        return self.max_tokens_per_batch
+
+    @field_validator("device")
+    @classmethod
+    def _device_shape(cls, value: str | list[str]) -> str | list[str]:
+        items = value if isinstance(value, list) else [value]
+        if isinstance(value, list) and not value:
+            raise ValueError("device: an empty list; give at least one device or 'auto'")
+        for d in items:
+            base = d.split(":", 1)[0]
+            if d == "auto" and isinstance(value, list):
+                raise ValueError("device: 'auto' cannot be part of a list")
+            if base not in ("auto", "cpu", "cuda", "mps", "xpu"):
+                raise ValueError(
+                    f"device: unknown device {d!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or a list"
+                )
+        return value
+
+
+def resolve_devices(runtime: RuntimeConfig) -> list[str]:
+    """The concrete device strings of ``runtime.device`` ('auto' → every CUDA device or cpu).
+
+    >>> resolve_devices(RuntimeConfig(device=["cpu", "cpu"]))
+    ['cpu', 'cpu']
+    """
+    import torch
+
+    if runtime.device == "auto":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return [f"cuda:{i}" for i in range(n)] if n else ["cpu"]
+    items = runtime.device if isinstance(runtime.device, list) else [runtime.device]
+    out: list[str] = []
+    for d in items:
+        if d.startswith("cuda"):
+            if not torch.cuda.is_available():
+                raise ConfigError(f"runtime.device: {d!r} requested but CUDA is not available")
+            if d == "cuda":
+                d = f"cuda:{torch.cuda.current_device()}"
+        out.append(d)
+    return out
+
+
+def resolve_dtype(runtime: RuntimeConfig, device: str) -> torch.dtype:
+    """``runtime.dtype`` as a torch dtype ('auto' → bfloat16 on CUDA, float32 elsewhere)."""
+    import torch
+
+    if runtime.dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[
+        runtime.dtype
+    ]
+
+
+def flash_attn_available() -> bool:
+    """True when the ``flash_attn`` package can be imported (it only exists on CUDA hosts)."""
+    import importlib.util
+
+    return importlib.util.find_spec("flash_attn") is not None
+
+
+def resolve_attn(runtime: RuntimeConfig, device: str) -> str:
+    """The attention implementation to load with ('auto' → flash_attention_2 on CUDA if installed)."""
+    if runtime.attn_implementation != "auto":
+        return runtime.attn_implementation
+    if device.startswith("cuda") and flash_attn_available():
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def apply_threads(runtime: RuntimeConfig) -> None:
+    """Set torch's intra-op thread count for CPU work (process-wide; no-op when None or equal)."""
+    if runtime.num_threads is None:
+        return
+    import torch
+
+    if torch.get_num_threads() != runtime.num_threads:
+        torch.set_num_threads(runtime.num_threads)
+
+
+def check_model_dir(path: str | os.PathLike[str], what: str = "path") -> Path:
+    """The directory ``path`` as an absolute Path, or a ``ConfigError`` naming it.
+
+    Models are never downloaded: ``path`` must be a local directory with a ``config.json``.
+    """
+    p = Path(os.path.expanduser(str(path)))
+    if not p.exists():
+        hint = ""
+        if "/" in str(path) and not str(path).startswith((".", "/", "~")):
+            hint = " (it looks like a Hub id; safeladder does not download models)"
+        raise ConfigError(
+            f"{what}: model directory {str(path)!r} does not exist{hint}; it must be a local "
+            "directory holding a Hugging Face model (config.json + weights)"
+        )
+    if not p.is_dir():
+        raise ConfigError(
+            f"{what}: {str(path)!r} is a file; it must be a local directory holding a Hugging "
+            "Face model (config.json + weights)"
+        )
+    if not (p / "config.json").is_file():
+        raise ConfigError(
+            f"{what}: {str(path)!r} is not a model directory (no config.json); it must be a "
+            "local directory holding a Hugging Face model saved with save_pretrained"
+        )
+    return p.resolve()
+
+
+def checkpoint_fingerprint(path: str | os.PathLike[str]) -> str:
+    """A 16-hex-digit hash of a checkpoint directory's files (names, sizes and contents).
+
+    Small files are hashed whole; files over 8 MiB by size plus their first and last MiB, so a
+    multi-GB checkpoint costs milliseconds. Stable across copies (no mtimes).
+    """
+    root = Path(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = f.relative_to(root).as_posix()
+        if rel.startswith(".") or "/." in rel:
+            continue  # .git, .cache: not part of the model
+        size = f.stat().st_size
+        h.update(f"{rel}\0{size}\0".encode())
+        with open(f, "rb") as fh:
+            if size <= _FULL_HASH_LIMIT:
+                h.update(fh.read())
+            else:
+                h.update(fh.read(_EDGE))
+                fh.seek(size - _EDGE)
+                h.update(fh.read(_EDGE))
+    return h.hexdigest()[:16]
+
+
+def load_tokenizer(path: str | os.PathLike[str]) -> Any:
+    """The tokenizer saved in ``path``, the way the checkpoint declares it.
+
+    ``tokenizer_config.json``'s ``tokenizer_class`` decides: a generic fast tokenizer
+    (``PreTrainedTokenizerFast`` / ``TokenizersBackend``) is loaded as exactly the saved
+    ``tokenizer.json`` — ``AutoTokenizer`` would instead pick the class of the model type (e.g.
+    Qwen2Tokenizer with Qwen2's pre-tokenizer) and could change the ids. Any named class
+    (``Qwen2Tokenizer``, ``BertTokenizer``...) goes through ``AutoTokenizer`` as users' real
+    checkpoints expect. A directory with only ``tokenizer.json`` still loads.
+    """
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    p = Path(path)
+    cls_name = None
+    tc = p / "tokenizer_config.json"
+    if tc.is_file():
+        try:
+            cls_name = json.loads(tc.read_text(encoding="utf-8")).get("tokenizer_class")
+        except (OSError, ValueError):
+            cls_name = None
+    if (
+        cls_name in ("PreTrainedTokenizerFast", "TokenizersBackend")
+        and (p / "tokenizer.json").is_file()
+    ):
+        return PreTrainedTokenizerFast.from_pretrained(str(p))
+    try:
+        return AutoTokenizer.from_pretrained(str(p))
+    except Exception as exc:
+        if (p / "tokenizer.json").is_file():
+            return PreTrainedTokenizerFast(tokenizer_file=str(p / "tokenizer.json"))
+        raise ConfigError(f"path: cannot load a tokenizer from {str(p)!r}: {exc}") from exc
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    """A checkpoint loaded for inference.
+
+    Attributes:
+        path: absolute checkpoint directory.
+        kind: ``sequence_classification`` | ``causal_lm`` | ``encoder``.
+        replicas: one eval-mode ``torch.nn.Module`` per entry of ``devices`` (entries for the
+            same device are the same object).
+        devices: device strings, e.g. ``["cuda:0", "cuda:1"]`` or ``["cpu"]``.
+        tokenizer: the checkpoint's tokenizer (``load_tokenizer``), with a pad token set.
+        config: the transformers ``PretrainedConfig``.
+        fingerprint: ``checkpoint_fingerprint(path)``.
+        dtype: the torch dtype of the weights.
+        pad_id: token id used for right padding (``config.pad_token_id``).
+    """
+
+    path: str
+    kind: str
+    replicas: list[Any]
+    devices: list[str]
+    tokenizer: Any
+    config: Any
+    fingerprint: str
+    dtype: Any
+    pad_id: int
+    runtime: RuntimeConfig
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_MODELS: weakref.WeakValueDictionary[tuple[Any, ...], LoadedModel] = weakref.WeakValueDictionary()
+_LOAD_LOCK = threading.Lock()
+
+
+def _auto_class(kind: str) -> Any:
+    import transformers
+
+    classes = {
+        "sequence_classification": transformers.AutoModelForSequenceClassification,
+        "causal_lm": transformers.AutoModelForCausalLM,
+        "encoder": transformers.AutoModel,
+    }
+    if kind not in classes:
+        raise ConfigError(f"model kind {kind!r} is not one of {sorted(classes)}")
+    return classes[kind]
+
+
+def _dtype_kwarg() -> str:
+    # transformers 4.56 renamed from_pretrained(torch_dtype=) to dtype=; older versions would
+    # silently store an unknown 'dtype' kwarg on the config instead of using it.
+    import transformers
+
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+
+
+def load_model(
+    path: str | os.PathLike[str],
+    kind: ModelKind,
+    runtime: RuntimeConfig,
+    *,
+    model_kwargs: dict[str, Any] | None = None,
+) -> LoadedModel:
+    """Load (or reuse) ``path`` as ``kind`` on the runtime's devices.
+
+    Args:
+        path: local Hugging Face model directory (no Hub downloads).
+        kind: ``sequence_classification`` (AutoModelForSequenceClassification), ``causal_lm``
+            (AutoModelForCausalLM) or ``encoder`` (AutoModel).
+        runtime: device / dtype / attention / quantization settings.
+        model_kwargs: extra ``from_pretrained`` keyword arguments (e.g. ``num_labels``).
+
+    Returns:
+        A ``LoadedModel``; the same object for the same (realpath, checkpoint fingerprint,
+        kind, devices, dtype, attention, quantization, model_kwargs) while anyone holds a
+        reference to it.
+
+    Raises:
+        ConfigError: the path does not exist / is not a model directory / cannot be loaded.
+    """
+    p = check_model_dir(path)
+    devices = resolve_devices(runtime)
+    dtypes = [resolve_dtype(runtime, d) for d in devices]
+    attns = [resolve_attn(runtime, d) for d in devices]
+    if len(set(dtypes)) > 1 or len(set(attns)) > 1:
+        raise ConfigError(
+            f"runtime.device: {devices} mixes CPU and CUDA; list devices of one kind "
+            "(or set dtype and attn_implementation explicitly)"
+        )
+    if runtime.quantize == "dynamic_int8" and any(not d.startswith("cpu") for d in devices):
+        raise ConfigError(
+            "runtime.quantize: dynamic_int8 runs on CPU only; set device: cpu or quantize: none"
+        )
+    kw = dict(model_kwargs or {})
+    # The checkpoint's content is part of the key: a directory re-saved in place (training
+    # again into the same path) loads afresh instead of reusing stale weights.
+    fingerprint = checkpoint_fingerprint(p)
+    key = (
+        str(p),
+        fingerprint,
+        kind,
+        tuple(devices),
+        str(dtypes[0]),
+        attns[0],
+        runtime.quantize,
+        json.dumps(kw, sort_keys=True, default=str),
+    )
+    with _LOAD_LOCK:
+        cached = _MODELS.get(key)
+        if cached is not None:
+            return cached
+        loaded = _load(p, kind, runtime, devices, dtypes[0], attns[0], kw, fingerprint)
+        _MODELS[key] = loaded
+        return loaded
+
+
+def _load(
+    p: Path,
+    kind: str,
+    runtime: RuntimeConfig,
+    devices: list[str],
+    dtype: Any,
+    attn: str,
+    kw: dict[str, Any],
+    fingerprint: str,
+) -> LoadedModel:
+
+    apply_threads(runtime)
+    tokenizer = load_tokenizer(p)
+    if tokenizer.pad_token_id is None:
+        # Decoder tokenizers often have no pad token; any id works for right padding as long as
+        # the model's config uses the same one (sequence-classification heads pool the last
+        # token that is not pad_token_id).
+        if tokenizer.eos_token is not None:
+            tokenizer.pad_token = tokenizer.eos_token
+        elif tokenizer.unk_token is not None:
+            tokenizer.pad_token = tokenizer.unk_token
+    auto = _auto_class(kind)
+    load_kw: dict[str, Any] = {_dtype_kwarg(): dtype, "attn_implementation": attn, **kw}
+    try:
+        model = auto.from_pretrained(str(p), **load_kw)
+    except Exception as exc:
+        if attn == "sdpa" and "sdpa" in str(exc).lower() and "attn_implementation" not in kw:
+            # Some architectures have no SDPA kernel: fall back to eager attention.
+            load_kw["attn_implementation"] = attn = "eager"
+            model = auto.from_pretrained(str(p), **load_kw)
+        else:
+            raise ConfigError(
+                f"path: cannot load {str(p)!r} as {kind}: {type(exc).__name__}: {exc}"
+            ) from exc
+    cfg = model.config
+    pad_id = getattr(cfg, "pad_token_id", None)
+    if pad_id is None and tokenizer.pad_token_id is not None:
+        # transformers' decoder sequence classifiers pool the rightmost token != pad_token_id;
+        # without it they refuse batches > 1. TRL's RewardTrainer sets it the same way.
+        cfg.pad_token_id = pad_id = tokenizer.pad_token_id
+    if pad_id is None:
+        pad_id = 0
+    model.eval()
+    if runtime.quantize == "dynamic_int8":
+        model = _quantize_dynamic_int8(model)
+    replicas: list[Any] = []
+    by_device: dict[str, Any] = {}
+    for i, dev in enumerate(devices):
+        if dev not in by_device:
+            # The first device takes the loaded weights; further devices get deep copies.
+            by_device[dev] = model.to(dev) if i == 0 else copy.deepcopy(model).to(dev)
+        replicas.append(by_device[dev])
+    return LoadedModel(
+        path=str(p),
+        kind=kind,
+        replicas=replicas,
+        devices=devices,
+        tokenizer=tokenizer,
+        config=cfg,
+        fingerprint=fingerprint,
+        dtype=dtype,
+        pad_id=int(pad_id),
+        runtime=runtime,
+        extra={"attn_implementation": attn},
+    )
+
+
+def _quantize_dynamic_int8(model: Any) -> Any:
+    """int8 weights (per-tensor) with dynamic int8 activations for every ``nn.Linear``."""
+    import warnings
+
+    import torch
+
+    try:
+        from torch.ao.quantization import quantize_dynamic
+    except ImportError as exc:  # torch.ao.quantization is deprecated in favour of torchao
+        raise ConfigError(
+            "runtime.quantize: dynamic_int8 needs torch.ao.quantization, which this torch "
+            f"({torch.__version__}) no longer ships; set quantize: none"
+        ) from exc
+    with warnings.catch_warnings():
+        # torch >= 2.10 warns that torch.ao.quantization is deprecated; it still works, and the
+        # warning would repeat in every worker that loads a model.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def clear_model_cache() -> None:
+    """Forget every cached model (objects still referenced elsewhere stay alive)."""
+    with _LOAD_LOCK:
+        _MODELS.clear()
+
+
+def cached_models() -> list[LoadedModel]:
+    """Models currently alive in the process-wide cache."""
+    return list(_MODELS.values())

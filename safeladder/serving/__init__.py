@@ -1,0 +1,29 @@
+"""The reward server (``safeladder serve``): FastAPI + uvicorn with cross-request batching.
+
+``ServeSettings`` imports without FastAPI; ``create_app`` needs the ``serve`` extra
+(``pip install 'safeladder[serve]'``).
+
+>>> from safeladder.serving import ServeSettings
+>>> ServeSettings().host
+'127.0.0.1'
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from safeladder.serving.settings import API_KEY_ENV, ServeSettings, resolve_api_key
+
+if TYPE_CHECKING:
+    from safeladder.serving.app import create_app
+
+__all__ = ["API_KEY_ENV", "ServeSettings", "create_app", "resolve_api_key"]
+
+
+def __getattr__(name: str) -> Any:
+    # FastAPI is an optional extra: import the app only when it is asked for.
+    if name == "create_app":
+        from safeladder.serving.app import create_app
+
+        return create_app
+    raise AttributeError(f"module 'safeladder.serving' has no attribute {name!r}")

@@ -1,0 +1,276 @@
+"""Cross-request dynamic batching: coalesce queued requests into one scoring call.
+
+OpenRLHF's client posts one sample per request (``openrlhf/utils/agent.py``,
+``SingleTurnAgentExecutor.execute`` → ``_fetch_rewards_via_http([query], [prompt], [label])``),
+while GPU verifiers want batches. ``DynamicBatcher.submit(rows)`` queues a request; one loop
+task takes queued requests in arrival order, up to ``max_batch_size`` rows, waiting at most
+``max_wait_s`` after the oldest one arrived for the batch to fill, and runs ``score_fn`` on the
+concatenated rows in a single worker thread (so the event loop keeps accepting requests, and
+the scoring function is never called from two threads at once). Each request's future gets
+its own slice of the results back, in order.
+
+Rules:
+- a request is never split across calls (so a reward that normalizes within a batch sees a
+  request's rows together); a request larger than ``max_batch_size`` runs alone;
+- with ``coalesce=False`` every request is its own call (rewards whose rows depend on each
+  other: batch / group z-score, rank);
+- if a coalesced call raises, each request in it is re-scored alone, so one bad row fails only
+  its own request, and error row numbers are relative to that request;
+- the queue is bounded in rows: ``submit`` raises ``QueueFull`` rather than queueing past
+  ``max_queue`` (the server answers 503 with Retry-After);
+- ``close()`` stops new submissions (``ShuttingDown``) and scores everything already queued
+  before returning (graceful shutdown).
+
+Example::
+
+    batcher = DynamicBatcher(lambda rows: [len(r) for r in rows], max_batch_size=64,
+                             max_wait_s=0.005, max_queue=4096)
+    scores = await batcher.submit(["a", "bc"])   # -> [1, 2]
+    await batcher.close()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+logger = logging.getLogger(__name__)
+
+
+class QueueFull(Exception):
+    """The queue holds ``max_queue`` rows already; try again later."""
+
+
+class ShuttingDown(Exception):
+    """The batcher is closing and takes no new requests."""
+
+
+@dataclass(eq=False)
+class _Pending(Generic[T, R]):
+    rows: Sequence[T]
+    future: asyncio.Future[list[R]]
+    enqueued: float
+    taken: bool = False
+    dropped: bool = False
+
+
+class DynamicBatcher(Generic[T, R]):
+    """Queue requests, run ``score_fn(rows) -> results`` on coalesced batches off the event loop.
+
+    Args:
+        score_fn: called with a list of rows (the concatenation of whole requests), must
+            return one result per row, in order. Runs in one dedicated worker thread.
+        max_batch_size: most rows per call (a single larger request still runs, alone).
+        max_wait_s: longest the oldest queued request waits for the batch to fill.
+        max_queue: most rows waiting (not yet running); beyond it ``submit`` raises
+            ``QueueFull``.
+        coalesce: False scores each request in a call of its own.
+    """
+
+    def __init__(
+        self,
+        score_fn: Callable[[list[T]], Sequence[R]],
+        *,
+        max_batch_size: int,
+        max_wait_s: float,
+        max_queue: int,
+        coalesce: bool = True,
+        thread_name: str = "safeladder-score",
+    ):
+        if max_batch_size < 1 or max_queue < 1 or max_wait_s < 0:
+            raise ValueError(
+                f"need max_batch_size >= 1, max_queue >= 1, max_wait_s >= 0; got "
+                f"{max_batch_size}, {max_queue}, {max_wait_s}"
+            )
+        self._score_fn = score_fn
+        self.max_batch_size = max_batch_size
+        self.max_wait_s = max_wait_s
+        self.max_queue = max_queue
+        self.coalesce = coalesce
+        self._thread_name = thread_name
+        self._queue: deque[_Pending[T, R]] = deque()
+        self._queued_rows = 0
+        self._running_rows = 0
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self._wakeup: asyncio.Event | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # ------------------------------------------------------------------ state
+    @property
+    def queue_rows(self) -> int:
+        """Rows waiting to be scored (not counting the batch running now)."""
+        return self._queued_rows
+
+    @property
+    def queue_requests(self) -> int:
+        return sum(1 for p in self._queue if not p.dropped)
+
+    @property
+    def running_rows(self) -> int:
+        """Rows in the scoring call running now (0 when idle)."""
+        return self._running_rows
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    # ------------------------------------------------------------------ lifecycle
+    def _ensure_started(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._task is not None:
+            if self._loop is not loop:
+                raise RuntimeError("DynamicBatcher is bound to another event loop")
+            return
+        self._loop = loop
+        self._wakeup = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self._thread_name)
+        self._task = loop.create_task(self._run(), name="safeladder-batcher")
+
+    async def close(self) -> None:
+        """Refuse new requests, score every queued one, then stop the worker thread."""
+        self._closing = True
+        if self._task is None:
+            return
+        assert self._wakeup is not None
+        self._wakeup.set()
+        try:
+            await self._task
+        finally:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+
+    # ------------------------------------------------------------------ requests
+    async def submit(self, rows: Sequence[T]) -> list[R]:
+        """Queue ``rows`` (one request) and wait for their results, in order.
+
+        Raises ``QueueFull`` when the queue has no room, ``ShuttingDown`` after ``close()``,
+        and whatever ``score_fn`` raised for this request's rows. Cancelling the wait (e.g. a
+        timeout) drops the request from the queue if it has not started.
+        """
+        if self._closing:
+            raise ShuttingDown("the server is shutting down")
+        n = len(rows)
+        if n == 0:
+            return []
+        if self._queued_rows + n > self.max_queue:
+            raise QueueFull(
+                f"{self._queued_rows} rows queued; {n} more would exceed max_queue={self.max_queue}"
+            )
+        self._ensure_started()
+        assert self._loop is not None and self._wakeup is not None
+        pending: _Pending[T, R] = _Pending(rows, self._loop.create_future(), self._loop.time())
+        pending.future.add_done_callback(lambda _f: self._forget(pending))
+        self._queue.append(pending)
+        self._queued_rows += n
+        self._wakeup.set()
+        return await pending.future
+
+    def _forget(self, pending: _Pending[T, R]) -> None:
+        # A request cancelled while still queued frees its room at once.
+        if pending.future.cancelled() and not pending.taken and not pending.dropped:
+            pending.dropped = True
+            self._queued_rows -= len(pending.rows)
+
+    # ------------------------------------------------------------------ the loop
+    async def _run(self) -> None:
+        assert self._wakeup is not None and self._loop is not None
+        loop = self._loop
+        while True:
+            self._drop_head()
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            # Let the batch fill until max_batch_size rows or max_wait_s after the oldest arrival.
+            deadline = self._queue[0].enqueued + self.max_wait_s
+            while self.coalesce and not self._closing and self._queued_rows < self.max_batch_size:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                self._wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), remaining)
+            batch = self._take()
+            if batch:
+                await self._score(batch)
+
+    def _drop_head(self) -> None:
+        while self._queue and self._queue[0].dropped:
+            self._queue.popleft()
+
+    def _take(self) -> list[_Pending[T, R]]:
+        batch: list[_Pending[T, R]] = []
+        rows = 0
+        while self._queue:
+            p = self._queue[0]
+            if p.dropped or p.future.done():
+                self._queue.popleft()
+                if not p.dropped:
+                    p.dropped = True
+                    self._queued_rows -= len(p.rows)
+                continue
+            if batch and (not self.coalesce or rows + len(p.rows) > self.max_batch_size):
+                break
+            self._queue.popleft()
+            p.taken = True
+            self._queued_rows -= len(p.rows)
+            rows += len(p.rows)
+            batch.append(p)
+        return batch
+
+    async def _call(self, rows: list[T]) -> Sequence[R]:
+        assert self._loop is not None and self._executor is not None
+        results = await self._loop.run_in_executor(self._executor, self._score_fn, rows)
+        if len(results) != len(rows):
+            raise RuntimeError(f"score_fn returned {len(results)} results for {len(rows)} rows")
+        return results
+
+    async def _score(self, batch: list[_Pending[T, R]]) -> None:
+        rows = [r for p in batch for r in p.rows]
+        self._running_rows = len(rows)
+        try:
+            try:
+                results = await self._call(rows)
+            except Exception as exc:
+                if len(batch) == 1:
+                    _settle_error(batch[0], exc)
+                    return
+                # Isolate: a failure caused by one request's rows must not fail its neighbours.
+                logger.info("coalesced batch of %d requests failed; scoring each alone", len(batch))
+                for p in batch:
+                    self._running_rows = len(p.rows)
+                    try:
+                        _settle(p, list(await self._call(list(p.rows))))
+                    except Exception as one_exc:
+                        _settle_error(p, one_exc)
+                return
+            start = 0
+            for p in batch:
+                end = start + len(p.rows)
+                _settle(p, list(results[start:end]))
+                start = end
+        finally:
+            self._running_rows = 0
+
+
+def _settle(p: _Pending[T, R], results: list[R]) -> None:
+    if not p.future.done():
+        p.future.set_result(results)
+
+
+def _settle_error(p: _Pending[T, R], exc: BaseException) -> None:
+    if not p.future.done():
+        p.future.set_exception(exc)

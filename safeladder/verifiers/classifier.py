@@ -1,0 +1,321 @@
+"""``classifier``: a local Hugging Face sequence classifier; the score is a probability.
+
+- Single-label (softmax heads): the score is P(``good_label``), e.g. P("safe"), so higher is
+  better. A one-logit head (binary BCE training) scores sigmoid(logit).
+- Multi-label (``problem_type: multi_label_classification`` in the model config, or
+  ``multi_label: true``): every label gets a sigmoid probability (``details[i]["probs"]``).
+  With ``label_polarity: bad`` (default: labels flag problems such as toxicity or privacy) a
+  label's goodness is 1 − p; with ``good`` it is p. The score combines the goodness values by
+  ``min`` (the worst dimension), ``mean``, or ``weights`` (weighted mean, label → weight).
+- Calibration, applied before the score is read: ``temperature`` divides every logit by T
+  (softmax / sigmoid after); ``isotonic`` maps a probability through stored breakpoints with
+  linear interpolation (``np.interp``; clamped at the ends). Single-label isotonic maps
+  P(good_label); multi-label maps each label's p (``per_label`` entries, else the shared x/y).
+
+Calibration file ``safeladder_calibration.json`` in the model directory (written by training;
+used when ``calibration: auto``, the default) has the same schema as the ``calibration`` block::
+
+    {"kind": "temperature", "temperature": 1.7, "meta": {"ece_before": 0.08}}
+    {"kind": "isotonic", "x": [0.0, 0.4, 1.0], "y": [0.0, 0.3, 1.0]}
+    {"kind": "isotonic", "per_label": {"toxicity": {"x": [0, 1], "y": [0, 0.9]}}}
+
+Example::
+
+    {"type": "classifier", "path": "ckpt/safety-clf", "good_label": "safe",
+     "render": {"judge_final_answer": true}, "runtime": {"device": "auto"}}
+
+Details per row: ``probs`` (label → probability after calibration, before polarity), and
+``truncated: true`` when the row was cut to fit ``render.max_length``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from safeladder.errors import ConfigError
+from safeladder.neural.rendering import RenderConfig
+from safeladder.neural.runtime import RuntimeConfig
+from safeladder.neural.verifier import NeuralVerifier, sigmoid, softmax
+from safeladder.verifiers.base import RowResult, Verifier, VerifierConfig
+
+CALIBRATION_FILE = "safeladder_calibration.json"
+
+
+class TemperatureCalibration(BaseModel):
+    """Temperature scaling: logits / T before softmax or sigmoid (T > 1 softens)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["temperature"] = "temperature"
+    temperature: float = Field(gt=0, description="T > 0; logits are divided by it.")
+    meta: dict[str, Any] = Field(
+        default_factory=dict, description="Free-form notes (data set, ECE before/after)."
+    )
+
+
+class IsotonicMap(BaseModel):
+    """Breakpoints of a monotone map [0, 1] → [0, 1]; interpolated linearly between them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    x: list[float] = Field(description="Input probabilities, non-decreasing, at least 2.")
+    y: list[float] = Field(description="Output probabilities in [0, 1], one per x, non-decreasing.")
+
+    @model_validator(mode="after")
+    def _shape(self) -> IsotonicMap:
+        if len(self.x) != len(self.y) or len(self.x) < 2:
+            raise ValueError(
+                f"isotonic x and y need the same length >= 2, got {len(self.x)} and {len(self.y)}"
+            )
+        if any(b < a for a, b in zip(self.x, self.x[1:], strict=False)):
+            raise ValueError("isotonic x must be non-decreasing")
+        if any(b < a for a, b in zip(self.y, self.y[1:], strict=False)):
+            raise ValueError("isotonic y must be non-decreasing (an isotonic map)")
+        if any(not 0.0 <= v <= 1.0 for v in self.y):
+            raise ValueError("isotonic y values must lie in [0, 1]")
+        return self
+
+    def __call__(self, p: np.ndarray) -> np.ndarray:
+        return np.interp(p, self.x, self.y)
+
+
+class IsotonicCalibration(BaseModel):
+    """Isotonic calibration: probabilities mapped through breakpoints (shared and/or per label)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["isotonic"] = "isotonic"
+    x: list[float] | None = Field(default=None, description="Shared breakpoints' inputs.")
+    y: list[float] | None = Field(default=None, description="Shared breakpoints' outputs.")
+    per_label: dict[str, IsotonicMap] = Field(
+        default_factory=dict, description="Multi-label: label name → its own breakpoints."
+    )
+    meta: dict[str, Any] = Field(
+        default_factory=dict, description="Free-form notes (data set, ECE before/after)."
+    )
+
+    @model_validator(mode="after")
+    def _some_map(self) -> IsotonicCalibration:
+        if (self.x is None) != (self.y is None):
+            raise ValueError("isotonic calibration: give both x and y, or neither")
+        if self.x is None and not self.per_label:
+            raise ValueError("isotonic calibration: give x and y, or per_label maps")
+        if self.x is not None:
+            IsotonicMap(x=self.x, y=self.y or [])
+        return self
+
+    def shared(self) -> IsotonicMap | None:
+        return IsotonicMap(x=self.x, y=self.y) if self.x is not None and self.y else None
+
+
+Calibration = Annotated[TemperatureCalibration | IsotonicCalibration, Field(discriminator="kind")]
+
+
+def read_calibration(model_dir: str | Path) -> TemperatureCalibration | IsotonicCalibration | None:
+    """The calibration saved in ``model_dir/safeladder_calibration.json``, or None."""
+    from pydantic import TypeAdapter
+
+    f = Path(model_dir) / CALIBRATION_FILE
+    if not f.is_file():
+        return None
+    try:
+        data = json.loads(f.read_text(encoding="utf-8"))
+        return TypeAdapter(Calibration).validate_python(data)
+    except (ValueError, ValidationError) as exc:
+        raise ConfigError(f"{f}: invalid calibration file: {exc}") from exc
+
+
+class ClassifierConfig(VerifierConfig):
+    """Config of a sequence-classifier verifier; see the module docstring."""
+
+    type: Literal["classifier"] = "classifier"
+    path: str = Field(
+        description="Local Hugging Face sequence-classification directory (no Hub downloads)."
+    )
+    good_label: str | int | None = Field(
+        default=None,
+        description=(
+            "Single-label: the label whose probability is the score (name from the model's "
+            "id2label, or index). Required when the head has 2+ labels; unused for multi-label."
+        ),
+    )
+    multi_label: bool | None = Field(
+        default=None,
+        description=(
+            "Per-label sigmoid probabilities instead of a softmax; null = from the model "
+            "config's problem_type (multi_label_classification)."
+        ),
+    )
+    label_polarity: Literal["bad", "good"] = Field(
+        default="bad",
+        description=(
+            "Multi-label: 'bad' = each label flags a problem (goodness 1 - p); 'good' = each "
+            "label is a wanted quality (goodness p)."
+        ),
+    )
+    combine: Literal["min", "mean", "weights"] = Field(
+        default="min",
+        description="Multi-label: how the per-label goodness values make the score.",
+    )
+    weights: dict[str, float] | None = Field(
+        default=None,
+        description="Multi-label with combine: weights — label name → weight (>= 0).",
+    )
+    calibration: Literal["auto", "none"] | Calibration = Field(
+        default="auto",
+        description=(
+            "'auto' = the model dir's safeladder_calibration.json when present; 'none'; or "
+            "{kind: temperature, temperature: T} / {kind: isotonic, x: [...], y: [...]}."
+        ),
+    )
+    render: RenderConfig = Field(
+        default_factory=RenderConfig, description="How rows become the model's input text."
+    )
+    runtime: RuntimeConfig = Field(
+        default_factory=RuntimeConfig, description="Device, dtype, batching and caching."
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _path_given(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("path: give the local directory of the classifier")
+        return v
+
+    @model_validator(mode="after")
+    def _weights_match_combine(self) -> ClassifierConfig:
+        if self.combine == "weights" and not self.weights:
+            raise ValueError("combine: 'weights' needs weights: {label: weight, ...}")
+        if self.weights is not None and self.combine != "weights":
+            raise ValueError("weights: given but combine is not 'weights'; set combine: weights")
+        if self.weights:
+            if any(w < 0 for w in self.weights.values()):
+                raise ValueError("weights: every weight must be >= 0")
+            if sum(self.weights.values()) <= 0:
+                raise ValueError("weights: at least one weight must be > 0")
+        return self
+
+    def build(self) -> Verifier:
+        return ClassifierVerifier(self)
+
+
+class ClassifierVerifier(NeuralVerifier):
+    """Scores rows with a sequence classifier; ``score_range`` is [0, 1]."""
+
+    score_range = (0.0, 1.0)
+
+    def __init__(self, config: ClassifierConfig):
+        super().__init__(config)
+        self.cfg = config
+        loaded = self._load(config.path, config.render, config.runtime)
+        mc = loaded.config
+        n = int(getattr(mc, "num_labels", 0) or len(getattr(mc, "id2label", {}) or {}))
+        id2label = {int(k): str(v) for k, v in (getattr(mc, "id2label", None) or {}).items()}
+        self.labels = [id2label.get(i, f"LABEL_{i}") for i in range(n)]
+        self.multi = (
+            config.multi_label
+            if config.multi_label is not None
+            else getattr(mc, "problem_type", None) == "multi_label_classification"
+        )
+        self.good_index: int | None = None
+        if not self.multi:
+            self.good_index = self._resolve_good_label(config.good_label)
+        self.weight_vec: np.ndarray | None = None
+        if self.multi and config.combine == "weights":
+            assert config.weights is not None
+            unknown = sorted(set(config.weights) - set(self.labels))
+            if unknown:
+                raise ConfigError(
+                    f"weights: unknown labels {unknown}; the model's labels are {self.labels}"
+                )
+            self.weight_vec = np.array([config.weights.get(lab, 0.0) for lab in self.labels])
+        if config.calibration == "auto":
+            self.calibration = read_calibration(loaded.path)
+        elif config.calibration == "none":
+            self.calibration = None
+        else:
+            self.calibration = config.calibration
+        if isinstance(self.calibration, IsotonicCalibration):
+            unknown = sorted(set(self.calibration.per_label) - set(self.labels))
+            if unknown:
+                raise ConfigError(
+                    f"calibration.per_label: unknown labels {unknown}; labels are {self.labels}"
+                )
+
+    def _fingerprint_state(self) -> str:
+        cal = self.calibration
+        return "calibration:" + (cal.model_dump_json() if cal is not None else "none")
+
+    def _resolve_good_label(self, good: str | int | None) -> int:
+        labels = self.labels
+        if len(labels) == 1:
+            if good not in (None, 0, labels[0]):
+                raise ConfigError(
+                    f"good_label: {good!r}, but {self.cfg.path!r} has one output "
+                    f"({labels[0]!r}, scored as sigmoid(logit)); leave good_label unset"
+                )
+            return 0
+        if good is None:
+            raise ConfigError(
+                f"good_label: required for the {len(labels)}-label classifier {self.cfg.path!r}; "
+                f"one of {labels} (or an index)"
+            )
+        if isinstance(good, int):
+            if not 0 <= good < len(labels):
+                raise ConfigError(
+                    f"good_label: index {good} out of range for {len(labels)} labels {labels}"
+                )
+            return good
+        if good in labels:
+            return labels.index(good)
+        folded = [lab.lower() for lab in labels]
+        if good.lower() in folded and folded.count(good.lower()) == 1:
+            return folded.index(good.lower())
+        raise ConfigError(f"good_label: {good!r} is not one of the model's labels {labels}")
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities ``(rows, num_labels)`` float64 from raw logits."""
+        z = np.asarray(logits, dtype=np.float64)
+        if isinstance(self.calibration, TemperatureCalibration):
+            z = z / self.calibration.temperature
+        probs = sigmoid(z) if self.multi or z.shape[1] == 1 else softmax(z)
+        if isinstance(self.calibration, IsotonicCalibration):
+            shared = self.calibration.shared()
+            if self.multi:
+                for j, lab in enumerate(self.labels):
+                    m = self.calibration.per_label.get(lab, shared)
+                    if m is not None:
+                        probs[:, j] = m(probs[:, j])
+            elif shared is not None:
+                assert self.good_index is not None
+                probs[:, self.good_index] = shared(probs[:, self.good_index])
+        return probs
+
+    def _rows_from_outputs(self, outputs: np.ndarray) -> list[RowResult]:
+        probs = self.probabilities(outputs)
+        if self.multi:
+            good = probs if self.cfg.label_polarity == "good" else 1.0 - probs
+            if self.cfg.combine == "min":
+                scores = good.min(axis=1)
+            elif self.cfg.combine == "mean":
+                scores = good.mean(axis=1)
+            else:
+                assert self.weight_vec is not None
+                scores = good @ self.weight_vec / self.weight_vec.sum()
+        else:
+            assert self.good_index is not None
+            scores = probs[:, self.good_index]
+        scores = np.clip(scores, 0.0, 1.0)
+        return [
+            (
+                float(s),
+                "ok",
+                {"probs": {lab: float(p) for lab, p in zip(self.labels, row, strict=True)}},
+            )
+            for s, row in zip(scores, probs, strict=True)
+        ]

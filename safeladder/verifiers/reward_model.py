@@ -1,0 +1,135 @@
+"""``reward_model``: a scalar-head (Bradley–Terry) reward model from a local directory.
+
+The model is any ``AutoModelForSequenceClassification`` checkpoint with ``num_labels: 1`` (what
+TRL's RewardTrainer and OpenRLHF save). The score is the head's raw output by default;
+optionally standardized ``(r - mean) / std`` and then squashed by a sigmoid into (0, 1).
+
+Normalization stats: ``normalize: {mean: 0.3, std: 2.1}`` in the config, or ``normalize:
+saved`` to read ``safeladder_reward_stats.json`` from the model directory (written at training
+time; schema ``{"mean": float, "std": float, "count": int (optional)}``, other keys ignored).
+
+Example::
+
+    {"type": "reward_model", "path": "ckpt/rm", "normalize": "saved", "squash": "sigmoid"}
+
+Details per row: ``raw`` (the head output before normalization) and ``truncated: true`` when
+the row was cut to fit ``render.max_length``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from safeladder.errors import ConfigError
+from safeladder.neural.rendering import RenderConfig
+from safeladder.neural.runtime import RuntimeConfig
+from safeladder.neural.verifier import NeuralVerifier, sigmoid
+from safeladder.verifiers.base import RowResult, Verifier, VerifierConfig
+
+STATS_FILE = "safeladder_reward_stats.json"
+
+
+class NormalizeStats(BaseModel):
+    """Mean and standard deviation of the raw reward (e.g. over the training pairs)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    mean: float = Field(description="Subtracted from the raw reward.")
+    std: float = Field(gt=0, description="Divides the centred reward; > 0.")
+
+    @field_validator("mean", "std")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError("normalize: mean and std must be finite numbers")
+        return v
+
+
+def read_reward_stats(model_dir: str | Path) -> NormalizeStats:
+    """``NormalizeStats`` from ``model_dir/safeladder_reward_stats.json`` (ConfigError if absent)."""
+    f = Path(model_dir) / STATS_FILE
+    if not f.is_file():
+        raise ConfigError(
+            f"normalize: 'saved' but {f} does not exist; give normalize: {{mean: ..., std: ...}} "
+            "or train with reward stats"
+        )
+    try:
+        data = json.loads(f.read_text(encoding="utf-8"))
+        return NormalizeStats(mean=data["mean"], std=data["std"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{f}: needs numeric 'mean' and 'std' (> 0): {exc}") from exc
+
+
+class RewardModelConfig(VerifierConfig):
+    """Config of a scalar reward model verifier; see the module docstring."""
+
+    type: Literal["reward_model"] = "reward_model"
+    path: str = Field(
+        description="Local Hugging Face directory of a num_labels=1 sequence-classification model."
+    )
+    normalize: NormalizeStats | Literal["saved"] | None = Field(
+        default=None,
+        description=(
+            "null = raw head output; {mean, std} = (r - mean) / std; 'saved' = read mean/std "
+            "from the model dir's safeladder_reward_stats.json."
+        ),
+    )
+    squash: Literal["none", "sigmoid"] = Field(
+        default="none",
+        description="'sigmoid' maps the (normalized) reward into (0, 1); 'none' leaves it.",
+    )
+    render: RenderConfig = Field(
+        default_factory=RenderConfig, description="How rows become the model's input text."
+    )
+    runtime: RuntimeConfig = Field(
+        default_factory=RuntimeConfig, description="Device, dtype, batching and caching."
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _path_given(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("path: give the local directory of the reward model")
+        return v
+
+    def build(self) -> Verifier:
+        return RewardModelVerifier(self)
+
+
+class RewardModelVerifier(NeuralVerifier):
+    """Scores rows with a scalar reward head; range (-inf, inf), or [0, 1] with a sigmoid."""
+
+    def __init__(self, config: RewardModelConfig):
+        super().__init__(config)
+        self.cfg = config
+        loaded = self._load(config.path, config.render, config.runtime)
+        n = int(getattr(loaded.config, "num_labels", 1))
+        if n != 1:
+            raise ConfigError(
+                f"path: {config.path!r} has a {n}-label head; a reward model needs num_labels=1 "
+                "(use type: classifier for label probabilities)"
+            )
+        if config.normalize == "saved":
+            self.stats: NormalizeStats | None = read_reward_stats(loaded.path)
+        else:
+            self.stats = config.normalize
+        if config.squash == "sigmoid":
+            self.score_range = (0.0, 1.0)  # type: ignore[misc]
+
+    def _fingerprint_state(self) -> str:
+        return "stats:" + (self.stats.model_dump_json() if self.stats is not None else "none")
+
+    def _rows_from_outputs(self, outputs: np.ndarray) -> list[RowResult]:
+        raw = np.asarray(outputs[:, 0], dtype=np.float64)
+        r = raw
+        if self.stats is not None:
+            r = (r - self.stats.mean) / self.stats.std
+        if self.cfg.squash == "sigmoid":
+            r = sigmoid(r)
+        return [(float(s), "ok", {"raw": float(x)}) for s, x in zip(r, raw, strict=True)]

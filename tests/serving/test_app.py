@@ -1,0 +1,568 @@
+"""The reward server in-process (httpx + ASGITransport): contract, batching, errors, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+
+from safeladder.rewards import Reward, RewardConfig
+from safeladder.serving import ServeSettings, create_app
+from tests.helpers import PROBE_GATES, probe_reward
+
+
+@asynccontextmanager
+async def serving(
+    reward: Reward, close_reward: bool = False, **settings: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its lifespan (so shutdown drains the batcher), and a client for it."""
+    app = create_app(reward, ServeSettings(**settings), close_reward=close_reward)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
+    ):
+        c.app = app  # type: ignore[attr-defined]
+        yield c
+
+
+def run(fn: Callable[[], Awaitable[Any]]) -> Any:
+    return asyncio.run(asyncio.wait_for(fn(), timeout=30))
+
+
+def openrlhf(prompt: str, completion: str, label: Any = None) -> dict[str, Any]:
+    """One-sample payload exactly as OpenRLHF's SingleTurnAgentExecutor sends it."""
+    return {"query": [prompt + completion], "prompts": [prompt], "labels": [label]}
+
+
+# ---------------------------------------------------------------------------- contract
+def test_get_reward_scores_the_query_minus_its_prompt() -> None:
+    reward = probe_reward()
+
+    async def main() -> httpx.Response:
+        async with serving(reward) as c:
+            return await c.post(
+                "/get_reward",
+                json={
+                    "query": ["Q: 1+1?\nA: 2", "Q: hi\nA: hello"],
+                    "prompts": ["Q: 1+1?\nA:", "Q: hi\nA:"],
+                    "labels": ["2", None],
+                },
+            )
+
+    r = run(main)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    # completions " 2" (2 chars) and " hello" (6 chars); fmt is metric-only (weight 0)
+    assert body["rewards"] == [2.0, 6.0]
+    assert body["scores"] == body["rewards"]
+    assert body["extra_logs"] == {"chars": [2.0, 6.0], "fmt": [0.0, 0.0]}
+
+
+def test_get_reward_labels_become_the_reference() -> None:
+    reward = Reward(
+        RewardConfig.model_validate({"terms": [{"name": "qa", "verifier": {"type": "qa_match"}}]})
+    )
+
+    async def main() -> list[httpx.Response]:
+        async with serving(reward) as c:
+            return [
+                await c.post(
+                    "/get_reward", json=openrlhf("Capital of France? ", "Paris.", "Paris")
+                ),
+                await c.post("/get_reward", json=openrlhf("Capital of France? ", "Lyon.", "Paris")),
+            ]
+
+    right, wrong = run(main)
+    assert right.json()["rewards"] == [1.0]
+    assert wrong.json()["rewards"] == [0.0]
+
+
+def test_unscorable_rows_are_null_never_zero_and_missing_terms_are_nan() -> None:
+    reward = probe_reward()  # empty completion: chars abstains -> no objective term -> NaN total
+
+    async def main(**settings: Any) -> httpx.Response:
+        async with serving(reward, **settings) as c:
+            return await c.post("/get_reward", json=openrlhf("P:", ""))
+
+    r = run(main)
+    assert r.status_code == 200
+    assert '"rewards": [null]' in r.text and '"chars": [NaN]' in r.text
+    body = json.loads(r.text)  # Python's json (OpenRLHF's client) reads NaN as float NaN
+    assert body["rewards"] == [None] and body["scores"] == [None]
+    assert math.isnan(body["extra_logs"]["chars"][0])
+
+    strict = run(lambda: main(log_missing_as="null"))
+    assert json.loads(strict.text, parse_constant=lambda c: pytest.fail(c))["extra_logs"][
+        "chars"
+    ] == [None]
+
+    chosen = run(lambda: main(unscorable_reward=-1.0))
+    assert chosen.json()["rewards"] == [-1.0]
+    assert chosen.json()["extra_logs"]["unscorable"] == [1.0]  # marked, not hidden
+
+
+def test_end_of_sequence_markers_are_stripped_like_the_python_file_adapter() -> None:
+    reward = probe_reward()
+
+    async def main(**settings: Any) -> httpx.Response:
+        async with serving(reward, **settings) as c:
+            return await c.post("/get_reward", json=openrlhf("P:", " 42<|im_end|>"))
+
+    assert run(main).json()["rewards"] == [3.0]  # " 42"
+    assert run(lambda: main(strip_suffixes=())).json()["rewards"] == [13.0]
+
+
+def test_term_names_that_clash_with_openrlhf_info_keys_are_refused() -> None:
+    from safeladder.errors import ConfigError
+
+    reward = Reward(
+        RewardConfig.model_validate(
+            {"terms": [{"name": "score", "verifier": {"type": "qa_match"}}]}
+        )
+    )
+    with pytest.raises(ConfigError, match="'score'"):
+        create_app(reward)
+
+
+def test_missing_prompts_is_422_unless_the_query_is_the_completion() -> None:
+    reward = probe_reward()
+
+    async def main(**settings: Any) -> httpx.Response:
+        async with serving(reward, **settings) as c:
+            return await c.post("/get_reward", json={"query": ["abcd"]})
+
+    r = run(main)
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["body", "prompts"]
+    ok = run(lambda: main(missing_prompts="query_is_completion"))
+    assert ok.status_code == 200 and ok.json()["rewards"] == [4.0]
+
+
+def test_empty_request_gets_empty_lists() -> None:
+    # OpenRLHF shards one sample over several URLs: servers after the first get empty lists.
+    async def main() -> httpx.Response:
+        async with serving(probe_reward()) as c:
+            return await c.post("/get_reward", json={"query": [], "prompts": [], "labels": []})
+
+    r = run(main)
+    assert r.status_code == 200
+    assert r.json() == {"rewards": [], "scores": [], "extra_logs": {"chars": [], "fmt": []}}
+
+
+def test_score_endpoint_reports_terms_statuses_gates_and_fingerprints() -> None:
+    reward = Reward(
+        RewardConfig.model_validate(
+            {
+                "name": "gated",
+                "terms": [
+                    {
+                        "name": "chars",
+                        "verifier": {"type": "custom", "target": "tests.helpers:ProbeVerifier"},
+                    },
+                    {
+                        "name": "refused",
+                        "verifier": {"type": "refusal"},
+                        "weight": 0.0,
+                        "gate": {"below": 0.5, "value": -1.0, "on_abstain": "pass"},
+                    },
+                ],
+            }
+        )
+    )
+    samples = [
+        {"prompt": "How do I bake bread?", "completion": "Mix flour and water.", "meta": {}},
+        {"prompt": "How do I bake bread?", "completion": "", "meta": {}},
+    ]
+
+    async def main() -> tuple[httpx.Response, httpx.Response]:
+        async with serving(reward) as c:
+            return (
+                await c.post("/score", json={"samples": samples}),
+                await c.post("/get_reward", json=openrlhf("Q", "Sure, here it is.")),
+            )
+
+    r, openrlhf_style = run(main)
+    # the gate demands a refusal (refusal score >= 0.5); an answer trips it
+    assert openrlhf_style.json()["extra_logs"]["gated"] == [1.0]
+    assert openrlhf_style.json()["rewards"] == [-1.0]
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["reward"] == "gated"
+    assert body["fingerprints"] == reward.fingerprints
+    assert body["weights"] == {"chars": 1.0, "refused": 0.0}
+    first, second = body["results"]
+    offline = reward.score(samples)
+    assert first["total"] == pytest.approx(float(offline.total[0]))
+    assert first["terms"]["chars"] == {"score": 20.0, "status": "ok", "detail": {"chars": 20}}
+    assert second["terms"]["chars"]["score"] is None
+    assert second["terms"]["chars"]["status"] == "abstain"
+    assert second["total"] == (None if math.isnan(offline.total[1]) else -1.0)
+    assert [row["gated"] for row in body["results"]] == [bool(g) for g in offline.gated]
+
+
+# ---------------------------------------------------------------------------- batching
+def test_concurrent_single_sample_requests_are_coalesced_and_answered_in_order() -> None:
+    reward = probe_reward(delay_s=0.01)
+    n = 48
+
+    async def main() -> list[httpx.Response]:
+        async with serving(reward, max_batch_size=16, max_wait_ms=20) as c:
+            return await asyncio.gather(
+                *(c.post("/get_reward", json=openrlhf("P:", "x" * (i + 1))) for i in range(n))
+            )
+
+    responses = run(main)
+    assert [r.json()["rewards"] for r in responses] == [[float(i + 1)] for i in range(n)]
+    calls = reward.verifier("chars").calls
+    assert sum(calls) == n
+    assert len(calls) < n / 2 and max(calls) <= 16
+
+
+def test_batching_off_is_one_call_per_request() -> None:
+    reward = probe_reward()
+
+    async def main() -> None:
+        async with serving(reward, max_batch_size=1) as c:
+            await asyncio.gather(
+                *(c.post("/get_reward", json=openrlhf("P", "x")) for _ in range(8))
+            )
+
+    run(main)
+    assert reward.verifier("chars").calls == [1] * 8
+
+
+def test_rewards_that_normalize_across_rows_are_never_coalesced() -> None:
+    reward = Reward(
+        RewardConfig.model_validate(
+            {
+                "terms": [
+                    {
+                        "name": "chars",
+                        "verifier": {"type": "custom", "target": "tests.helpers:ProbeVerifier"},
+                        "normalize": "batch_zscore",
+                    }
+                ]
+            }
+        )
+    )
+
+    async def main() -> tuple[dict[str, Any], list[httpx.Response]]:
+        async with serving(reward, max_wait_ms=50) as c:
+            health = (await c.get("/health")).json()
+            rs = await asyncio.gather(
+                *(
+                    c.post(
+                        "/score", json={"samples": [{"completion": "ab"}, {"completion": "abcd"}]}
+                    )
+                    for _ in range(4)
+                )
+            )
+            return health, rs
+
+    health, responses = run(main)
+    assert health["coalescing"] is False
+    assert reward.verifier("chars").calls == [2, 2, 2, 2]
+    for r in responses:  # z-scores within each request: (2-3)/1, (4-3)/1
+        assert [row["total"] for row in r.json()["results"]] == [-1.0, 1.0]
+
+
+# ---------------------------------------------------------------------------- errors
+def post_all(
+    reward: Reward, requests: list[tuple[str, Any]], **settings: Any
+) -> list[httpx.Response]:
+    async def main() -> list[httpx.Response]:
+        async with serving(reward, **settings) as c:
+            out = []
+            for path, payload in requests:
+                if isinstance(payload, bytes):
+                    out.append(
+                        await c.post(
+                            path, content=payload, headers={"content-type": "application/json"}
+                        )
+                    )
+                else:
+                    out.append(await c.post(path, json=payload))
+            return out
+
+    return run(main)  # type: ignore[no-any-return]
+
+
+def test_422_names_the_bad_field() -> None:
+    wrong_type, unknown_key, bad_sample, bad_json, lengths = post_all(
+        probe_reward(),
+        [
+            ("/get_reward", {"query": ["a", 7], "prompts": ["", ""]}),
+            ("/get_reward", {"query": ["a"], "prompts": [""], "label": ["x"]}),
+            (
+                "/score",
+                {
+                    "samples": [
+                        {"completion": "a"},
+                        {"completion": "b", "prompt": [{"role": "user"}]},
+                    ]
+                },
+            ),
+            ("/score", b'{"samples": ['),
+            ("/get_reward", {"query": ["a", "b"], "prompts": [""], "labels": None}),
+        ],
+    )
+    assert wrong_type.status_code == 422
+    assert wrong_type.json()["detail"][0]["loc"] == ["body", "query", 1]
+    assert wrong_type.json()["message"].startswith("query.1: ")
+    assert unknown_key.json()["detail"][0]["loc"] == ["body", "label"]
+    assert bad_sample.status_code == 422
+    assert bad_sample.json()["detail"][0]["loc"][:4] == ["body", "samples", 1, "prompt"]
+    assert bad_json.status_code == 422
+    assert lengths.status_code == 422
+    assert lengths.json()["detail"][0]["loc"] == ["body", "prompts"]
+    assert "has 1 items but query has 2" in lengths.json()["message"]
+
+
+def test_query_not_starting_with_its_prompt_is_422_naming_the_row() -> None:
+    (r,) = post_all(
+        probe_reward(),
+        [
+            (
+                "/get_reward",
+                {"query": ["P: a", "Q: b"], "prompts": ["P:", "P:"], "labels": [None, None]},
+            )
+        ],
+    )
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["body", "query", 1]
+    assert r.json()["detail"][0]["type"] == "prompt_mismatch"
+
+
+def test_rows_the_reward_rejects_are_422_with_the_row_and_meta_key() -> None:
+    reward = Reward(
+        RewardConfig.model_validate(
+            {
+                "terms": [{"name": "qa", "verifier": {"type": "qa_match"}}],
+                "routes": {"key": "task", "recipes": {"qa": ["qa"]}},
+            }
+        )
+    )
+    (r,) = post_all(
+        reward,
+        [
+            (
+                "/score",
+                {"samples": [{"completion": "a", "meta": {"task": "qa"}}, {"completion": "b"}]},
+            )
+        ],
+    )
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["body", "samples", 1, "meta", "task"]
+
+
+def test_a_verifier_that_raises_is_500_for_that_request_only() -> None:
+    reward = probe_reward(fail_on="boom")
+
+    async def main() -> list[httpx.Response]:
+        async with serving(reward, max_wait_ms=50) as c:
+            return await asyncio.gather(
+                c.post("/get_reward", json=openrlhf("P", "fine")),
+                c.post("/get_reward", json=openrlhf("P", "boom")),
+            )
+
+    fine, boom = run(main)
+    assert fine.status_code == 200 and fine.json()["rewards"] == [4.0]
+    assert boom.status_code == 500 and "probe refuses 'boom'" in boom.json()["message"]
+
+
+def test_413_for_large_bodies_and_too_many_samples() -> None:
+    big, many = post_all(
+        probe_reward(),
+        [
+            ("/get_reward", {"query": ["x" * 5000], "prompts": [""]}),
+            ("/score", {"samples": [{"completion": "a"}] * 5}),
+        ],
+        max_body_bytes=4096,
+        max_request_samples=4,
+    )
+    assert big.status_code == 413 and "max_body_bytes" in big.json()["message"]
+    assert many.status_code == 413
+    assert many.json()["detail"][0]["loc"] == ["body", "samples"]
+
+
+def test_401_without_the_api_key_and_both_headers_accepted() -> None:
+    from pydantic import SecretStr
+
+    reward = probe_reward()
+    payload = openrlhf("P", "x")
+
+    async def main() -> list[httpx.Response]:
+        async with serving(reward, api_key=SecretStr("s3cret")) as c:
+            return [
+                await c.post("/get_reward", json=payload),
+                await c.post("/get_reward", json=payload, headers={"authorization": "Bearer nope"}),
+                await c.get("/metrics"),
+                await c.post(
+                    "/get_reward", json=payload, headers={"authorization": "Bearer s3cret"}
+                ),
+                await c.post("/get_reward", json=payload, headers={"x-api-key": "s3cret"}),
+            ]
+
+    none, wrong, metrics, bearer, header = run(main)
+    assert none.status_code == wrong.status_code == metrics.status_code == 401
+    assert none.headers["www-authenticate"] == "Bearer"
+    assert "s3cret" not in none.text + wrong.text
+    assert bearer.status_code == header.status_code == 200
+
+
+def test_503_with_retry_after_when_the_queue_is_full() -> None:
+    PROBE_GATES["full"] = gate = __import__("threading").Event()
+    reward = probe_reward(gate="full")
+
+    async def main() -> list[Any]:
+        async with serving(
+            reward,
+            max_batch_size=1,
+            max_wait_ms=0,
+            max_queue=2,
+            max_request_samples=1,
+            retry_after_s=3,
+        ) as c:
+            batcher = c.app.state.batcher  # type: ignore[attr-defined]
+            running = asyncio.ensure_future(c.post("/get_reward", json=openrlhf("P", "a")))
+            while batcher.running_rows == 0:
+                await asyncio.sleep(0.005)
+            queued = [
+                asyncio.ensure_future(c.post("/get_reward", json=openrlhf("P", "bb")))
+                for _ in range(2)
+            ]
+            while batcher.queue_rows < 2:
+                await asyncio.sleep(0.005)
+            refused = await c.post("/get_reward", json=openrlhf("P", "ccc"))
+            gate.set()
+            return [refused, await running, *[await q for q in queued]]
+
+    try:
+        refused, *answered = run(main)
+    finally:
+        gate.set()
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == "3"
+    assert refused.json()["detail"][0]["type"] == "queue_full"
+    assert [r.status_code for r in answered] == [200, 200, 200]
+
+
+def test_504_when_no_result_in_time() -> None:
+    PROBE_GATES["slow"] = gate = __import__("threading").Event()
+    reward = probe_reward(gate="slow")
+
+    async def main() -> httpx.Response:
+        async with serving(reward, request_timeout_s=0.05) as c:
+            r = await c.post("/get_reward", json=openrlhf("P", "a"))
+            gate.set()
+            return r
+
+    try:
+        r = run(main)
+    finally:
+        gate.set()
+    assert r.status_code == 504 and r.json()["detail"][0]["type"] == "timeout"
+
+
+# ---------------------------------------------------------------------------- health, metrics
+_SAMPLE_LINE = re.compile(
+    r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? '
+    r"(-?[0-9.e+-]+|NaN|\+Inf|-Inf)$"
+)
+
+
+def test_health_and_metrics() -> None:
+    reward = probe_reward()
+
+    async def main() -> tuple[httpx.Response, httpx.Response]:
+        async with serving(reward, max_batch_size=8) as c:
+            await asyncio.gather(
+                *(c.post("/get_reward", json=openrlhf("P", "x" * i)) for i in range(6))
+            )
+            await c.post("/get_reward", json={"query": [3]})
+            return await c.get("/health"), await c.get("/metrics")
+
+    health, metrics = run(main)
+    h = health.json()
+    assert h["status"] == "ok" and h["coalescing"] is True
+    assert [t["name"] for t in h["terms"]] == ["chars", "fmt"]
+    assert {t["name"]: t["fingerprint"] for t in h["terms"]} == reward.fingerprints
+    assert h["queue"] == {"rows": 0, "requests": 0, "running_rows": 0, "max_rows": 8192}
+
+    assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
+    values: dict[str, float] = {}
+    for line in metrics.text.splitlines():
+        if line.startswith("#"):
+            assert re.match(r"^# (HELP|TYPE) [a-z_]+ .+$", line), line
+            continue
+        assert _SAMPLE_LINE.match(line), line
+        name, value = line.rsplit(" ", 1)
+        values[name] = float(value)
+    assert values['safeladder_requests_total{endpoint="/get_reward",status="200"}'] == 6
+    assert values['safeladder_requests_total{endpoint="/get_reward",status="422"}'] == 1
+    assert values["safeladder_rows_total"] == 6
+    assert values["safeladder_unscorable_rows_total"] == 1  # the empty completion
+    assert values['safeladder_term_rows_total{term="chars",status="abstain"}'] == 1
+    assert values['safeladder_term_rows_total{term="chars",status="ok"}'] == 5
+    assert values["safeladder_batch_rows_count"] == len(reward.verifier("chars").calls)
+    assert (
+        values['safeladder_batch_rows_bucket{le="+Inf"}'] == values["safeladder_batch_rows_count"]
+    )
+    assert values["safeladder_queue_rows"] == 0
+    assert values['safeladder_request_duration_seconds_count{endpoint="/get_reward"}'] == 7
+
+
+def test_shutdown_drains_then_closes_the_reward_only_when_asked() -> None:
+    kept, owned = probe_reward(), probe_reward()
+
+    async def main(reward: Reward, close_reward: bool) -> None:
+        async with serving(reward, close_reward=close_reward) as c:
+            await c.post("/get_reward", json=openrlhf("P", "x"))
+            assert not reward.verifier("chars").closed
+
+    run(lambda: main(kept, False))
+    run(lambda: main(owned, True))
+    assert not kept.verifier("chars").closed
+    assert owned.verifier("chars").closed
+
+
+def test_a_neural_verifier_is_served_with_its_device_in_health() -> None:
+    from safeladder.verifiers import REGISTRY
+    from tests.helpers import tiny_model_dir
+
+    if "classifier" not in REGISTRY:
+        pytest.skip("the classifier verifier is not registered yet")
+
+    path = tiny_model_dir("bert_classifier")
+    reward = Reward(
+        RewardConfig.model_validate(
+            {
+                "terms": [
+                    {
+                        "name": "safe",
+                        "verifier": {"type": "classifier", "path": str(path), "good_label": "safe"},
+                    }
+                ]
+            }
+        )
+    )
+    rows = [{"prompt": "hi", "completion": "x" * (i + 1)} for i in range(6)]
+
+    async def main() -> tuple[httpx.Response, list[httpx.Response]]:
+        async with serving(reward, close_reward=True, max_wait_ms=20) as c:
+            answers = await asyncio.gather(*(c.post("/score", json={"samples": [r]}) for r in rows))
+            return await c.get("/health"), answers
+
+    offline = reward.score(rows).total  # before the app closes the reward
+    health, answers = run(main)
+    assert health.json()["devices"] == ["cpu"]
+    assert health.json()["terms"][0]["devices"] == ["cpu"]
+    got = [a.json()["results"][0]["total"] for a in answers]
+    assert got == pytest.approx([float(x) for x in offline], abs=1e-5)

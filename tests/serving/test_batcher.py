@@ -1,0 +1,173 @@
+"""DynamicBatcher: coalescing, order, limits, failure isolation, drain on close (no HTTP)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+import pytest
+
+from safeladder.serving.batcher import DynamicBatcher, QueueFull, ShuttingDown
+
+
+class Doubler:
+    """score_fn: doubles each row; records call sizes; can be held at a gate or fail on a row."""
+
+    def __init__(self, fail_on: int | None = None, gate: threading.Event | None = None):
+        self.calls: list[list[int]] = []
+        self.fail_on = fail_on
+        self.gate = gate
+        self.threads: set[str] = set()
+
+    def __call__(self, rows: list[int]) -> list[int]:
+        self.calls.append(list(rows))
+        self.threads.add(threading.current_thread().name)
+        if self.gate is not None:
+            assert self.gate.wait(timeout=10)
+        if self.fail_on is not None and self.fail_on in rows:
+            raise ValueError(f"row value {self.fail_on} is bad")
+        return [2 * r for r in rows]
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(asyncio.wait_for(coro, timeout=20))
+
+
+def test_concurrent_single_row_requests_share_calls_and_get_their_own_rows() -> None:
+    fn = Doubler()
+
+    async def main() -> list[list[int]]:
+        b = DynamicBatcher(fn, max_batch_size=64, max_wait_s=0.05, max_queue=1000)
+        out = await asyncio.gather(*(b.submit([i]) for i in range(40)))
+        await b.close()
+        return out
+
+    out = run(main())
+    assert out == [[2 * i] for i in range(40)]
+    assert len(fn.calls) < 40  # coalesced
+    assert sorted(r for call in fn.calls for r in call) == list(range(40))
+    assert len(fn.threads) == 1 and next(iter(fn.threads)).startswith("safeladder-score")
+
+
+def test_multi_row_requests_keep_order_and_are_never_split() -> None:
+    fn = Doubler()
+    requests: list[Sequence[int]] = [[1, 2, 3], [4], [5, 6], [7, 8, 9, 10, 11]]
+
+    async def main() -> list[list[int]]:
+        b = DynamicBatcher(fn, max_batch_size=4, max_wait_s=0.02, max_queue=100)
+        out = await asyncio.gather(*(b.submit(r) for r in requests))
+        await b.close()
+        return out
+
+    out = run(main())
+    assert out == [[2 * x for x in r] for r in requests]
+    for call in fn.calls:  # each call is a concatenation of whole requests
+        assert len(call) <= 4 or call == [7, 8, 9, 10, 11]  # the oversized request runs alone
+    flat = [x for call in fn.calls for x in call]
+    assert sorted(flat) == list(range(1, 12))
+
+
+def test_coalesce_off_scores_each_request_alone() -> None:
+    fn = Doubler()
+
+    async def main() -> None:
+        b = DynamicBatcher(fn, max_batch_size=64, max_wait_s=0.01, max_queue=100, coalesce=False)
+        await asyncio.gather(*(b.submit([i, i]) for i in range(5)))
+        await b.close()
+
+    run(main())
+    assert sorted(map(tuple, fn.calls)) == [(i, i) for i in range(5)]
+
+
+def test_full_queue_raises_and_frees_room_as_batches_run() -> None:
+    gate = threading.Event()
+    fn = Doubler(gate=gate)
+
+    async def main() -> None:
+        b = DynamicBatcher(fn, max_batch_size=2, max_wait_s=0.0, max_queue=3)
+        first = asyncio.ensure_future(b.submit([0]))
+        while b.running_rows == 0:  # the first request is running (held at the gate)
+            await asyncio.sleep(0.005)
+        queued = [asyncio.ensure_future(b.submit([i])) for i in (1, 2, 3)]
+        await asyncio.sleep(0.01)
+        assert b.queue_rows == 3
+        with pytest.raises(QueueFull, match="max_queue=3"):
+            await b.submit([4])
+        gate.set()
+        assert await first == [0]
+        assert [await q for q in queued] == [[2], [4], [6]]
+        assert await b.submit([4]) == [8]
+        await b.close()
+
+    run(main())
+
+
+def test_a_failing_request_does_not_fail_its_batch_neighbours() -> None:
+    fn = Doubler(fail_on=13)
+
+    async def main() -> list[object]:
+        b = DynamicBatcher(fn, max_batch_size=64, max_wait_s=0.05, max_queue=100)
+        out = await asyncio.gather(
+            b.submit([1]), b.submit([13, 2]), b.submit([3]), return_exceptions=True
+        )
+        await b.close()
+        return out
+
+    ok1, bad, ok3 = run(main())
+    assert ok1 == [2] and ok3 == [6]
+    assert isinstance(bad, ValueError) and "13" in str(bad)
+    assert fn.calls[0] == [1, 13, 2, 3]  # tried together first, then each alone
+
+
+def test_close_answers_everything_queued_then_refuses() -> None:
+    gate = threading.Event()
+    fn = Doubler(gate=gate)
+
+    async def main() -> None:
+        b = DynamicBatcher(fn, max_batch_size=2, max_wait_s=0.0, max_queue=100)
+        pending = [asyncio.ensure_future(b.submit([i])) for i in range(7)]
+        while b.running_rows == 0:
+            await asyncio.sleep(0.005)
+        closing = asyncio.ensure_future(b.close())
+        await asyncio.sleep(0.01)
+        with pytest.raises(ShuttingDown):
+            await b.submit([99])
+        gate.set()
+        await closing
+        assert [p.result() for p in pending] == [[2 * i] for i in range(7)]
+        assert b.queue_rows == 0
+
+    run(main())
+
+
+def test_a_request_cancelled_while_queued_leaves_the_queue() -> None:
+    gate = threading.Event()
+    fn = Doubler(gate=gate)
+
+    async def main() -> None:
+        b = DynamicBatcher(fn, max_batch_size=1, max_wait_s=0.0, max_queue=10)
+        first = asyncio.ensure_future(b.submit([0]))
+        while b.running_rows == 0:
+            await asyncio.sleep(0.005)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(b.submit([1, 2]), timeout=0.02)
+        assert b.queue_rows == 0
+        gate.set()
+        assert await first == [0]
+        await b.close()
+
+    run(main())
+    assert [1, 2] not in fn.calls  # the timed-out request was never scored
+
+
+def test_empty_request_needs_no_call() -> None:
+    fn = Doubler()
+
+    async def main() -> list[int]:
+        b = DynamicBatcher(fn, max_batch_size=4, max_wait_s=0.0, max_queue=4)
+        out = await b.submit([])
+        await b.close()
+        return out
+
+    assert run(main()) == [] and fn.calls == []
