@@ -41,30 +41,44 @@ if TYPE_CHECKING:
 Forward = Callable[[list[list[int]], Any, Any], np.ndarray]
 
 
-def plan_microbatches(lengths: Sequence[int], max_tokens: int, max_batch: int) -> list[list[int]]:
+def plan_microbatches(
+    lengths: Sequence[int], max_tokens: int, max_batch: int, max_padding: float | None = None
+) -> list[list[int]]:
     """Group row indices into micro-batches by length, longest first.
 
     Each micro-batch's padded size ``len(batch) * max(lengths[i] for i in batch)`` is at most
     ``max_tokens`` and it has at most ``max_batch`` rows; a row longer than ``max_tokens``
-    forms a batch of its own. Ties keep the input order (stable sort).
+    forms a batch of its own. With ``max_padding`` (a fraction), a row only joins a batch if
+    the batch's padding stays within that share of its padded size: on a CPU every padded
+    position is computed for nothing, so a batch must not cost more than the rows alone.
+    Ties keep the input order (stable sort).
 
     >>> plan_microbatches([5, 100, 7, 6], max_tokens=20, max_batch=8)
     [[1], [2, 3], [0]]
+    >>> plan_microbatches([100, 90, 89], max_tokens=1000, max_batch=8, max_padding=0.05)
+    [[0, 1], [2]]
     """
     if max_tokens < 1 or max_batch < 1:
         raise ValueError(f"max_tokens ({max_tokens}) and max_batch ({max_batch}) must be >= 1")
+    if max_padding is not None and not 0.0 <= max_padding < 1.0:
+        raise ValueError(f"max_padding must be in [0, 1), got {max_padding}")
     order = sorted(range(len(lengths)), key=lambda i: -int(lengths[i]))
     batches: list[list[int]] = []
     current: list[int] = []
     width = 0  # longest row in `current` = its first row, since rows come longest first
+    real = 0  # real (unpadded) tokens in `current`
     for i in order:
         n = max(int(lengths[i]), 1)
-        if current and ((len(current) + 1) * width > max_tokens or len(current) >= max_batch):
-            batches.append(current)
-            current = []
+        if current:
+            padded = (len(current) + 1) * width
+            too_padded = max_padding is not None and padded - (real + n) > max_padding * padded
+            if padded > max_tokens or len(current) >= max_batch or too_padded:
+                batches.append(current)
+                current = []
         if not current:
-            width = n
+            width, real = n, 0
         current.append(i)
+        real += n
     if current:
         batches.append(current)
     return batches
@@ -288,6 +302,7 @@ def run_batched(
             [len(uniq[j]) for j in todo],
             runtime.token_budget([str(d) for d in loaded.devices]),
             runtime.max_batch_size,
+            runtime.padding_cap([str(d) for d in loaded.devices]),
         )
         batches = [[todo[k] for k in mb] for mb in plan]
         st["microbatches"] = len(batches)

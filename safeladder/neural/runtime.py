@@ -76,6 +76,16 @@ class RuntimeConfig(BaseModel):
         ge=1,
         description="Padded tokens per micro-batch (rows x longest row); bounds activation memory.",
     )
+    cpu_max_padding: float = Field(
+        default=0.05,
+        ge=0.0,
+        lt=1.0,
+        description=(
+            "On CPU a row joins a micro-batch only while padding stays within this share of the "
+            "batch: a CPU computes every padded position, so batches must not cost more than a "
+            "one-sample loop (they win on short rows, where per-call overhead dominates)."
+        ),
+    )
     cpu_max_tokens_per_batch: int = Field(
         default=1024,
         ge=1,
@@ -109,6 +119,16 @@ class RuntimeConfig(BaseModel):
             "(CPU only; faster, slightly different scores: measure agreement first)."
         ),
     )
+
+    def padding_cap(self, devices: list[str]) -> float | None:
+        """Largest padded share of a micro-batch on ``devices`` (None: no cap, e.g. on GPUs).
+
+        >>> RuntimeConfig().padding_cap(["cpu"]), RuntimeConfig().padding_cap(["cuda:0"])
+        (0.05, None)
+        """
+        if any(str(d).startswith("cpu") for d in devices):
+            return self.cpu_max_padding
+        return None
 
     def token_budget(self, devices: list[str]) -> int:
         """Padded tokens per micro-batch on ``devices`` (the CPU cap applies if any is a CPU).

@@ -177,7 +177,10 @@ def test_cache_off_by_default() -> None:
 
 def test_oom_halves_the_microbatch() -> None:
     fwd = Recorder(oom_above=2)
-    rt = RuntimeConfig(device="cpu", max_tokens_per_batch=10_000, max_batch_size=8)
+    # padding cap off: the rows differ in length on purpose, so all 8 form one micro-batch
+    rt = RuntimeConfig(
+        device="cpu", max_tokens_per_batch=10_000, max_batch_size=8, cpu_max_padding=0.99
+    )
     ids = [[i] * (i + 1) for i in range(8)]
     st_: dict[str, int] = {}
     out = run_batched(ids, fwd, fake_loaded(), rt, stats=st_)
@@ -235,3 +238,20 @@ def test_wrong_forward_shape_is_an_error() -> None:
 
     with pytest.raises(ValueError, match="expected"):
         run_batched([[1], [2]], short, fake_loaded(), RuntimeConfig(device="cpu"))
+
+
+def test_cpu_padding_cap_never_pads_more_than_allowed() -> None:
+    # Hand check: lengths 100, 96, 60, 58, 57 with a 5 % cap → [100, 96] (4/200 = 2 %),
+    # 60 would make 100·3 − 256 = 44 of 300 padded → new batch [60, 58, 57] (5/180 = 2.8 %).
+    assert plan_microbatches(
+        [60, 100, 57, 96, 58], max_tokens=10_000, max_batch=8, max_padding=0.05
+    ) == [
+        [1, 3],
+        [0, 4, 2],
+    ]
+    rng = np.random.default_rng(0)
+    lengths = [int(x) for x in rng.integers(1, 500, size=200)]
+    for mb in plan_microbatches(lengths, max_tokens=4096, max_batch=64, max_padding=0.05):
+        width = max(lengths[i] for i in mb)
+        assert width * len(mb) - sum(lengths[i] for i in mb) <= 0.05 * width * len(mb)
+    assert RuntimeConfig(device="cpu").padding_cap(["cpu"]) == 0.05
