@@ -582,8 +582,11 @@ def gpu_section(env: dict[str, Any]) -> list[dict[str, Any]]:
     results["trl_fixed32"] = (sec, len(texts), sum(lens), {"attn": "sdpa"})
     base.clear()  # drop the baseline model before loading the verifier's
     torch.cuda.empty_cache()
-    attns = ["sdpa"] + (["flash_attention_2"] if flash_attn_available() else [])
-    for attn in attns:
+    # (result name, attention implementation, let SDPA use cuDNN)
+    variants = [("sdpa", "sdpa", False), ("sdpa_cudnn", "sdpa", True)]
+    if flash_attn_available():
+        variants.append(("flash_attention_2", "flash_attention_2", False))
+    for label, attn, cudnn in variants:
         v = RewardModelConfig(
             path=str(path),
             render={"template": "plain", "max_length": 4096},
@@ -591,6 +594,7 @@ def gpu_section(env: dict[str, Any]) -> list[dict[str, Any]]:
                 "device": "cuda",
                 "dtype": "bfloat16",
                 "attn_implementation": attn,
+                "cudnn_attention": cudnn,
                 "max_tokens_per_batch": GPU_MAX_TOKENS_PER_BATCH,
                 "max_batch_size": GPU_MAX_BATCH,
             },
@@ -600,11 +604,11 @@ def gpu_section(env: dict[str, Any]) -> list[dict[str, Any]]:
         t0 = time.perf_counter()
         encode_pairs(batch.prompts, batch.completions, v.loaded.tokenizer, v.render)
         render_s = time.perf_counter() - t0
-        results[f"safeladder_{attn}"] = (
+        results[f"safeladder_{label}"] = (
             sec,
             len(texts),
             sum(lens),
-            {"attn": attn, "render_seconds": round(render_s, 4)},
+            {"attn": attn, "cudnn_attention": cudnn, "render_seconds": round(render_s, 4)},
         )
         v.close()
         torch.cuda.empty_cache()

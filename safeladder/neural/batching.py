@@ -24,6 +24,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import queue
 import threading
@@ -319,6 +320,21 @@ def run_batched(
     return table[inverse]
 
 
+def _attention_backends(runtime: RuntimeConfig, dev: str) -> contextlib.AbstractContextManager[Any]:
+    """SDPA backends for a forward on ``dev``: cuDNN excluded on CUDA unless asked for.
+
+    ``sdpa_kernel`` only narrows which SDPA kernels may run inside the ``with``; it changes
+    no result beyond kernel rounding.
+    """
+    if not dev.startswith("cuda") or runtime.cudnn_attention:
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel(
+        [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+    )
+
+
 def _execute(
     batches: list[list[int]],
     uniq: list[tuple[int, ...]],
@@ -337,7 +353,7 @@ def _execute(
         if on_cpu:
             apply_threads(runtime)
         model, dev = replicas[0]
-        with torch.inference_mode():
+        with torch.inference_mode(), _attention_backends(runtime, str(dev)):
             for b, mb in enumerate(batches):
                 outs[b] = _run_one([uniq[j] for j in mb], forward, model, torch.device(dev), st)
         return [o for o in outs if o is not None]
@@ -358,7 +374,7 @@ def _execute(
             elif dev.startswith("cuda"):
                 torch.cuda.set_device(torch.device(dev))
             # inference_mode is thread-local: enter it in the worker thread.
-            with torch.inference_mode():
+            with torch.inference_mode(), _attention_backends(runtime, dev):
                 while not errors:
                     try:
                         b = work.get_nowait()
