@@ -321,7 +321,7 @@ def run_batched(
 
 
 def _attention_backends(runtime: RuntimeConfig, dev: str) -> contextlib.AbstractContextManager[Any]:
-    """SDPA backends for a forward on ``dev``: cuDNN excluded on CUDA unless asked for.
+    """SDPA backends for a forward on ``dev``: cuDNN excluded on CUDA when the runtime says so.
 
     ``sdpa_kernel`` only narrows which SDPA kernels may run inside the ``with``; it changes
     no result beyond kernel rounding.

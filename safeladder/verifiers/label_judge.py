@@ -727,6 +727,10 @@ class LabelJudge(Verifier):
         from safeladder.neural.batching import run_batched
 
         runtime = self.cfg.runtime
+        if "cudnn_attention" not in runtime.model_fields_set:
+            # Many small cached passes of new shapes: cuDNN's per-shape planning costs more
+            # than it saves here (see RuntimeConfig.cudnn_attention).
+            runtime = runtime.model_copy(update={"cudnn_attention": False})
         if self.cfg.scoring == "duplicate":
             # The engine budgets by prefix length; each prefix becomes m sequences here.
             m = len(self.label_ids)
