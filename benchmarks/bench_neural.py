@@ -49,19 +49,18 @@ import contextlib
 import gzip
 import json
 import os
-import platform
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+import bench_env  # benchmarks/ is the script's directory, so it is on sys.path
 
 # ----------------------------------------------------------------------------- knobs
 N_TEXTS = 40  # rows in the CPU set
@@ -171,31 +170,10 @@ def with_duplicates(rows: list[tuple[str, str]], share: float, seed: int) -> lis
 def environment() -> dict[str, Any]:
     import torch
 
-    def version(pkg: str) -> str | None:
-        try:
-            return metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            return None
-
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(
-                ["git", *args], cwd=REPO, capture_output=True, text=True, check=True
-            ).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return ""
-
     return {
-        "versions": {
-            "python": platform.python_version(),
-            **{p: version(p) for p in ("torch", "transformers", "flash-attn", "safeladder")},
-        },
-        "git_sha": git("rev-parse", "HEAD") or None,
-        "git_dirty": bool(git("status", "--porcelain")),
+        **bench_env.environment(("torch", "transformers", "flash-attn")),
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
     }
 
 

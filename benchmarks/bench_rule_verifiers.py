@@ -31,19 +31,17 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-import os
-import platform
 import random
 import re
 import statistics
-import subprocess
 import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+import bench_env  # benchmarks/ is the script's directory, so it is on sys.path
 
 # ----------------------------------------------------------------------------- knobs
 ROWS = 1000  # rows per dataset
@@ -103,37 +101,7 @@ def baseline_scores(samples: list[dict[str, Any]]) -> list[float]:
 
 
 def environment() -> dict[str, Any]:
-    def version(pkg: str) -> str | None:
-        try:
-            return metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            return None
-
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = bool(
-            subprocess.run(
-                ["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True
-            ).stdout.strip()
-        )
-    except (OSError, subprocess.CalledProcessError):
-        sha, dirty = None, None
-    import safeladder
-
-    return {
-        "versions": {
-            "python": platform.python_version(),
-            "math-verify": version("math-verify"),
-            "sympy": version("sympy"),
-            "safeladder": safeladder.__version__,
-        },
-        "git_sha": sha,
-        "git_dirty": dirty,
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-    }
+    return bench_env.environment(("math-verify", "sympy"))
 
 
 def record(env: dict[str, Any], **fields: Any) -> dict[str, Any]:

@@ -39,7 +39,6 @@ import asyncio
 import gzip
 import json
 import os
-import platform
 import random
 import socket
 import statistics
@@ -50,9 +49,10 @@ import time
 import urllib.request
 import zlib
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+import bench_env  # benchmarks/ is the script's directory, so it is on sys.path
 
 # ----------------------------------------------------------------------------- knobs
 CLIENTS = 64  # concurrent clients, one sample per request (OpenRLHF)
@@ -248,48 +248,10 @@ def percentile(xs: list[float], q: float) -> float:
 
 # ----------------------------------------------------------------------------- records
 def environment() -> dict[str, Any]:
-    def version(pkg: str) -> str | None:
-        try:
-            return metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            return None
-
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = bool(
-            subprocess.run(
-                ["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True
-            ).stdout.strip()
-        )
-    except (OSError, subprocess.CalledProcessError):
-        sha, dirty = None, None
-    import safeladder
-
-    return {
-        "versions": {
-            "python": platform.python_version(),
-            "safeladder": safeladder.__version__,
-            **{
-                p: version(p)
-                for p in (
-                    "fastapi",
-                    "uvicorn",
-                    "starlette",
-                    # uvicorn picks uvloop and httptools when installed (about 2x the requests/s)
-                    "uvloop",
-                    "httptools",
-                    "aiohttp",
-                    "math-verify",
-                )
-            },
-        },
-        "git_sha": sha,
-        "git_dirty": dirty,
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-    }
+    # uvicorn picks uvloop and httptools when installed (about 2x the requests/s)
+    return bench_env.environment(
+        ("fastapi", "uvicorn", "starlette", "uvloop", "httptools", "aiohttp", "math-verify")
+    )
 
 
 def main() -> None:

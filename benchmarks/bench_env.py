@@ -1,0 +1,44 @@
+"""What every benchmark JSON line records about the run: versions, git state, machine."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from collections.abc import Iterable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def package_version(pkg: str) -> str | None:
+    try:
+        return metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip()
+
+
+def environment(packages: Iterable[str] = ()) -> dict[str, Any]:
+    """``versions`` (python, safeladder and ``packages``), ``git_sha``, ``git_dirty``, machine."""
+    status = _git("status", "--porcelain")
+    return {
+        "versions": {
+            "python": platform.python_version(),
+            "safeladder": package_version("safeladder"),
+            **{p: package_version(p) for p in packages},
+        },
+        "git_sha": _git("rev-parse", "HEAD"),
+        "git_dirty": None if status is None else bool(status),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+    }
