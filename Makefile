@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	else \
 		$(BIN)/python -m pip install -q $(TORCH_CPU); \
 	fi
-	$(BIN)/python -m pip install -q -e ".[dev,serve]"
+	$(BIN)/python -m pip install -q -e ".[dev,serve,ray]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -38,6 +38,11 @@ app = typer.Typer(
 )
 
 
+class Engine(StrEnum):
+    local = "local"
+    ray = "ray"
+
+
 class InputFormat(StrEnum):
     jsonl = "jsonl"
     json = "json"
@@ -184,6 +189,32 @@ def score(
     no_progress: Annotated[
         bool, typer.Option("--no-progress", help="Hide the progress bar.")
     ] = False,
+    # --- scaling out (safeladder.cli.ray_engine) ---
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            help="'local' scores in this process; 'ray' spreads the chunks over a Ray actor "
+            "pool ($RAY_ADDRESS, else a local Ray), with the same output files "
+            "(needs pip install 'safeladder[ray]').",
+        ),
+    ] = Engine.local,
+    num_workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="--engine ray: scoring actors, each building the reward once (default: one "
+            "per --gpus-per-worker GPUs of the cluster, else one per CPU).",
+        ),
+    ] = None,
+    gpus_per_worker: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            metavar="G",
+            help="--engine ray: GPUs each actor reserves (fractions share a GPU, e.g. 0.5).",
+        ),
+    ] = 0.0,
 ) -> None:
     """Score every row of a file with a reward; write one JSON line per row and a summary."""
     from safeladder.cli.score import ScoreJob, run_score
@@ -208,6 +239,9 @@ def score(
         limit=limit,
         progress=not no_progress,
         checkpoint_every_s=checkpoint_every,
+        engine=engine.value,
+        num_workers=num_workers,
+        gpus_per_worker=gpus_per_worker,
     )
     with _cli_errors("; rerun the same command with --resume to continue"):
         summary = run_score(job)
@@ -442,6 +476,33 @@ def serve(
             "line per one-sample request costs CPU).",
         ),
     ] = False,
+    # --- scaling out (safeladder.serving.ray_serve) ---
+    on_ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray",
+            help="Deploy on Ray Serve ($RAY_ADDRESS, else a local Ray): replicas, each with its "
+            "own reward and batcher, behind Ray's HTTP proxy on --host/--port (needs pip "
+            "install 'safeladder[ray]').",
+        ),
+    ] = False,
+    replicas: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="N",
+            help="--ray: replicas (default: one per --gpus-per-replica GPUs of the cluster, "
+            "else 1).",
+        ),
+    ] = None,
+    gpus_per_replica: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            metavar="G",
+            help="--ray: GPUs each replica reserves (1: one replica per GPU; default 0).",
+        ),
+    ] = None,
 ) -> None:
     """Serve a reward over HTTP: POST /get_reward (OpenRLHF), POST /score, GET /health, /metrics."""
     from safeladder.config import apply_overrides, validate
@@ -483,6 +544,11 @@ def serve(
             knobs["default_meta"] = apply_overrides({}, meta)
         knobs["api_key"] = resolve_api_key(api_key_file)
         settings: ServeSettings = validate(ServeSettings, knobs, "serve options")
+        if on_ray:
+            _serve_on_ray(config, tuple(overrides or ()), settings, replicas, gpus_per_replica)
+            return
+        if replicas is not None or gpus_per_replica is not None:
+            raise CliError("--replicas and --gpus-per-replica apply to --ray only", EXIT_USAGE)
         reward = load_reward(config, tuple(overrides or ()))
         try:
             application = create_app(reward, settings, close_reward=True)
@@ -502,6 +568,70 @@ def serve(
             )
         finally:
             reward.close()  # idempotent; the app's shutdown already closed it on SIGTERM / Ctrl-C
+
+
+def _serve_on_ray(
+    config: str | None,
+    overrides: tuple[str, ...],
+    settings: Any,
+    replicas: int | None,
+    gpus_per_replica: float | None,
+) -> None:
+    """``serve --ray``: deploy, hold the deployment until Ctrl-C / SIGTERM, then tear it down."""
+    import signal
+    import time
+
+    from safeladder.cli.ray_engine import RaySession
+    from safeladder.config import validate
+    from safeladder.rewards import parse_reward_config
+    from safeladder.serving.ray_serve import (
+        RayServeOptions,
+        import_serve,
+        plan_replicas,
+        start_ray_serve,
+        stop_ray_serve,
+    )
+
+    cfg = parse_reward_config(config, overrides)  # a bad config fails here, not in replicas
+    import_serve()  # a missing / too old Ray fails before a cluster starts
+    if settings.api_key is None and settings.host not in ("127.0.0.1", "localhost", "::1"):
+        _err(
+            f"warning: serving on {settings.host} without an API key; anyone who can reach the "
+            "port can use it (set $SAFELADDER_API_KEY or --api-key-file)"
+        )
+    session = RaySession("safeladder serve --ray", submodules=("serve",))
+    ray = session.start()
+    started = False
+    try:
+        gpus = gpus_per_replica or 0.0
+        n = plan_replicas(float(ray.cluster_resources().get("GPU", 0.0)), replicas, gpus)
+        options: RayServeOptions = validate(
+            RayServeOptions, {"replicas": n, "gpus_per_replica": gpus}, "serve --ray options"
+        )
+        url = start_ray_serve(cfg, settings, options)
+        started = True
+        typer.echo(
+            f"serving reward {cfg.name!r} at {url} with {n} Ray Serve replica(s)"
+            f"{f' x {gpus:g} GPU' if gpus else ''}; Ctrl-C to stop",
+            err=True,
+        )
+
+        def _stop(_signum: int, _frame: Any) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, _stop)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            typer.echo("stopping: replicas finish their in-flight requests", err=True)
+    finally:
+        try:
+            if started:
+                # Serve itself stays up on a shared cluster; only our app goes.
+                stop_ray_serve(options.app_name, shutdown=session.private)
+        finally:
+            session.close()
 
 
 def main(argv: list[str] | None = None) -> Any:

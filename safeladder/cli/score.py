@@ -22,6 +22,10 @@ on from the recorded line, so every input row ends up in exactly one file, exact
 order. It refuses when the input file, the reward config or the field options changed.
 
 Memory is bounded by one chunk: rows are never collected, and the summary is a streaming pass.
+
+Engines: this module scores in-process (``--engine local``); ``--engine ray``
+(``safeladder.cli.ray_engine``) scores the same chunks in a Ray actor pool and writes the same
+files, through the same ``_Scorer`` (``_open_reward`` / ``_score_rows`` / ``_score_chunk``).
 """
 
 from __future__ import annotations
@@ -66,6 +70,10 @@ class ScoreJob:
     limit: int | None = None
     progress: bool = True
     checkpoint_every_s: float = 1.0
+    # --engine ray (safeladder.cli.ray_engine); the local engine refuses the Ray knobs.
+    engine: str = "local"
+    num_workers: int | None = None
+    gpus_per_worker: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -206,7 +214,7 @@ class _Scorer:
         except InputError as exc:
             raise _usage(str(exc)) from exc
 
-        from safeladder.rewards import Reward, parse_reward_config
+        from safeladder.rewards import parse_reward_config
 
         cfg = parse_reward_config(job.config, job.overrides)  # ConfigError → exit 2
         fingerprints: dict[str, Any] = {
@@ -231,15 +239,17 @@ class _Scorer:
             )
 
         # Fail on config problems before touching any file (building may load models).
-        reward = Reward(cfg)
+        reward = self._open_reward(cfg, prog)
         try:
             reward_fp = str(getattr(reward, "fingerprint", ""))
             if prog is not None:
-                if prog.reward_fingerprint != reward_fp:
+                # "" = not known yet: a Ray run learns it from its first scored chunk.
+                if prog.reward_fingerprint not in ("", reward_fp):
                     raise _usage(
                         f"cannot resume {job.output}: a verifier changed (its checkpoint or "
                         "code fingerprint differs); start over with --overwrite"
                     )
+                prog.reward_fingerprint = prog.reward_fingerprint or reward_fp
                 if prog.status != "complete":
                     self._rewind(prog)
             else:
@@ -265,6 +275,7 @@ class _Scorer:
         )
         summary.update(
             {
+                "engine": job.engine,
                 "input": str(job.input),
                 "output": str(paths.output),
                 "errors_file": str(paths.errors),
@@ -280,6 +291,12 @@ class _Scorer:
         )
         write_json_atomic(paths.summary, summary)
         return summary
+
+    def _open_reward(self, cfg: Any, prog: Progress | None) -> Any:
+        """The reward that scores the rows (the Ray engine returns a stand-in; see ray_engine)."""
+        from safeladder.rewards import Reward
+
+        return Reward(cfg)
 
     def _rewind(self, prog: Progress) -> None:
         """Cut both output files back to the last checkpoint (drops a half-written chunk)."""
@@ -377,6 +394,27 @@ class _Scorer:
     ) -> None:
         """Score one chunk, append it to both files, and advance ``prog`` past it (in memory)."""
         job = self.job
+        scored, bad = self._score_chunk(reward, chunk)
+        if bad and job.fail_on_error:  # the chunk's first bad row in input order
+            line, error, _ = bad[0]
+            raise CliError(
+                f"{job.input}: line {line}: {error} (without --fail-on-error it would go to "
+                f"{self.paths.errors})",
+                EXIT_FAILURE,
+            )
+        out.write_many(self._merge(row.data or {}, rec) for row, rec in scored)
+        errs.write_many({"line": ln, "error": e, "raw": r} for ln, e, r in bad)
+        prog.next_line = chunk[-1].line + 1
+        prog.rows_read += len(chunk)
+        prog.output_bytes = out.tell()
+        prog.errors_bytes = errs.tell()
+
+    def _score_chunk(
+        self, reward: Any, chunk: list[Row]
+    ) -> tuple[list[tuple[Row, dict[str, Any]]], list[tuple[int, str, str]]]:
+        """Map and score one chunk: ``([(row, reward record)], [(line, error, raw)])``, both in
+        input order. Writes nothing (the Ray engine runs this in its workers)."""
+        job = self.job
         good: list[tuple[Row, Sample]] = []
         bad: list[tuple[int, str, str]] = []  # (line, error, raw)
         for row in chunk:
@@ -401,21 +439,7 @@ class _Scorer:
                 row = good.pop(rej.index)[0]
                 bad.append((row.line, rej.message, row.raw))
         bad.sort()
-        if bad and job.fail_on_error:  # the chunk's first bad row in input order
-            line, error, _ = bad[0]
-            raise CliError(
-                f"{job.input}: line {line}: {error} (without --fail-on-error it would go to "
-                f"{self.paths.errors})",
-                EXIT_FAILURE,
-            )
-        out.write_many(
-            self._merge(row.data or {}, rec) for (row, _), rec in zip(good, records, strict=True)
-        )
-        errs.write_many({"line": ln, "error": e, "raw": r} for ln, e, r in bad)
-        prog.next_line = chunk[-1].line + 1
-        prog.rows_read += len(chunk)
-        prog.output_bytes = out.tell()
-        prog.errors_bytes = errs.tell()
+        return [(row, rec) for (row, _), rec in zip(good, records, strict=True)], bad
 
     def _score(self, reward: Any, good: list[tuple[Row, Sample]]) -> list[dict[str, Any]]:
         try:
@@ -457,6 +481,14 @@ def run_score(job: ScoreJob) -> dict[str, Any]:
         CliError: with the exit code for the command (2: usage, 1: the run failed).
         safeladder.errors.ConfigError: the reward config is invalid (exit code 2).
     """
+    if job.engine == "ray":
+        from safeladder.cli.ray_engine import RayScorer
+
+        return RayScorer(job).run()
+    if job.engine != "local":
+        raise _usage(f"unknown engine {job.engine!r}; expected 'local' or 'ray'")
+    if job.num_workers is not None or job.gpus_per_worker:
+        raise _usage("--num-workers and --gpus-per-worker apply to --engine ray only")
     return _Scorer(job).run()
 
 

@@ -308,8 +308,9 @@ def as_trl(
     Args:
         reward: the safeladder reward.
         name: the callable's ``__name__`` (default: the reward's name); prefixes its metrics.
-        reference_key: dataset column holding the reference (default: the first of
-            ``reference``, ``answer``, ``solution``, ``ground_truth`` present).
+        reference_key: dataset column holding the reference (default: the reward config's
+            ``reference_key``, else the first of ``reference``, ``answer``, ``solution``,
+            ``ground_truth`` present).
         log_metrics: send per-term means and status rates through TRL's ``log_metric``.
         log_columns: send per-row term scores through TRL's ``log_extra``.
 
@@ -322,7 +323,12 @@ def as_trl(
     """
     return TRLReward(
         _BatchScorer(
-            reward, reward.config, name or reward.name, reference_key, log_metrics, log_columns
+            reward,
+            reward.config,
+            name or reward.name,
+            reference_key or reward.config.reference_key,
+            log_metrics,
+            log_columns,
         )
     )
 
@@ -359,7 +365,12 @@ def as_trl_terms(
             "applies the gate to the total) or remove the gate."
         )
     scorer = _BatchScorer(
-        reward, reward.config, name or reward.name, reference_key, log_metrics, log_columns
+        reward,
+        reward.config,
+        name or reward.name,
+        reference_key or reward.config.reference_key,
+        log_metrics,
+        log_columns,
     )
     objective = [t for t in reward.config.terms if t.weight != 0]
     funcs: list[Callable[..., list[float | None]]] = [

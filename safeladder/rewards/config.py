@@ -125,6 +125,13 @@ class RewardConfig(_Frozen):
     routes: RouteConfig | None = Field(
         default=None, description="Optional per-row recipes selected by a meta key."
     )
+    reference_key: str | None = Field(
+        default=None,
+        description=(
+            "Dataset column that holds the reference for trainer adapters (TRL); default: the "
+            "first of reference, answer, solution, ground_truth present."
+        ),
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> RewardConfig:

@@ -154,6 +154,22 @@ def test_reference_key_option(reward: Any) -> None:
         f(prompts=["q"], completions=["Paris"], **trl_kwargs(answer=["Rome"], task=["qa"]))
 
 
+def test_reference_key_from_the_reward_config() -> None:
+    from safeladder import load_reward
+
+    cfg = {"reference_key": "gold", "terms": [{"name": "em", "verifier": {"type": "qa_match"}}]}
+    f = load_reward(cfg).as_trl()
+    # 'answer' would win by default; the config names 'gold'
+    assert f(
+        prompts=["q"], completions=["Paris"], **trl_kwargs(gold=["Paris"], answer=["Rome"])
+    ) == [1.0]
+    # an explicit adapter option still wins over the config
+    g = load_reward(cfg).as_trl(reference_key="answer")
+    assert g(
+        prompts=["q"], completions=["Paris"], **trl_kwargs(gold=["Paris"], answer=["Rome"])
+    ) == [0.0]
+
+
 def test_misaligned_column_is_an_error(reward: Any) -> None:
     with pytest.raises(InputError, match="column 'task' has 1 values for 2 completions"):
         reward.as_trl()(prompts=["a", "b"], completions=["x", "y"], task=["qa"])

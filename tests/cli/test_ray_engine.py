@@ -1,0 +1,329 @@
+"""``safeladder score --engine ray``: the same files as the local engine, on a 2-CPU local Ray.
+
+The expectation is independent of the Ray code: every Ray run is compared byte for byte with
+a local-engine run of the same command (the local engine's own tests pin its output). One
+Ray instance serves the module (starting one costs ~6 s); each Ray run costs 3-7 s.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from safeladder.cli.app import app
+from tests.cli.fixtures_rewards import reward_config
+
+runner = CliRunner()
+FIX = "tests.cli.fixtures_rewards"
+
+try:
+    import ray  # noqa: F401
+
+    HAVE_RAY = True
+except ImportError:
+    HAVE_RAY = False
+needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="Ray is an optional extra (safeladder[ray])")
+
+
+def invoke(*args: Any) -> Any:
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def write_yaml(path: Path, data: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def write_jsonl(path: Path, rows: list[Any]) -> Path:
+    path.write_text(
+        "".join(
+            (r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in rows
+        ),
+        encoding="utf-8",
+    )
+    return path
+
+
+def term(name: str, target: str, weight: float = 1.0, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "verifier": {"type": "custom", "target": f"{FIX}:{target}"},
+        "weight": weight,
+        **extra,
+    }
+
+
+# Every kind of row the local engine handles, across chunk boundaries (batch size 2):
+#   line 1  good                      line 6  good, a column the reward replaces
+#   line 2  broken JSON               line 7  no completion (a mapping error)
+#   line 3  good, chat prompt, é      line 8  task names no recipe (the reward rejects it)
+#   line 4  blank (not a row)         line 9  good, empty completion (abstains, gated)
+#   line 5  good, math recipe         line 10 good
+MIXED_CONFIG = {
+    "terms": [
+        term("words", "word_count_or_abstain"),
+        term("len_gate", "word_count", 0.0, gate={"below": 2, "value": -1}),
+    ],
+    "routes": {"key": "task", "recipes": {"chat": ["words", "len_gate"], "math": ["len_gate"]}},
+}
+MIXED_ROWS = [
+    {"id": 1, "prompt": "p", "completion": "a b", "task": "chat"},
+    '{"id": 2, "completion": ',
+    {
+        "id": 3,
+        "prompt": [{"role": "user", "content": "ça va ?"}],
+        "completion": "très bien merci",
+        "task": "chat",
+    },
+    "",
+    {"id": 5, "completion": "x y z", "task": "math"},
+    {"id": 6, "completion": "one two three", "reward": 99, "task": "chat"},
+    {"id": 7, "prompt": "p", "task": "chat"},
+    {"id": 8, "completion": "a b", "task": "poetry"},
+    {"id": 9, "completion": "", "task": "chat"},
+    {"id": 10, "completion": "the end of it", "task": "chat"},
+]
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[Any]:
+    """One 2-CPU Ray on loopback for the module, in its own temp dir; stopped at the end."""
+    if not HAVE_RAY:
+        pytest.skip("Ray is an optional extra (safeladder[ray])")
+    import os
+
+    import ray
+
+    temp = tempfile.mkdtemp(prefix="sl-ray-test-", dir="/tmp")
+    saved = os.environ.get("RAY_USAGE_STATS_ENABLED")
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # offline tests: no usage report
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        _temp_dir=temp,
+        _node_ip_address="127.0.0.1",
+        logging_level="ERROR",
+    )
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
+        if saved is None:
+            os.environ.pop("RAY_USAGE_STATS_ENABLED", None)
+        else:
+            os.environ["RAY_USAGE_STATS_ENABLED"] = saved
+
+
+def files(out: Path) -> tuple[bytes, bytes]:
+    return out.read_bytes(), out.with_name(out.name + ".errors.jsonl").read_bytes()
+
+
+def summary(out: Path) -> dict[str, Any]:
+    s = json.loads(out.with_name(out.name + ".summary.json").read_text())
+    for key in ("engine", "output", "errors_file", "wall_time_s", "throughput_rows_per_s"):
+        s.pop(key)
+    return s
+
+
+@needs_ray
+@pytest.mark.slow
+def test_same_output_errors_and_summary_as_the_local_engine(local_ray: Any, tmp_path: Path) -> None:
+    cfg = write_yaml(tmp_path / "r.yaml", MIXED_CONFIG)
+    inp = write_jsonl(tmp_path / "in.jsonl", MIXED_ROWS)
+    args = ("score", cfg, "-i", inp, "--batch-size", 2, "--no-progress")
+    res = invoke(*args, "-o", tmp_path / "local.jsonl")
+    assert res.exit_code == 0, res.stderr
+    res = invoke(*args, "-o", tmp_path / "ray.jsonl", "--engine", "ray", "--num-workers", 2)
+    assert res.exit_code == 0, res.stderr
+
+    assert files(tmp_path / "ray.jsonl") == files(tmp_path / "local.jsonl")
+    assert summary(tmp_path / "ray.jsonl") == summary(tmp_path / "local.jsonl")
+    assert "already have column(s) reward" in res.stderr
+    assert "rows scored: 6" in res.stdout and "bad rows: 3" in res.stdout
+    # what the comparison stands on: every row once, in input order
+    out_ids = [json.loads(x)["id"] for x in (tmp_path / "ray.jsonl").read_text().splitlines()]
+    errors = (tmp_path / "ray.jsonl.errors.jsonl").read_text().splitlines()
+    assert out_ids == [1, 3, 5, 6, 9, 10]
+    assert [json.loads(e)["line"] for e in errors] == [2, 7, 8]
+    s = json.loads((tmp_path / "ray.jsonl.summary.json").read_text())
+    assert s["engine"] == "ray" and len(s["reward_fingerprint"]) == 16
+
+
+@needs_ray
+@pytest.mark.slow
+def test_resume_with_ray_finishes_a_run_started_locally(local_ray: Any, tmp_path: Path) -> None:
+    cfg = write_yaml(tmp_path / "r.yaml", MIXED_CONFIG)
+    inp = write_jsonl(tmp_path / "in.jsonl", MIXED_ROWS)
+    full, part = tmp_path / "full.jsonl", tmp_path / "part.jsonl"
+    base = ("score", cfg, "-i", inp, "--batch-size", 2, "--no-progress")
+    assert invoke(*base, "-o", full).exit_code == 0
+    # A local run stopped after 2 chunks (4 input rows) leaves a checkpoint at a chunk
+    # boundary; marking it unfinished is what an interrupted run looks like.
+    assert invoke(*base, "-o", part, "--limit", 4).exit_code == 0
+    progress = part.with_name("part.jsonl.progress.json")
+    state = json.loads(progress.read_text())
+    assert (state["rows_read"], state["status"]) == (4, "complete")
+    progress.write_text(json.dumps({**state, "status": "running"}))
+
+    res = invoke(*base, "-o", part, "--resume", "--engine", "ray", "--num-workers", 2)
+    assert res.exit_code == 0, res.stderr
+    assert files(part) == files(full)
+    s = json.loads(part.with_name("part.jsonl.summary.json").read_text())
+    assert (s["runs"], s["rows_read"], s["rows_scored"]) == (2, 9, 6)
+
+
+@needs_ray
+@pytest.mark.slow
+def test_failures_stop_where_the_local_engine_stops(local_ray: Any, tmp_path: Path) -> None:
+    # A reward that raises on line 5: chunks [1,2] and [3,4] are written, then exit 1.
+    boom = write_yaml(tmp_path / "boom.yaml", reward_config("explode_on"))
+    inp = write_jsonl(
+        tmp_path / "in.jsonl",
+        [{"completion": f"w{i}" + (" boom" if i == 5 else "")} for i in range(1, 8)],
+    )
+    runs = {}
+    for engine in ("local", "ray"):
+        out = tmp_path / f"boom-{engine}.jsonl"
+        res = invoke(
+            "score",
+            boom,
+            "-i",
+            inp,
+            "-o",
+            out,
+            "--batch-size",
+            2,
+            "--no-progress",
+            "--engine",
+            engine,
+        )
+        runs[engine] = (res.exit_code, res.stderr.replace(out.name, "OUT"), files(out))
+    assert runs["ray"] == runs["local"]
+    assert runs["ray"][0] == 1 and "the reward failed on input lines 5-6" in runs["ray"][1]
+    assert "Traceback" not in runs["ray"][1]
+
+    # --fail-on-error: the first bad row (line 3) stops the run, naming the row.
+    words = write_yaml(tmp_path / "words.yaml", reward_config("word_count"))
+    inp = write_jsonl(
+        tmp_path / "in2.jsonl", [{"completion": "a"}, {"completion": "b"}, {"response": None}]
+    )
+    res = invoke(
+        "score",
+        words,
+        "-i",
+        inp,
+        "-o",
+        tmp_path / "f.jsonl",
+        "--no-progress",
+        "--fail-on-error",
+        "--engine",
+        "ray",
+        "--num-workers",
+        1,
+        "--batch-size",
+        2,
+    )
+    assert res.exit_code == 1
+    assert "line 3" in res.stderr and "field 'response'" in res.stderr
+    assert (tmp_path / "f.jsonl").read_text().count("\n") == 2  # the chunk before it
+
+
+def test_without_ray_the_error_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    cfg = write_yaml(tmp_path / "r.yaml", reward_config("word_count"))
+    inp = write_jsonl(tmp_path / "in.jsonl", [{"completion": "a"}])
+    out = tmp_path / "o.jsonl"
+    res = invoke("score", cfg, "-i", inp, "-o", out, "--no-progress", "--engine", "ray")
+    assert res.exit_code == 2
+    assert "pip install 'safeladder[ray]'" in res.stderr
+    assert "Traceback" not in res.stderr and "ImportError" not in res.stderr
+    assert not out.exists()  # nothing was touched
+
+
+@pytest.mark.parametrize("flag", [["--num-workers", "2"], ["--gpus-per-worker", "1"]])
+def test_the_local_engine_refuses_ray_options(tmp_path: Path, flag: list[str]) -> None:
+    cfg = write_yaml(tmp_path / "r.yaml", reward_config("word_count"))
+    inp = write_jsonl(tmp_path / "in.jsonl", [{"completion": "a"}])
+    res = invoke("score", cfg, "-i", inp, "-o", tmp_path / "o.jsonl", "--no-progress", *flag)
+    assert res.exit_code == 2 and "apply to --engine ray only" in res.stderr
+
+
+def test_worker_count_follows_the_cluster() -> None:
+    from safeladder.cli.errors import CliError
+    from safeladder.cli.ray_engine import plan_workers
+
+    cluster = SimpleNamespace(cluster_resources=lambda: {"CPU": 16.0, "GPU": 8.0})
+    assert plan_workers(cluster, None, 1.0) == 8  # one per GPU
+    assert plan_workers(cluster, None, 0.5) == 16  # two per GPU
+    assert plan_workers(cluster, None, 0.0) == 16  # one per CPU
+    assert plan_workers(cluster, 3, 1.0) == 3
+    cpu_only = SimpleNamespace(cluster_resources=lambda: {"CPU": 4.0})
+    with pytest.raises(CliError, match="has 0 GPUs"):
+        plan_workers(cpu_only, None, 1.0)
+
+
+class FakeRay:
+    """Records ray.init / ray.shutdown calls."""
+
+    def __init__(self, initialized: bool = False):
+        self.initialized = initialized
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.data = SimpleNamespace()
+
+    def is_initialized(self) -> bool:
+        return self.initialized
+
+    def init(self, **kwargs: Any) -> None:
+        self.calls.append(("init", kwargs))
+        self.initialized = True
+
+    def shutdown(self) -> None:
+        self.calls.append(("shutdown", {}))
+        self.initialized = False
+
+
+@pytest.mark.parametrize("case", ["private", "cluster", "connected"])
+def test_ray_session_starts_and_stops_only_its_own_ray(
+    monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    from safeladder.cli.ray_engine import RaySession
+
+    fake = FakeRay(initialized=case == "connected")
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.delenv("RAY_TMPDIR", raising=False)
+    if case == "cluster":
+        monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    else:
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    session = RaySession("test")
+    with session:
+        temp = session.temp_dir
+        assert session.private == (case == "private")
+        if case == "private":
+            assert temp is not None and Path(temp).is_dir() and temp.startswith("/tmp/")
+    inits = [kw for name, kw in fake.calls if name == "init"]
+    if case == "connected":  # someone else's Ray: neither started nor stopped
+        assert fake.calls == []
+        return
+    assert [name for name, _ in fake.calls] == ["init", "shutdown"]
+    if case == "private":
+        assert inits[0]["address"] == "local" and inits[0]["_temp_dir"] == temp
+        assert inits[0]["_node_ip_address"] == "127.0.0.1"
+        assert inits[0]["include_dashboard"] is False
+        assert temp is not None and not Path(temp).exists()  # removed after shutdown
+    else:  # ray.init reads $RAY_ADDRESS itself; the cluster's settings are not ours
+        assert inits[0] == {"address": None, "logging_level": inits[0]["logging_level"]}
