@@ -6,6 +6,7 @@ import gzip
 import json
 import math
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -353,3 +354,34 @@ def probe_reward(**kwargs: Any) -> Any:
             }
         )
     )
+
+
+@contextmanager
+def local_ray_cluster() -> Iterator[Any]:
+    """A 2-CPU Ray on loopback in its own temp dir, without usage reporting; stopped on exit."""
+    import os
+    import shutil
+    import tempfile
+
+    import ray
+
+    temp = tempfile.mkdtemp(prefix="sl-ray-test-", dir="/tmp")
+    saved = os.environ.get("RAY_USAGE_STATS_ENABLED")
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # offline tests: no usage report
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        _temp_dir=temp,
+        _node_ip_address="127.0.0.1",
+        logging_level="ERROR",
+    )
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
+        if saved is None:
+            os.environ.pop("RAY_USAGE_STATS_ENABLED", None)
+        else:
+            os.environ["RAY_USAGE_STATS_ENABLED"] = saved

@@ -55,7 +55,7 @@ from types import ModuleType, TracebackType
 from typing import Any
 
 from safeladder.cli.errors import EXIT_FAILURE, EXIT_USAGE, CliError
-from safeladder.cli.score import Progress, ScoreJob, _Scorer
+from safeladder.cli.score import Progress, ScoreJob, _Scorer, progress_bar
 from safeladder.data import Row, count_rows, dumps, read_rows
 from safeladder.errors import ConfigError, InputError, SafeladderError
 
@@ -542,18 +542,9 @@ class RayScorer(_Scorer):
         remaining = None if job.limit is None else job.limit - prog.rows_read
 
         import ray
-        from tqdm import tqdm
 
         prog.runs += 1
-        bar = tqdm(
-            total=total,
-            initial=prog.rows_read,
-            unit="row",
-            file=sys.stderr,
-            disable=not job.progress,
-            dynamic_ncols=True,
-            desc=f"scoring ({reward.workers} Ray workers)",
-        )
+        bar = progress_bar(job, total, prog.rows_read, f"scoring ({reward.workers} Ray workers)")
         started = time.perf_counter()
         elapsed_before = prog.elapsed_s
         last_checkpoint = started

@@ -329,18 +329,8 @@ class _Scorer:
             prog.save(paths.progress)
             return
 
-        from tqdm import tqdm
-
         prog.runs += 1
-        bar = tqdm(
-            total=total,
-            initial=prog.rows_read,
-            unit="row",
-            file=sys.stderr,
-            disable=not job.progress,
-            dynamic_ncols=True,
-            desc="scoring",
-        )
+        bar = progress_bar(job, total, prog.rows_read, "scoring")
         started = time.perf_counter()
         elapsed_before = prog.elapsed_s
         last_checkpoint = started
@@ -472,6 +462,21 @@ class _Scorer:
                     file=sys.stderr,
                 )
         return {**data, **rec}
+
+
+def progress_bar(job: ScoreJob, total: int | None, initial: int, desc: str) -> Any:
+    """The tqdm bar on stderr that both engines show (disabled with --no-progress)."""
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="row",
+        file=sys.stderr,
+        disable=not job.progress,
+        dynamic_ncols=True,
+        desc=desc,
+    )
 
 
 def run_score(job: ScoreJob) -> dict[str, Any]:

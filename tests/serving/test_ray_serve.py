@@ -8,11 +8,8 @@ the whole round trip.
 from __future__ import annotations
 
 import math
-import os
-import shutil
 import socket
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +23,7 @@ from safeladder.cli.app import app
 from safeladder.rewards import Reward, parse_reward_config
 from safeladder.serving import ServeSettings
 from safeladder.types import Sample
+from tests.helpers import local_ray_cluster
 
 runner = CliRunner()
 
@@ -57,28 +55,8 @@ def free_port() -> int:
 def local_ray() -> Iterator[Any]:
     if not HAVE_RAY_SERVE:
         pytest.skip("Ray Serve is an optional extra (safeladder[ray])")
-    import ray
-
-    temp = tempfile.mkdtemp(prefix="sl-ray-test-", dir="/tmp")
-    saved = os.environ.get("RAY_USAGE_STATS_ENABLED")
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        _temp_dir=temp,
-        _node_ip_address="127.0.0.1",
-        logging_level="ERROR",
-    )
-    try:
+    with local_ray_cluster() as ray:
         yield ray
-    finally:
-        ray.shutdown()
-        shutil.rmtree(temp, ignore_errors=True)
-        if saved is None:
-            os.environ.pop("RAY_USAGE_STATS_ENABLED", None)
-        else:
-            os.environ["RAY_USAGE_STATS_ENABLED"] = saved
 
 
 def close(a: float | None, b: float) -> bool:
