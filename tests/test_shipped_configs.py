@@ -9,9 +9,10 @@ import pytest
 from safeladder import load_reward
 from safeladder.config import preset_names
 from safeladder.verifiers import build_verifier
-from tests.helpers import REPO
+from tests.helpers import REPO, SHARED_DATA
 
 REWARD_CONFIGS = sorted((REPO / "configs" / "reward").glob("*.yaml"))
+TRAIN_CONFIGS = sorted((REPO / "configs" / "train").glob("*.yaml"))
 
 
 def test_there_are_configs() -> None:
@@ -35,3 +36,23 @@ def test_reward_preset_builds(name: str) -> None:
 def test_verifier_preset_builds(name: str) -> None:
     v = build_verifier(name)
     v.close()
+
+
+def test_there_are_train_configs_for_every_kind() -> None:
+    from safeladder.training.config import KIND_CONFIGS, load_train_config
+
+    kinds = {load_train_config(p).kind for p in TRAIN_CONFIGS}
+    assert kinds == set(KIND_CONFIGS)
+
+
+@pytest.mark.parametrize("path", TRAIN_CONFIGS, ids=lambda p: p.name)
+def test_train_config_validates(path: Path) -> None:
+    from safeladder.training.config import load_train_config
+
+    cfg = load_train_config(path)
+    assert cfg.output_dir
+    # Data paths resolve against the config's directory; the shared data set sits beside the
+    # repository (../shared/data), so check the files when it is there.
+    if SHARED_DATA.is_dir():
+        for src in [*cfg.data.train, *(cfg.data.dev or [])]:
+            assert Path(src.path).exists(), src.path

@@ -57,6 +57,19 @@ REGISTRY: dict[str, type[VerifierConfig]] = {
 }
 
 
+def _shipped_paths(data: Any, preset: Path) -> Any:
+    """A relative ``path`` in a verifier YAML file, made absolute against the file's folder.
+
+    So a shipped preset finds the model inside the package, and a trained output's
+    ``safeladder_verifier.yaml`` (``path: .``) loads from any working directory.
+    """
+    if isinstance(data, Mapping) and isinstance(data.get("path"), str):
+        p = Path(data["path"])
+        if not p.is_absolute():
+            return {**data, "path": str((preset.parent / p).resolve())}
+    return data
+
+
 def parse_verifier_config(config: Any, source: str | None = None) -> VerifierConfig:
     """A validated verifier config from a dict / config object / preset name / YAML path."""
     if isinstance(config, VerifierConfig):
@@ -65,11 +78,11 @@ def parse_verifier_config(config: Any, source: str | None = None) -> VerifierCon
         name = str(config)
         path = preset_path("verifiers", name)
         if path is not None:
-            return parse_verifier_config(load_yaml(path), source=str(path))
+            return parse_verifier_config(_shipped_paths(load_yaml(path), path), source=str(path))
         if name in REGISTRY:
             return validate(VerifierSpec, {"type": name}, source)
         if name.endswith((".yaml", ".yml")) or Path(name).is_file():
-            return parse_verifier_config(load_yaml(name), source=name)
+            return parse_verifier_config(_shipped_paths(load_yaml(name), Path(name)), source=name)
         known = sorted(set(preset_names("verifiers")) | set(REGISTRY))
         raise ConfigError(f"unknown verifier {name!r}; known presets and types: {', '.join(known)}")
     if isinstance(config, Mapping):
