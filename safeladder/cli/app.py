@@ -641,6 +641,9 @@ def main(argv: list[str] | None = None) -> Any:
 
 # Later commands (train, eval, serve) register on ``app`` with @app.command() in their own
 # module, imported here.
+import safeladder.cli.eval  # noqa: E402  (registers `safeladder eval`)
+import safeladder.cli.generate  # noqa: E402  (registers `safeladder generate`)
+import safeladder.cli.train  # noqa: E402,F401  (registers `safeladder train`)
 
 if __name__ == "__main__":
     main()
