@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 # trl / sentence-transformers would otherwise resolve to a multi-GB CUDA build.
 TORCH_CPU := torch==2.13.0
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint clean train-safety train-value
 
 setup: $(STAMP)
 
@@ -26,6 +26,14 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/safeladder score --output out/demo_scores.jsonl --overwrite
+
+# The shipped verifiers' recipes (../shared/data beside the checkout). They refresh the copies
+# inside the package; `git diff --stat safeladder/defaults` shows what changed.
+train-safety: $(STAMP)
+	$(BIN)/safeladder train configs/train/safety.yaml --output-dir safeladder/defaults/safety --overwrite
+
+train-value: $(STAMP)
+	$(BIN)/safeladder train configs/train/value.yaml --output-dir safeladder/defaults/value --overwrite
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -397,6 +397,13 @@ def _samples(data: TrainData, k: int) -> list[Any]:
     return out
 
 
+def _verifier_fields(kind: Any) -> set[str]:
+    from safeladder.verifiers import REGISTRY
+
+    cls = REGISTRY.get(str(kind))
+    return set(cls.model_fields) if cls is not None else set()
+
+
 def self_check(
     out: Path, data: TrainData, ev: _Evaluation, outcome: Any, *, tol: float = SELF_CHECK_TOL
 ) -> dict[str, Any]:
@@ -422,7 +429,12 @@ def self_check(
         return {"skipped": "no expected verifier scores for this kind"}
     k = min(SELF_CHECK_ROWS, len(data.dev))
     samples = _samples(data, k)
-    verifier = build_verifier(verifier_config(out))
+    vcfg = verifier_config(out)
+    if "runtime" in _verifier_fields(vcfg.get("type")):
+        # The kinds predict the dev split in float32; the verifier's default dtype is bf16 on
+        # CUDA, whose rounding (~1e-3) would fail the check without any save/load mismatch.
+        vcfg = {**vcfg, "runtime": {**(vcfg.get("runtime") or {}), "dtype": "float32"}}
+    verifier = build_verifier(vcfg)
     try:
         with warnings.catch_warnings():
             # Truncation notices here repeat what training already saw on the same rows.
