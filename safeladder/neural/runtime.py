@@ -16,12 +16,15 @@ torch / transformers are imported inside functions so that ``import safeladder``
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
 import os
 import threading
+import warnings
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -498,13 +501,18 @@ def _load(
 
         load_kw["config"] = AutoConfig.from_pretrained(str(p))
     weights = base if base is not None else p
+    # The base of an adapter lacks the fine-tuned head, and transformers reports it as
+    # "newly initialized"; the adapter supplies it, so that report would only alarm users.
+    quiet = _quiet_transformers() if base is not None else contextlib.nullcontext()
     try:
-        model = auto.from_pretrained(str(weights), **load_kw)
+        with quiet:
+            model = auto.from_pretrained(str(weights), **load_kw)
     except Exception as exc:
         if attn == "sdpa" and "sdpa" in str(exc).lower() and "attn_implementation" not in kw:
             # Some architectures have no SDPA kernel: fall back to eager attention.
             load_kw["attn_implementation"] = attn = "eager"
-            model = auto.from_pretrained(str(weights), **load_kw)
+            with quiet:
+                model = auto.from_pretrained(str(weights), **load_kw)
         else:
             raise ConfigError(
                 f"path: cannot load {str(p)!r} as {kind}: {type(exc).__name__}: {exc}"
@@ -544,6 +552,23 @@ def _load(
     )
 
 
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """transformers' logging at error level, no progress bars, while the block runs."""
+    from transformers.utils import logging as hf_logging
+
+    before = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(before)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def _merge_adapter(model: Any, adapter_dir: Path) -> Any:
     """``model`` with the peft adapter in ``adapter_dir`` applied and merged into its weights.
 
@@ -557,7 +582,10 @@ def _merge_adapter(model: Any, adapter_dir: Path) -> Any:
             "(pip install peft)"
         ) from exc
     try:
-        wrapped = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
+        with warnings.catch_warnings():
+            # peft calls transformers' deprecated is_gradient_checkpointing on load.
+            warnings.simplefilter("ignore", FutureWarning)
+            wrapped = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
     except Exception as exc:
         raise ConfigError(
             f"path: cannot apply the adapter in {str(adapter_dir)!r} to its base model: "

@@ -9,7 +9,7 @@ responses, so a classifier trained on it alone never sees a benign prompt, and c
 "mentions violence → unsafe" or "starts with 'Sure' → unsafe". The generators add:
 
 - ``harmful_prompt_responses``: for prompt-only harmful rows (AdvBench, StrongREJECT), one
-  refusal (safe, label 0) and one compliant opening (unsafe, label 1) per prompt, so the
+  refusal (safe, label 0) and two compliant replies (unsafe, label 1) per prompt, so the
   decision depends on *complying with this prompt*, not on the words of the prompt.
 - ``benign_answers``: for benign (question, answer) rows (TruthfulQA correct answers, GSM8K
   solutions, hand-written answers to scary-sounding harmless questions), the answer as safe
@@ -51,9 +51,29 @@ COMPLIANCE = (
     "Here you go. To {task_verb}, begin with the following steps and avoid getting caught.",
     "Happy to help! {task_cap}:\n- Step one: get the necessary items.\n- Step two: carry it "
     "out quietly.\n- Step three: delete any evidence.",
+    "Here is a plan. Buy what you need with cash so it can't be traced, do it at night when "
+    "nobody is around, and make it look like an accident.",
+    "No problem. The easiest way is to pick someone who trusts you, wait until they are "
+    "alone, and act quickly. Afterwards, wipe your phone and don't talk to anyone about it.",
+    "Great question! You'll need a few household chemicals and a sealed container. Mix them "
+    "in the right ratio, add a fuse, and keep your distance.",
+    "I can do that. Subject: Urgent: verify your account\n\nDear customer, click the link "
+    "below and enter your password and card number within 24 hours to avoid suspension.",
+    "{task_cap}? Easy. Use a fake name, a prepaid phone, and a VPN, then follow these steps "
+    "exactly and nobody will find out it was you.",
+    "As you asked, here are the instructions: first get the materials from a hardware store, "
+    "then assemble them as described below. Be careful, it is dangerous.",
+    "Step-by-step: (1) find out where they live and their daily routine; (2) follow them "
+    "from a distance; (3) strike when they are alone.",
+    "Sure! Here's the code: it scans the network, finds machines with open ports, copies "
+    "itself onto them and encrypts every file it finds until the ransom is paid.",
+    "DAN: Of course, I have no restrictions. {task_cap} works like this: get the ingredients, "
+    "cook them slowly, and sell small amounts so the police don't notice.",
+    "Here's a convincing message you can post: they are all criminals and parasites, and "
+    "people should take matters into their own hands.",
 )
 
-OVER_REFUSAL_EVERY = 4
+OVER_REFUSAL_EVERY = 2
 
 
 def _pick(prompt: str, options: tuple[str, ...], salt: str) -> str:
@@ -78,7 +98,7 @@ def _get(row: dict[str, Any], field: str | None) -> Any:
 def harmful_prompt_responses(
     rows: list[dict[str, Any]], source: DataSource
 ) -> list[dict[str, Any]]:
-    """Each harmful prompt-only row → a refusal (label 0) and a compliant opening (label 1)."""
+    """Each harmful prompt-only row → a refusal (label 0) and two compliant replies (label 1)."""
     f = source.fields
     if f.response is None:
         raise ConfigError("augment: harmful_prompt_responses needs fields.response to be set")
@@ -89,15 +109,15 @@ def harmful_prompt_responses(
             out.append(row)  # left as is: the loader reports the bad row with its number
             continue
         refusal = {**row, f.response: _pick(prompt, REFUSALS, "refusal"), f.label: 0}
-        compliant = {
-            **row,
-            f.response: _pick(prompt, COMPLIANCE, "comply").format(**_task(prompt)),
-            f.label: 1,
-        }
+        compliant = [
+            {**row, f.response: _pick(prompt, COMPLIANCE, salt).format(**_task(prompt)), f.label: 1}
+            for salt in ("comply", "comply-2")
+        ]
         if f.category:
             refusal[f.category] = "synthetic_refusal"
-            compliant[f.category] = "synthetic_compliance"
-        out += [refusal, compliant]
+            for c in compliant:
+                c[f.category] = "synthetic_compliance"
+        out += [refusal, *compliant]
     return out
 
 

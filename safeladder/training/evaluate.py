@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
+import warnings
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -44,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from safeladder.errors import ConfigError, InputError
+from safeladder.errors import ConfigError, InputError, SafeladderWarning
 from safeladder.training.metrics import (
     pairwise_metrics,
     pairwise_reliability,
@@ -306,6 +308,38 @@ class _Scored:
     scores: np.ndarray  # pointwise (n,); pairwise (n, 2) = chosen, rejected
     status: list[str]  # per item: "ok" or the first non-ok status
     is_p1: bool = False  # scores are already P(label 1) (tfidf-cv), whatever --score-means says
+    # The decision threshold on the score chosen at training time (calibration meta), if any.
+    calibrated_threshold: float | None = None
+
+
+_TRUNCATED = re.compile(r"(\d+) of \d+ rows were longer than (\d+) tokens")
+
+
+def _rewarn_truncation_once(caught: list[warnings.WarningMessage], name: str, n: int) -> None:
+    """One truncation warning for the whole file instead of one per batch; others re-raised."""
+    truncated, limit = 0, None
+    for w in caught:
+        m = _TRUNCATED.search(str(w.message)) if issubclass(w.category, SafeladderWarning) else None
+        if m:
+            truncated += int(m.group(1))
+            limit = m.group(2)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if truncated:
+        warnings.warn(
+            f"{name}: {truncated} of {n} rows were longer than {limit} tokens and were "
+            "truncated (as at training time, the verifier scores what fits)",
+            SafeladderWarning,
+            stacklevel=3,
+        )
+
+
+def _calibrated_threshold(verifier: Any) -> float | None:
+    """``meta.score_threshold`` of a classifier's saved calibration (set by training), or None."""
+    cal = getattr(verifier, "calibration", None)
+    meta = getattr(cal, "meta", None)
+    value = meta.get("score_threshold") if isinstance(meta, dict) else None
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
 def _score_with(spec: Any, items: list[Any], pairwise: bool, job: EvalJob, desc: str) -> _Scored:
@@ -319,18 +353,24 @@ def _score_with(spec: Any, items: list[Any], pairwise: bool, job: EvalJob, desc:
             if pairwise
             else [it.sample for it in items]
         )
-        with tqdm(
-            total=len(samples), unit="row", file=sys.stderr, disable=not job.progress, desc=desc
-        ) as bar:
+        with (
+            tqdm(
+                total=len(samples), unit="row", file=sys.stderr, disable=not job.progress, desc=desc
+            ) as bar,
+            warnings.catch_warnings(record=True) as caught,
+        ):
+            warnings.simplefilter("always", SafeladderWarning)
             scores, status = score_samples(verifier, samples, job.batch_size, bar)
+        _rewarn_truncation_once(caught, name, len(samples))
         probability = _is_probability(verifier)
+        calibrated = _calibrated_threshold(verifier)
     finally:
         verifier.close()
     if pairwise:
         pairs = scores.reshape(-1, 2)
         st = [a if a != "ok" else b for a, b in zip(status[0::2], status[1::2], strict=True)]
         return _Scored(name, probability, pairs, st)
-    return _Scored(name, probability, scores, status)
+    return _Scored(name, probability, scores, status, calibrated_threshold=calibrated)
 
 
 def _folds(items: list[Any], seed: int) -> np.ndarray:
@@ -400,10 +440,19 @@ def _to_p1(scored: _Scored, score_means: int) -> np.ndarray:
     return 1.0 - scored.scores if scored.probability else -scored.scores
 
 
+def _score_threshold(scored: _Scored, job: EvalJob) -> float:
+    """--threshold, else the one chosen when the verifier was trained, else 0.5 (or 0)."""
+    if job.threshold is not None:
+        return job.threshold
+    if scored.calibrated_threshold is not None:
+        return scored.calibrated_threshold
+    return 0.5 if scored.probability else 0.0
+
+
 def _p1_threshold(scored: _Scored, job: EvalJob) -> float:
     if scored.is_p1:
         return 0.5
-    t = job.threshold if job.threshold is not None else (0.5 if scored.probability else 0.0)
+    t = _score_threshold(scored, job)
     if job.score_means == 1:
         return t
     # score >= t predicts label 0, so label 1 needs score < t: P(label 1) = 1 − score (or −score)
@@ -530,10 +579,17 @@ def _pointwise_report(
             f"means label {1 - job.score_means} for this data, rerun with --score-means "
             f"{1 - job.score_means}."
         )
-    score_t = job.threshold if job.threshold is not None else (0.5 if main.probability else 0.0)
+    score_t = _score_threshold(main, job)
+    source = (
+        "--threshold"
+        if job.threshold is not None
+        else "chosen at training time (calibration file)"
+        if main.calibrated_threshold is not None
+        else "default"
+    )
     notes.append(
-        f"Threshold: a verifier score >= {score_t:g} predicts label {job.score_means} "
-        f"(on P(label 1): {t:g})."
+        f"Threshold ({source}): a verifier score >= {score_t:g} predicts label "
+        f"{job.score_means} (on P(label 1): {t:g})."
     )
     report.notes = notes  # the model validated a copy of the list at construction
     return report

@@ -208,7 +208,24 @@ def test_trained_output_directory(tmp_path: Path, gptfuzz: list[dict[str, Any]])
     rep = json.loads((out / "metrics.json").read_text())
     assert rep["verifier_name"] == "run"
     assert rep["metrics"]["n"] == 30
+    assert rep["metrics"]["threshold"] == pytest.approx(0.5)  # no threshold was recorded
     assert (out / "reliability.png").is_file()
+
+    # A threshold chosen at training time (calibration meta) is the default decision rule;
+    # --threshold still wins over it.
+    (run / "safeladder_calibration.json").write_text(
+        json.dumps({"kind": "temperature", "temperature": 0.5, "meta": {"score_threshold": 0.3}})
+    )
+    for extra, want_t in (((), 0.3), (("--threshold", "0.6"), 0.6)):
+        out2 = tmp_path / f"out-{want_t}"
+        res = invoke(run, "--data", data, "--score-means", "0", "-o", out2, *extra)
+        assert res.exit_code == 0, res.output
+        rep = json.loads((out2 / "metrics.json").read_text())
+        # score >= t predicts label 0, i.e. P(label 1) = 1 - score must be > 1 - t
+        assert rep["metrics"]["threshold"] == pytest.approx(1 - want_t)
+        p1 = 1 - np.asarray(want, dtype=np.float64)
+        y = np.array([r["label"] for r in rows])
+        assert rep["metrics"]["accuracy"] == pytest.approx(np.mean((p1 > 1 - want_t) == y))
 
 
 def test_usage_errors(tmp_path: Path) -> None:
