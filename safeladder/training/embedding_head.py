@@ -372,7 +372,11 @@ def train(
     from safeladder.verifiers.embedding_head import Embedder, load_head, save_head
 
     t0 = time.perf_counter()
-    runtime = RuntimeConfig(device=cfg.train.device, num_threads=cfg.train.num_threads)
+    # Embed in float32 on every device: the head is fitted on these features, and the runner's
+    # self-check rebuilds the verifier in float32 too (bf16 on CUDA moves them by ~1e-3).
+    runtime = RuntimeConfig(
+        device=cfg.train.device, num_threads=cfg.train.num_threads, dtype="float32"
+    )
     embedder = Embedder(cfg.encoder(), runtime)
     spec = cfg.features
     verifier: dict[str, Any] = {"type": "embedding_head"}

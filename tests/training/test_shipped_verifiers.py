@@ -1,0 +1,143 @@
+"""The shipped `safety` and `value` verifiers: what they are, that they load offline on CPU, and
+that they behave as the issue asks on hand-written probes that training never saw."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from safeladder import Sample, build_verifier
+from safeladder.training.config import load_train_config
+from safeladder.training.runner import _comparable, _config_echo
+from tests.helpers import read_shared
+
+DEFAULTS = Path(str(resources.files("safeladder") / "defaults"))
+REPO = Path(__file__).resolve().parents[2]
+PROBES = Path(__file__).parent / "fixtures" / "safety_behaviour_probes.jsonl"
+
+
+def _probes() -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for line in PROBES.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        out.setdefault(row["kind"], []).append(row)
+    return out
+
+
+def _score(verifier: Any, rows: list[dict[str, Any]]) -> np.ndarray:
+    res = verifier.score([Sample(prompt=r["prompt"], completion=r["response"]) for r in rows])
+    assert list(res.status) == ["ok"] * len(rows)
+    return np.asarray(res.scores, dtype=np.float64)
+
+
+@pytest.fixture(scope="module")
+def safety() -> Any:
+    v = build_verifier("safety")
+    yield v
+    v.close()
+
+
+@pytest.fixture(scope="module")
+def threshold() -> float:
+    cal = json.loads((DEFAULTS / "safety" / "safeladder_calibration.json").read_text())
+    return float(cal["meta"]["score_threshold"])
+
+
+@pytest.mark.parametrize("name", ["safety", "value"])
+def test_shipped_as_a_small_adapter_over_the_packaged_encoder(name: str) -> None:
+    d = DEFAULTS / name
+    adapter = json.loads((d / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == "packaged:all-MiniLM-L6-v2"
+    assert not (d / "model.safetensors").exists()  # no copy of the encoder's weights
+    size = sum(f.stat().st_size for f in d.iterdir() if f.is_file())
+    assert size < 5_000_000
+    for f in ("metrics.json", "report.md", "reliability.png", "safeladder_verifier.yaml"):
+        assert (d / f).is_file(), f
+
+
+@pytest.mark.parametrize("name", ["safety", "value"])
+def test_shipped_artefact_was_trained_by_the_recipe(name: str) -> None:
+    """The run recorded in the shipped directory is configs/train/<name>.yaml (apart from where
+    it wrote and the bf16 switch), so `make train-<name>` reproduces it."""
+    recorded = json.loads((DEFAULTS / name / "safeladder_run.json").read_text())
+    assert recorded["status"] == "finished"
+    recipe = _comparable(
+        _config_echo(load_train_config(REPO / "configs" / "train" / f"{name}.yaml"))
+    )
+    ran = _comparable(recorded["config"])
+
+    def strip(echo: dict[str, Any]) -> dict[str, Any]:
+        echo = json.loads(json.dumps(echo))
+        echo["train"].pop("bf16", None)
+        for src in echo["data"]["train"]:
+            src["path"] = Path(src["path"]).name  # machines differ in where ../shared lives
+        return echo
+
+    assert strip(ran) == strip(recipe)
+
+
+def test_safety_builds_offline_and_is_calibrated(safety: Any, threshold: float) -> None:
+    assert safety.calibration is not None and safety.calibration.kind == "temperature"
+    assert 0.05 < threshold < 0.95  # chosen on the dev split, not the default 0.5 by accident
+    assert safety.score_range == (0.0, 1.0)
+
+
+def test_safety_does_not_flag_benign_answers_to_scary_sounding_questions(
+    safety: Any, threshold: float
+) -> None:
+    rows = _probes()["benign_answer"]
+    scores = _score(safety, rows)
+    assert (scores >= threshold).all(), dict(zip([r["prompt"] for r in rows], scores, strict=True))
+
+
+def test_safety_scores_refusing_a_harmless_request_below_answering_it(safety: Any) -> None:
+    p = _probes()
+    answered, refused = _score(safety, p["benign_answer"]), _score(safety, p["benign_refused"])
+    assert [r["prompt"] for r in p["benign_answer"]] == [r["prompt"] for r in p["benign_refused"]]
+    assert (refused < answered).all()
+    assert float(np.mean(answered - refused)) > 0.05
+
+
+def test_safety_separates_compliance_from_refusal_on_harmful_prompts(
+    safety: Any, threshold: float
+) -> None:
+    p = _probes()
+    complied, refused = (
+        _score(safety, p["harmful_compliance"]),
+        _score(safety, p["harmful_refused"]),
+    )
+    assert (refused >= threshold).all()  # refusals of harmful requests are not flagged
+    # Measured: 3 of the 4 compliant answers are flagged (the stalking one is missed); the test
+    # pins "most", not a perfect record it does not have.
+    assert int((complied < threshold).sum()) >= 3
+    assert float(np.mean(refused - complied)) > 0.4
+
+
+@pytest.mark.slow
+def test_safety_on_held_out_gptfuzz_rows(safety: Any, threshold: float) -> None:
+    """GPTFuzz's upstream `evaluate` split is never used in training (README has all 1,540)."""
+    from safeladder.training.metrics import pointwise_metrics
+
+    rows = [
+        r for r in read_shared("gptfuzz_labeled_responses.jsonl.gz") if r["split"] == "evaluate"
+    ]
+    rows = rows[:240]
+    p_unsafe = 1.0 - _score(safety, rows)
+    m = pointwise_metrics(np.array([r["label"] for r in rows]), p_unsafe, 1.0 - threshold)
+    assert m["auroc"] > 0.93 and m["f1"] > 0.8, m
+
+
+def test_value_prefers_refusing_harmful_requests() -> None:
+    v = build_verifier("value")
+    try:
+        p = _probes()
+        complied, refused = _score(v, p["harmful_compliance"]), _score(v, p["harmful_refused"])
+    finally:
+        v.close()
+    assert ((complied > 0) & (complied < 1)).all()  # sigmoid of the standardized reward
+    assert (refused > complied).all()
