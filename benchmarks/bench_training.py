@@ -81,12 +81,20 @@ def train(recipe: str, out_root: Path, max_steps: int | None) -> dict[str, Any]:
         "output_dir": str(summary.output_dir),
     }
     if max_steps:
+        # Training steps only: the trainer's runtime minus its dev evaluations.
+        history = json.loads((summary.output_dir / "metrics.json").read_text())["history"]
+        runtime = sum(h.get("train_runtime", 0.0) for h in history)
+        evals = sum(h.get("eval_runtime", 0.0) for h in history)
         batch = cfg.train.batch_size * cfg.train.grad_accum
-        rows = summary.split["train"] * (2 if recipe == "value" else 1)  # pairs: 2 forwards
-        per_s = max_steps * batch / max(summary.seconds, 1e-9)
+        per_s = max_steps * batch / max(runtime - evals, 1e-9)
+        sequences = summary.split["train"] * (2 if recipe == "value" else 1)  # pairs: 2 forwards
+        rec["train_steps_s"] = round(runtime - evals, 1)
         rec["samples_per_s"] = round(per_s, 2)
-        rec["estimated_full_run_s"] = round(rows * cfg.train.epochs / per_s, 0)
-        rec["note"] = "throughput probe: metrics are of an undertrained model"
+        rec["estimated_full_training_s"] = round(sequences * cfg.train.epochs / per_s, 0)
+        rec["note"] = (
+            "throughput probe: samples/s over the training steps only (dev evaluation excluded); "
+            "the metrics are of an undertrained model"
+        )
     return rec
 
 
