@@ -23,7 +23,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from safeladder.errors import ConfigError, InputError
-from safeladder.training.common import PointRecord, TrainData, TrainOutcome
+from safeladder.training.common import CalibrationSettings, PointRecord, TrainData, TrainOutcome
 from safeladder.training.models import (
     HFTrainConfig,
     apply_lora,
@@ -65,9 +65,24 @@ class LabelJudgeTrainConfig(HFTrainConfig):
         ),
     )
 
+    calibration: CalibrationSettings = Field(
+        default_factory=lambda: CalibrationSettings(method="none"),
+        description=(
+            "method must be 'none': the label_judge verifier scores from the label likelihoods "
+            "as they are, so a fitted calibration would make the report describe scores the "
+            "verifier never gives. The decision threshold is still chosen on the dev split."
+        ),
+    )
+
     @model_validator(mode="after")
     def _check_judge(self) -> LabelJudgeTrainConfig:
         from safeladder.verifiers.label_judge import LabelJudgeConfig
+
+        if self.calibration.method != "none":
+            raise ValueError(
+                f"calibration.method: {self.calibration.method!r} is not applied by the "
+                "label_judge verifier (it reads label likelihoods as they are); use 'none'"
+            )
 
         reserved = [k for k in _JUDGE_RESERVED if k in self.judge]
         if reserved:

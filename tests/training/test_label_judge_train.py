@@ -136,6 +136,11 @@ def test_config_rejects_a_path_inside_judge_and_unknown_label_text() -> None:
         {**base, "judge": {"preset": "safework_value"}, "label_text": {"0": "good", "1": "bad"}}
     )
     assert ok.judge == {"preset": "safework_value"}
+    assert ok.calibration.method == "none"  # the verifier reads likelihoods as they are
+    with pytest.raises(ValueError, match="calibration.method"):
+        LabelJudgeTrainConfig.model_validate(
+            {**base, "judge": JUDGE, "calibration": {"method": "temperature"}}
+        )
 
 
 def test_the_loss_is_on_the_label_tokens_only(tmp_path: Path) -> None:
