@@ -92,10 +92,11 @@ def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _completion_text(name: str, value: Any) -> str:
+def completion_text(value: Any) -> str | None:
+    """A completion as text: a string, or TRL's conversational form (a list holding one
+    assistant message) reduced to its content; None for anything else."""
     if isinstance(value, str):
         return value
-    # Conversational completions (TRL's format): a list holding one assistant message.
     if (
         isinstance(value, list)
         and len(value) == 1
@@ -104,6 +105,13 @@ def _completion_text(name: str, value: Any) -> str:
         and isinstance(value[0].get("content"), str)
     ):
         return str(value[0]["content"])
+    return None
+
+
+def _completion_text(name: str, value: Any) -> str:
+    text = completion_text(value)
+    if text is not None:
+        return text
     raise InputError(
         f"field {name!r} (completion): expected a string or a list with one assistant message "
         f"{{'role': 'assistant', 'content': str}}, got {_type_name(value)} {value!r:.60}",

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from safeladder.data import read_rows
+from safeladder.data.fields import completion_text
 from safeladder.errors import ConfigError, InputError
 from safeladder.training.common import DataSource, PairRecord, PointRecord, Record
 from safeladder.types import prompt_text
@@ -186,17 +187,9 @@ def _prompt(raw: RawRow, field: str) -> str:
 
 
 def _text(raw: RawRow, field: str, value: Any, role: str) -> str:
-    if isinstance(value, str):
-        return value
-    # TRL's conversational form: one assistant message.
-    if (
-        isinstance(value, list)
-        and len(value) == 1
-        and isinstance(value[0], Mapping)
-        and value[0].get("role") == "assistant"
-        and isinstance(value[0].get("content"), str)
-    ):
-        return str(value[0]["content"])
+    text = completion_text(value)
+    if text is not None:
+        return text
     raise _bad(
         raw,
         field,
