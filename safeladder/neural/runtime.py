@@ -462,7 +462,7 @@ def load_model(
         cached = _MODELS.get(key)
         if cached is not None:
             return cached
-        loaded = _load(p, kind, runtime, devices, dtypes[0], attns[0], kw, fingerprint)
+        loaded = _load(p, kind, runtime, devices, dtypes[0], attns[0], kw, fingerprint, base)
         _MODELS[key] = loaded
         return loaded
 
@@ -476,10 +476,10 @@ def _load(
     attn: str,
     kw: dict[str, Any],
     fingerprint: str,
+    base: Path | None,
 ) -> LoadedModel:
 
     apply_threads(runtime)
-    base = adapter_base(p)
     has_tokenizer = any(
         (p / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
     )
