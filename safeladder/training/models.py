@@ -278,7 +278,8 @@ def save_model(
 
     - no LoRA, or ``save: merged``: ``save_pretrained`` of the (merged) model + tokenizer.
     - ``save: adapter``: the peft adapter (head included) + the model config (head shape and
-      labels) + tokenizer; ``base_model_name_or_path`` = ``base_ref``.
+      labels) + the tokenizer (not for a packaged base, whose own tokenizer the runtime uses);
+      ``base_model_name_or_path`` = ``base_ref``.
     - ``save: both``: merged weights in ``out_dir`` and the adapter in ``out_dir/adapter``.
 
     Raises:
@@ -296,10 +297,17 @@ def save_model(
         target.mkdir(parents=True, exist_ok=True)
         for peft_cfg in model.peft_config.values():
             peft_cfg.base_model_name_or_path = base_ref
+        card = target / "README.md"
+        had_card = card.exists()
         model.save_pretrained(str(target))
+        if not had_card and card.exists():
+            card.unlink()  # peft's generated model card: boilerplate with no facts of this run
         # The loader builds the base with this config, so the head has the trained shape/labels.
         model.get_base_model().config.save_pretrained(str(target))
-        tokenizer.save_pretrained(str(target))
+        if not base_ref.startswith("packaged:"):
+            # A packaged base's own tokenizer is the one trained with (the runtime falls back to
+            # it); a copy would only add ~0.7 MB to every shipped adapter.
+            tokenizer.save_pretrained(str(target))
         if save == "adapter":
             return
     final = model.merge_and_unload() if is_peft else model

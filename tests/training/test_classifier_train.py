@@ -333,6 +333,8 @@ def test_lora_adapter_on_the_packaged_minilm_reloads_through_packaged_base(
     assert adapter["base_model_name_or_path"] == "packaged:all-MiniLM-L6-v2"
     size = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
     assert size < 5_000_000  # the 91 MB base is not copied
+    # Neither is its tokenizer (the runtime uses the packaged one), nor peft's model card.
+    assert not (out / "tokenizer.json").exists() and not (out / "README.md").exists()
     assert res.dev_logits is not None
     np.testing.assert_allclose(
         _scores(out, res.verifier, rows[8:]), _softmax(res.dev_logits)[:, 0], atol=1e-4
