@@ -1,0 +1,211 @@
+"""Final-answer extraction shared by the answer verifiers and guidance (one module, DESIGN.md).
+
+A completion's answer is taken by the first extractor of a list that finds one, always the
+*last* occurrence: ``boxed`` (last ``\\boxed{...}`` / ``\\fbox{...}``), ``answer_tag``
+(last ``<answer>...</answer>``), ``gsm8k`` (last ``#### n``), ``answer_phrase`` (after the last
+"answer is" / "answer:") and ``last_number``. ``clean_answer`` strips delimiters and trailing
+punctuation; ``reference_answer`` reads a gold answer or a whole gold solution.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+Extractor = Literal["boxed", "answer_tag", "gsm8k", "answer_phrase", "last_number"]
+DEFAULT_EXTRACTORS: tuple[Extractor, ...] = (
+    "boxed",
+    "answer_tag",
+    "gsm8k",
+    "answer_phrase",
+    "last_number",
+)
+_REFERENCE_EXTRACTORS: tuple[Extractor, ...] = ("boxed", "answer_tag", "gsm8k", "answer_phrase")
+
+
+def _match_braces(text: str, open_idx: int) -> str | None:
+    """Content of the ``{...}`` group opening at ``open_idx``; None if it never closes."""
+    depth = 0
+    k = open_idx
+    n = len(text)
+    while k < n:
+        ch = text[k]
+        if ch == "\\":  # \{ \} and \\ are not group delimiters
+            k += 2
+            continue
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return text[open_idx + 1 : k]
+        k += 1
+    return None
+
+
+_BARE_BOX_RE = re.compile(r"[^\s$\\{}]{1,64}")
+
+
+def _last_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed``/``\\fbox``; None when absent or left unclosed."""
+    end = len(text)
+    while True:
+        b, f = text.rfind("\\boxed", 0, end), text.rfind("\\fbox", 0, end)
+        start = max(b, f)
+        if start < 0:
+            return None
+        j = start + (6 if start == b else 5)
+        if j < len(text) and text[j].isalpha():  # another command, e.g. \fboxsep
+            end = start
+            continue
+        break
+    while j < len(text) and text[j] in " \t":
+        j += 1
+    if j < len(text) and text[j] == "{":
+        return _match_braces(text, j)
+    m = _BARE_BOX_RE.match(text, j)  # MATH's "\boxed 5" form
+    return m.group(0) if m else None
+
+
+def _last_answer_tag(text: str) -> str | None:
+    end = text.rfind("</answer>")
+    if end < 0:
+        return None
+    start = text.rfind("<answer>", 0, end)
+    return None if start < 0 else text[start + len("<answer>") : end]
+
+
+_GSM8K_VALUE_RE = re.compile(r"[ \t]*([-+$\\.(\d][^\n]{0,200})")
+
+
+def _last_gsm8k(text: str) -> str | None:
+    end = len(text)
+    while (i := text.rfind("####", 0, end)) >= 0:
+        m = _GSM8K_VALUE_RE.match(text, i + 4)
+        if m:  # "#### Step 3" is a markdown heading, not an answer line
+            return m.group(1)
+        end = i
+    return None
+
+
+_PHRASE_RE = re.compile(
+    r"\banswer\b(?:\*\*)?[ \t]{0,8}(?:is\b[ \t]{0,8}:?|:|=)(?:\*\*)?", re.IGNORECASE
+)
+_SENTENCE_END_RE = re.compile(r"\.(?=\s|$)")
+_PROSE_START_RE = re.compile(r"[A-Za-z]{2,}\b")
+_NEGATION_RE = re.compile(r"\b(?:not|no|never|isn't|cannot|can't|neither|nor)\b", re.IGNORECASE)
+# A number token as written in text: a LaTeX fraction of plain numbers, or a number not glued to
+# a word, an exponent, a subscript or a brace group.
+_NUMBER_TOKEN_RE = re.compile(
+    r"[-−]?\\[dtc]?frac\{\s?-?\d+(?:\.\d+)?\s?\}\{\s?\d+(?:\.\d+)?\s?\}"
+    r"|(?<![\w.\\^_{])[-−]?(?:(?:[1-9]\d{0,2}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+)"
+    r"(?:[ \t]?/[ \t]?\d+)?(?:[ \t]?%)?"
+)
+_MATH_SPAN_RE = re.compile(
+    r"\$\$([^$]{1,300})\$\$|\$([^$\n]{1,300})\$|\\\((.{1,300}?)\\\)|\\\[(.{1,300}?)\\\]", re.DOTALL
+)
+
+
+def _last_match(pattern: re.Pattern[str], text: str, pos: int = 0) -> re.Match[str] | None:
+    tail = deque(pattern.finditer(text, pos), maxlen=1)
+    return tail[0] if tail else None
+
+
+def _after_phrase(text: str) -> str | None:
+    last = _last_match(_PHRASE_RE, text)
+    if last is None:
+        return None
+    value = text[last.end() : last.end() + 400].lstrip().split("\n", 1)[0]
+    cut = _SENTENCE_END_RE.search(value)
+    if cut:
+        value = value[: cut.start()]
+    value = value.strip().strip("*").strip()
+    if _PROSE_START_RE.match(value) and not _NEGATION_RE.search(value):
+        # "Final Answer: The volume of $ABCDEFGH$ is 120" -> 120, but only when unambiguous.
+        numbers = _NUMBER_TOKEN_RE.findall(value)
+        if len(numbers) == 1:
+            return numbers[0]
+    return value
+
+
+def _last_number(text: str) -> str | None:
+    whole = _MATH_SPAN_RE.fullmatch(text.strip())
+    if whole is not None:  # the completion is nothing but one formula: that is the answer
+        return next(g for g in whole.groups() if g is not None)
+    num = _last_match(_NUMBER_TOKEN_RE, text)
+    # Math spans are looked for near the end only: an unclosed "\(" costs a bounded scan each,
+    # and a hostile text could hold thousands of them.
+    offset = max(0, len(text) - _SPAN_TAIL_CHARS)
+    span = None
+    for m in _MATH_SPAN_RE.finditer(text, offset):
+        if any(ch.isdigit() for ch in m.group(0)):
+            span = m
+    if span is not None and (num is None or span.end() >= num.end()):
+        return next(g for g in span.groups() if g is not None)
+    return num.group(0) if num is not None else None
+
+
+_SPAN_TAIL_CHARS = 3000
+_EXTRACT: dict[str, Callable[[str], str | None]] = {
+    "boxed": _last_boxed,
+    "answer_tag": _last_answer_tag,
+    "gsm8k": _last_gsm8k,
+    "answer_phrase": _after_phrase,
+    "last_number": _last_number,
+}
+
+
+def clean_answer(answer: str) -> str:
+    """Strip math delimiters, currency ``\\$``, and trailing sentence punctuation.
+
+    >>> clean_answer(" $\\\\frac{1}{2}$. ")
+    '\\\\frac{1}{2}'
+    """
+    s = answer.replace("\\$", "").strip()
+    for _ in range(4):
+        prev = s
+        while s and s[-1] in ".,;:" and not s.endswith(".."):  # keep an ellipsis "1, 2, ..."
+            s = s[:-1].rstrip()
+        s = s.lstrip("=").strip()  # "= \frac{10}{9}" from the tail of an equation
+        if len(s) > 4 and s.startswith("$$") and s.endswith("$$"):
+            s = s[2:-2].strip()
+        elif len(s) > 2 and s.startswith("$") and s.endswith("$") and s.count("$") == 2:
+            s = s[1:-1].strip()
+        elif len(s) > 4 and (s[:2], s[-2:]) in (("\\(", "\\)"), ("\\[", "\\]")):
+            s = s[2:-2].strip()
+        if s == prev:
+            break
+    if s.count("$") == 1:  # "$5": a currency sign or a stray delimiter
+        s = s.replace("$", "").strip()
+    return s.replace("\\displaystyle", "").strip()
+
+
+def extract_answer(
+    text: str, extractors: Sequence[str] = DEFAULT_EXTRACTORS
+) -> tuple[str, str] | None:
+    """``(answer, extractor name)`` from the first extractor that finds one, or None.
+
+    >>> extract_answer("I think 3. No: \\\\boxed{4}, not \\\\boxed{5}")
+    ('5', 'boxed')
+    >>> extract_answer("48/2 = 24 clips\\n#### 72")
+    ('72', 'gsm8k')
+    """
+    for name in extractors:
+        found = _EXTRACT[name](text)
+        if found is not None:
+            return clean_answer(found), name
+    return None
+
+
+def reference_answer(reference: str) -> str:
+    """The answer part of a reference: its marked answer, or the whole (cleaned) string.
+
+    >>> reference_answer("Natalia sold 48+24 = 72 clips.\\n#### 72")
+    '72'
+    >>> reference_answer("\\\\frac{1}{2}")
+    '\\\\frac{1}{2}'
+    """
+    found = extract_answer(reference, _REFERENCE_EXTRACTORS)
+    return found[0] if found is not None else clean_answer(reference)
