@@ -4,25 +4,46 @@ The work is ``safeladder.training.evaluate.run_eval`` (read its docstring for th
 label 1 is the positive class, ``--score-means`` says which label a high score predicts, NaN
 scores are left out and counted). This module parses the flags and prints the summary table.
 
-Examples::
+Examples (from the repository root; ../shared/data is the shared data set)::
 
-    safeladder eval refusal --data gptfuzz_labeled_responses.jsonl.gz --score-means 0
-    safeladder eval runs/safety-clf --data dev.jsonl --score-means 0 --baseline tfidf-cv -o out/
-    safeladder eval reward.yaml --data hh_rlhf_harmless_pref.jsonl --baseline length
+    safeladder eval safety --data ../shared/data/gptfuzz_labeled_responses.jsonl.gz \
+        --split evaluate --baseline refusal -o out/eval
+    safeladder eval refusal --data ../shared/data/gptfuzz_labeled_responses.jsonl.gz \
+        --where split=evaluate --score-means 0
+    safeladder eval runs/embedding_head_toxigen --data ../shared/data/toxigen_demonstrations.jsonl
+    safeladder eval value --data ../shared/data/hh_rlhf_harmless_pref.jsonl --baseline tfidf-cv
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from safeladder.cli.app import InputFormat, _cli_errors, app
+from safeladder.cli.errors import EXIT_USAGE, CliError
 
 
 def _names(flag: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
     return (flag,) if flag else default
+
+
+def parse_where(items: list[str]) -> dict[str, Any]:
+    """``["split=evaluate", "meta.lang=en"]`` → ``{"split": "evaluate", "meta.lang": "en"}``.
+
+    Values are YAML (``label=1`` is the integer 1); keys stay whole (dotted paths are looked up
+    in the row, not nested here).
+    """
+    from safeladder.config import apply_overrides
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"--where {item!r}: expected KEY=VALUE, e.g. split=evaluate", EXIT_USAGE)
+        out[key.strip()] = apply_overrides({}, [f"v={raw}"])["v"]
+    return out
 
 
 @app.command("eval")
@@ -64,20 +85,22 @@ def eval_command(
         ),
     ] = None,
     score_means: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=0,
             max=1,
-            help="The label a HIGH score predicts. 1 (default): data whose label 1 is the good "
-            "outcome (knowledge: 1 = correct). 0: the safety data (label 1 = unsafe) scored by "
-            "a verifier of P(safe) or by refusal.",
+            help="The label a HIGH score predicts. 1: data whose label 1 is the good outcome "
+            "(knowledge: 1 = correct). 0: the safety data (label 1 = unsafe) scored by a "
+            "verifier of P(safe) or by refusal. Default: the direction a trained verifier "
+            "recorded at training time, else 1.",
+            show_default=False,
         ),
-    ] = 1,
+    ] = None,
     threshold: Annotated[
         float | None,
         typer.Option(
-            help="A score at or above it predicts label --score-means (default 0.5 for scores "
-            "in [0, 1], 0 for unbounded ones).",
+            help="A score at or above it predicts label --score-means (default: the threshold "
+            "chosen at training time, else 0.5 for scores in [0, 1], 0 for unbounded ones).",
         ),
     ] = None,
     pairwise: Annotated[
@@ -120,7 +143,21 @@ def eval_command(
         typer.Option("--format", help="Input format (default: from the file name)."),
     ] = None,
     split: Annotated[
-        str | None, typer.Option(help="HF dataset dir holding several splits: the split to read.")
+        str | None,
+        typer.Option(
+            metavar="NAME",
+            help="Read one split: of an HF dataset dir holding several, else the rows whose "
+            "'split' field is NAME (JSONL / JSON / CSV / Parquet).",
+        ),
+    ] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--where",
+            metavar="KEY=VALUE",
+            help="Keep only rows whose field KEY (a dotted path) equals VALUE (YAML), e.g. "
+            "--where category=women; repeatable (all must match).",
+        ),
     ] = None,
     limit: Annotated[
         int | None, typer.Option(min=1, metavar="N", help="Read at most N rows (good and bad).")
@@ -135,6 +172,8 @@ def eval_command(
     diagram (pointwise) or pairwise accuracy (preferences), per category, against a baseline."""
     from safeladder.training.evaluate import EvalFields, EvalJob, format_summary, run_eval
 
+    with _cli_errors():
+        where_filter = parse_where(list(where or ()))
     fields = EvalFields(
         prompt=_names(prompt_field, EvalFields.prompt),
         response=_names(response_field, EvalFields.response),
@@ -151,6 +190,7 @@ def eval_command(
         fields=fields,
         format=format.value if format is not None else None,
         split=split,
+        where=where_filter,
         pairwise=pairwise,
         score_means=score_means,
         threshold=threshold,

@@ -4,14 +4,21 @@ Inputs (read with ``safeladder.data.read_rows``: JSONL[.gz], JSON, CSV, Parquet,
 
 - **pointwise** rows: a prompt (``prompt``, else ``question``), a response (``response``, else
   ``completion``, else ``answer``; null = a prompt-only row, scored with an empty completion)
-  and a 0/1 ``label``. ``score_means`` says which label a HIGH score predicts: 1 (default)
-  for data whose label 1 is the good outcome (knowledge rows: 1 = correct); 0 for the safety
-  data of ../shared/data, whose label 1 = unsafe while a safety verifier scores P(safe).
-  Metrics are always about label 1: P(label 1) = score (or 1 − score when ``score_means`` is
-  0; −score for scores that are not probabilities).
+  and a 0/1 ``label``. ``score_means`` says which label a HIGH score predicts: 1 for data
+  whose label 1 is the good outcome (knowledge rows: 1 = correct); 0 for the safety data of
+  ../shared/data, whose label 1 = unsafe while a safety verifier scores P(safe). When it is
+  not given, a trained verifier's own direction is used (``score_predicts_positive`` in its
+  calibration record, see ``saved_decision``), else 1. Metrics are always about label 1:
+  P(label 1) = score (or 1 − score when ``score_means`` is 0; −score for scores that are not
+  probabilities).
 - **pairwise** rows: ``prompt``, ``chosen``, ``rejected``; detected from the first good row
   having both ``chosen`` and ``rejected`` (or forced with ``pairwise``). Both responses are
   scored; accuracy = share of pairs with score(chosen) > score(rejected).
+
+Row selection: ``split`` reads one split of an HF ``DatasetDict`` directory, and of any other
+file keeps the rows whose ``split`` field equals it; ``where`` keeps rows whose (dotted) fields
+equal the given values (CSV cells are strings, so ``"1"`` matches 1). ``limit`` counts the rows
+that pass these filters.
 
 Rows that do not decode or do not fit are bad rows: counted, listed with their line numbers
 (``errors.jsonl``), left out. A score of NaN (abstain / timeout / error status) is never read
@@ -20,7 +27,8 @@ baseline is given, a row either side abstained on is left out of both columns, s
 measured on the same rows.
 
 The threshold (``--threshold``) is on the verifier's own score: a score at or above it
-predicts label ``score_means`` (default 0.5 for [0, 1] scores, 0 for unbounded ones).
+predicts label ``score_means``. Default: the threshold chosen at training time (the
+calibration record of a trained directory), else 0.5 for [0, 1] scores, 0 for unbounded ones.
 
 Baselines: any verifier spec, or ``tfidf-cv``: TF-IDF + logistic regression cross-fitted on
 the file itself (5 folds grouped by prompt, so no prompt is scored by a model that saw it) —
@@ -85,8 +93,10 @@ class EvalJob:
     fields: EvalFields = field(default_factory=EvalFields)
     format: str | None = None
     split: str | None = None
+    where: Mapping[str, Any] = field(default_factory=dict)
     pairwise: bool | None = None
-    score_means: int = 1
+    # None: the direction saved when the verifier was trained, else 1.
+    score_means: int | None = None
     threshold: float | None = None
     limit: int | None = None
     batch_size: int = 64
@@ -241,21 +251,78 @@ def _parse_pair(line: int, row: Mapping[str, Any], fields: EvalFields) -> _Pair:
     )
 
 
+SPLIT_FIELD = "split"
+
+
+def row_filter(job: EvalJob) -> tuple[str | None, dict[str, Any]]:
+    """(the split ``read_rows`` reads, the field filters rows must pass) for ``job``.
+
+    An HF dataset directory holds its splits itself; any other file marks a row's split in its
+    ``split`` field, so ``split`` becomes one more filter there.
+    """
+    from safeladder.data import detect_format
+
+    where = dict(job.where)
+    fmt = job.format or detect_format(job.data)
+    if job.split is None or fmt == "hf":
+        return job.split, where
+    if SPLIT_FIELD in where and where[SPLIT_FIELD] != job.split:
+        raise ConfigError(
+            f"--split {job.split!r} and --where {SPLIT_FIELD}={where[SPLIT_FIELD]!r} disagree"
+        )
+    where[SPLIT_FIELD] = job.split
+    return None, where
+
+
+def _no_match_error(
+    job: EvalJob, where: Mapping[str, Any], seen: Mapping[str, Counter[str]]
+) -> str:
+    """Why no row passed the filters: for each field, the values the file does have."""
+    parts = []
+    for key, want in where.items():
+        values = seen[key]
+        if not values:
+            parts.append(f"no row has a field {key!r}")
+        else:
+            common = ", ".join(f"{v!r} ({n})" for v, n in values.most_common(8))
+            parts.append(f"{key} = {want!r} matches no row; values seen: {common}")
+    return f"{job.data}: no rows pass the filters: " + "; ".join(parts)
+
+
 def read_items(job: EvalJob) -> tuple[bool, list[Any], list[dict[str, Any]]]:
-    """(pairwise?, good items in file order, bad rows ``{"line", "error"}``)."""
+    """(pairwise?, good items in file order, bad rows ``{"line", "error"}``).
+
+    Rows that fail ``job.split`` / ``job.where`` are skipped (neither good nor bad).
+
+    Raises:
+        InputError: the filters match no row (naming the values the file holds).
+    """
     from safeladder.data import read_rows
+    from safeladder.training.data import _MISSING, _matches, get_path
 
     items: list[Any] = []
     bad: list[dict[str, Any]] = []
     pairwise = job.pairwise
     seen = 0
-    for row in read_rows(job.data, job.format, split=job.split):
+    read_split, where = row_filter(job)
+    values: dict[str, Counter[str]] = {k: Counter() for k in where}
+    matched = 0
+    for row in read_rows(job.data, job.format, split=read_split):
         if job.limit is not None and seen >= job.limit:
             break
-        seen += 1
         if row.error is not None or row.data is None:
+            seen += 1
             bad.append({"line": row.line, "error": row.error or "empty row"})
             continue
+        if where:
+            got = {k: get_path(row.data, k) for k in where}
+            for k, v in got.items():
+                if v is not _MISSING:
+                    values[k][str(v)] += 1
+            if not all(_matches(got[k], want) for k, want in where.items()):
+                continue
+        seen += 1
+        matched += 1
         if pairwise is None:
             pairwise = job.fields.chosen in row.data and job.fields.rejected in row.data
         try:
@@ -265,6 +332,8 @@ def read_items(job: EvalJob) -> tuple[bool, list[Any], list[dict[str, Any]]]:
                 items.append(_parse_point(row.line, row.data, job.fields))
         except InputError as exc:
             bad.append({"line": row.line, "error": str(exc)})
+    if where and not matched:
+        raise InputError(_no_match_error(job, where, values))
     return bool(pairwise), items, bad
 
 
@@ -310,6 +379,12 @@ class _Scored:
     is_p1: bool = False  # scores are already P(label 1) (tfidf-cv), whatever --score-means says
     # The decision threshold on the score chosen at training time (calibration meta), if any.
     calibrated_threshold: float | None = None
+    # The label a high score predicted at training time (calibration meta), if recorded.
+    saved_score_means: int | None = None
+    # Where the two above came from (a file), for the report's notes.
+    decision_source: str | None = None
+    # The label a high score predicts in this evaluation (resolved by run_eval).
+    score_means: int = 1
 
 
 _TRUNCATED = re.compile(r"(\d+) of \d+ rows were longer than (\d+) tokens")
@@ -334,12 +409,47 @@ def _rewarn_truncation_once(caught: list[warnings.WarningMessage], name: str, n:
         )
 
 
-def _calibrated_threshold(verifier: Any) -> float | None:
-    """``meta.score_threshold`` of a classifier's saved calibration (set by training), or None."""
-    cal = getattr(verifier, "calibration", None)
-    meta = getattr(cal, "meta", None)
-    value = meta.get("score_threshold") if isinstance(meta, dict) else None
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+#: Training's record of the dev decision (``calibration`` block), next to the model.
+TRAIN_METRICS_FILE = "metrics.json"  # = safeladder.training.runner.METRICS_FILE
+
+
+def saved_decision(cfg: Any, verifier: Any) -> tuple[float | None, int | None, str | None]:
+    """``(score threshold, label a high score predicts, source)`` recorded at training time.
+
+    Training (``safeladder.training.calibration``) records the dev decision in the calibration
+    summary: ``score_threshold`` (on the verifier's own score, P(good)) and
+    ``score_predicts_positive`` (``at_or_above``: a high score predicts the positive class,
+    label 1; ``below``: it predicts label 0, as for a safety verifier of P(safe) trained on
+    label 1 = unsafe). Read from the classifier's calibration ``meta`` (the file it applies),
+    else from ``metrics.json`` in the verifier's ``path`` (kinds that fold their calibration
+    into the model, such as ``embedding_head``). ``(None, None, None)`` when neither records it.
+    """
+    meta: Any = getattr(getattr(verifier, "calibration", None), "meta", None)
+    source: str | None = "calibration file"
+    if not isinstance(meta, dict) or "score_threshold" not in meta:
+        meta, source = None, None
+        path = getattr(cfg, "path", None)
+        f = Path(str(path)) / TRAIN_METRICS_FILE if path else None
+        if f is not None and f.is_file():
+            try:
+                record = json.loads(f.read_text(encoding="utf-8"))
+            except ValueError as exc:
+                raise ConfigError(f"{f}: not valid JSON: {exc}") from exc
+            cal = record.get("calibration") if isinstance(record, dict) else None
+            if isinstance(cal, dict):
+                meta, source = cal, str(f)
+    if meta is None:
+        return None, None, None
+    value = meta.get("score_threshold")
+    threshold = (
+        float(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        else None
+    )
+    direction = {"at_or_above": 1, "below": 0}.get(str(meta.get("score_predicts_positive")))
+    if threshold is None and direction is None:
+        return None, None, None
+    return threshold, direction, source
 
 
 def _score_with(spec: Any, items: list[Any], pairwise: bool, job: EvalJob, desc: str) -> _Scored:
@@ -363,14 +473,22 @@ def _score_with(spec: Any, items: list[Any], pairwise: bool, job: EvalJob, desc:
             scores, status = score_samples(verifier, samples, job.batch_size, bar)
         _rewarn_truncation_once(caught, name, len(samples))
         probability = _is_probability(verifier)
-        calibrated = _calibrated_threshold(verifier)
+        threshold, direction, source = saved_decision(cfg, verifier)
     finally:
         verifier.close()
     if pairwise:
         pairs = scores.reshape(-1, 2)
         st = [a if a != "ok" else b for a, b in zip(status[0::2], status[1::2], strict=True)]
         return _Scored(name, probability, pairs, st)
-    return _Scored(name, probability, scores, status, calibrated_threshold=calibrated)
+    return _Scored(
+        name,
+        probability,
+        scores,
+        status,
+        calibrated_threshold=threshold,
+        saved_score_means=direction,
+        decision_source=source,
+    )
 
 
 def _folds(items: list[Any], seed: int) -> np.ndarray:
@@ -433,9 +551,9 @@ def _tfidf_cv(items: list[Any], pairwise: bool, seed: int) -> _Scored:
 # --------------------------------------------------------------------------- metrics
 
 
-def _to_p1(scored: _Scored, score_means: int) -> np.ndarray:
+def _to_p1(scored: _Scored) -> np.ndarray:
     """P(label 1) (or a score increasing in it) from the verifier's scores."""
-    if scored.is_p1 or score_means == 1:
+    if scored.is_p1 or scored.score_means == 1:
         return scored.scores
     return 1.0 - scored.scores if scored.probability else -scored.scores
 
@@ -453,7 +571,7 @@ def _p1_threshold(scored: _Scored, job: EvalJob) -> float:
     if scored.is_p1:
         return 0.5
     t = _score_threshold(scored, job)
-    if job.score_means == 1:
+    if scored.score_means == 1:
         return t
     # score >= t predicts label 0, so label 1 needs score < t: P(label 1) = 1 − score (or −score)
     # strictly above 1 − t (−t). The next float up turns ">=" into ">" exactly.
@@ -471,7 +589,7 @@ def run_eval(job: EvalJob) -> EvalOutcome:
         InputError: no usable rows, or labels of one class for ``tfidf-cv``.
         ConfigError: a verifier spec that does not resolve, a bad option.
     """
-    if job.score_means not in (0, 1):
+    if job.score_means not in (None, 0, 1):
         raise ConfigError(f"--score-means: expected 0 or 1, got {job.score_means}")
     if job.batch_size < 1:
         raise ConfigError(f"--batch-size: must be >= 1, got {job.batch_size}")
@@ -480,12 +598,18 @@ def run_eval(job: EvalJob) -> EvalOutcome:
         first = f"; first bad row: line {bad[0]['line']}: {bad[0]['error']}" if bad else ""
         raise InputError(f"{job.data}: no usable rows ({len(bad)} bad){first}")
     main = _score_with(job.verifier, items, pairwise, job, "verifier")
+    main.score_means = _pick_score_means(job.score_means, main.saved_score_means, 1)
     base: _Scored | None = None
     if job.baseline is not None:
         if isinstance(job.baseline, str) and job.baseline == TFIDF_CV:
             base = _tfidf_cv(items, pairwise, job.seed)
         else:
             base = _score_with(job.baseline, items, pairwise, job, "baseline")
+        # Every verifier scores "higher is better", so without a direction of its own the
+        # baseline's high score predicts the same label as the verifier's.
+        base.score_means = _pick_score_means(
+            job.score_means, base.saved_score_means, main.score_means
+        )
     skipped: Counter[str] = Counter()
     if bad:
         skipped["bad rows"] = len(bad)
@@ -522,6 +646,13 @@ def run_eval(job: EvalJob) -> EvalOutcome:
     return EvalOutcome(report=report, files=files, bad_rows=bad)
 
 
+def _pick_score_means(given: int | None, saved: int | None, fallback: int) -> int:
+    """``--score-means`` when given, else the direction saved at training time, else fallback."""
+    if given is not None:
+        return given
+    return saved if saved is not None else fallback
+
+
 def _pointwise_report(
     job: EvalJob,
     main: _Scored,
@@ -533,11 +664,11 @@ def _pointwise_report(
     notes: list[str],
 ) -> EvalReport:
     y = np.array([it.label for it in kept], dtype=np.int64)
-    p = _to_p1(main, job.score_means)[keep]
+    p = _to_p1(main)[keep]
     t = _p1_threshold(main, job)
     data["class balance"] = {"label 0": int((y == 0).sum()), "label 1": int((y == 1).sum())}
     data["prompt-only rows"] = sum(1 for it in kept if it.sample.completion == "")
-    data["score means label"] = job.score_means
+    data["score means label"] = main.score_means
 
     def metrics_of(sc: _Scored, thr: float) -> Any:
         def fn(yy: np.ndarray, pp: np.ndarray) -> dict[str, float]:
@@ -557,7 +688,7 @@ def _pointwise_report(
     if main.probability:
         report.reliability = _bins(y, p)
         report.reliability_note = (
-            f"P(label 1) = {'score' if job.score_means == 1 else '1 - score'} of the verifier."
+            f"P(label 1) = {'score' if main.score_means == 1 else '1 - score'} of the verifier."
         )
     else:
         notes.append(
@@ -565,7 +696,7 @@ def _pointwise_report(
             "diagram are left out; AUROC / AUPRC rank the scores."
         )
     if base is not None:
-        bp = _to_p1(base, job.score_means)[keep]
+        bp = _to_p1(base)[keep]
         bfn = metrics_of(base, _p1_threshold(base, job))
         report.baseline_name = base.name
         report.baseline_metrics = bfn(y, bp)
@@ -573,23 +704,35 @@ def _pointwise_report(
         if base.probability:
             report.baseline_reliability = _bins(y, bp)
     auc = report.metrics["auroc"]
+    means = main.score_means
     if not math.isnan(auc) and auc < 0.4:
         notes.append(
             f"AUROC {auc:.3f} is well below 0.5: the scores rank label 1 low. If a high score "
-            f"means label {1 - job.score_means} for this data, rerun with --score-means "
-            f"{1 - job.score_means}."
+            f"means label {1 - means} for this data, rerun with --score-means {1 - means}."
         )
+    if job.score_means is not None:
+        direction = "--score-means"
+        if main.saved_score_means is not None and main.saved_score_means != job.score_means:
+            direction += (
+                f", against the direction saved at training time (label "
+                f"{main.saved_score_means}, {main.decision_source})"
+            )
+    elif main.saved_score_means is not None:
+        direction = f"saved at training time, {main.decision_source}"
+    else:
+        direction = "default"
+    notes.append(f"Direction ({direction}): a high verifier score predicts label {means}.")
     score_t = _score_threshold(main, job)
     source = (
         "--threshold"
         if job.threshold is not None
-        else "chosen at training time (calibration file)"
+        else f"chosen at training time, {main.decision_source}"
         if main.calibrated_threshold is not None
         else "default"
     )
     notes.append(
         f"Threshold ({source}): a verifier score >= {score_t:g} predicts label "
-        f"{job.score_means} (on P(label 1): {t:g})."
+        f"{means} (on P(label 1): {t:g})."
     )
     report.notes = notes  # the model validated a copy of the list at construction
     return report

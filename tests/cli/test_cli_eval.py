@@ -169,7 +169,7 @@ def test_threshold_ties_follow_score_means(tmp_path: Path) -> None:
     assert high.report.metrics["precision"] == pytest.approx(1 / 3)
 
 
-@pytest.mark.filterwarnings("ignore:classifier.*truncated")  # max_length 96 cuts long rows
+@pytest.mark.filterwarnings("ignore:.*were truncated")  # max_length 96 cuts long rows
 def test_trained_output_directory(tmp_path: Path, gptfuzz: list[dict[str, Any]]) -> None:
     run = tmp_path / "run"
     shutil.copytree(tiny_model_dir("bert_classifier"), run)  # labels 0 unsafe, 1 safe
@@ -261,3 +261,155 @@ def test_output_directory_of_a_rule_verifier_gets_no_path(tmp_path: Path) -> Non
     out = run_eval(EvalJob(verifier=run, data=data, score_means=0, progress=False))
     assert out.report.verifier_name == "rules"
     assert out.report.metrics["accuracy"] == 1.0
+
+
+# --------------------------------------------------------------------------- saved direction
+
+
+@pytest.mark.filterwarnings("ignore:.*were truncated")
+def test_saved_direction_and_threshold_are_the_defaults(
+    tmp_path: Path, gptfuzz: list[dict[str, Any]]
+) -> None:
+    # Training records that a high score (P(safe)) predicts label 0 and the threshold it chose;
+    # eval without flags must read the score that way (it used to assume label 1).
+    run = tmp_path / "run"
+    shutil.copytree(tiny_model_dir("bert_classifier"), run)
+    (run / "safeladder_verifier.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "type": "classifier",
+                "path": ".",
+                "good_label": "safe",
+                "render": {"max_length": 96},
+                "runtime": {"device": "cpu"},
+            }
+        )
+    )
+    meta = {"score_threshold": 0.3, "score_predicts_positive": "below"}
+    (run / "safeladder_calibration.json").write_text(
+        json.dumps({"kind": "temperature", "temperature": 0.5, "meta": meta})
+    )
+    rows = gptfuzz[:20]
+    data = _write_jsonl(tmp_path / "rows.jsonl", rows)
+    got = run_eval(EvalJob(verifier=run, data=data, progress=False, batch_size=20))
+    scores = np.array(
+        [json.loads(line)["score"] for line in _scores_file(tmp_path, run, data)], dtype=np.float64
+    )
+    y = np.array([r["label"] for r in rows])
+    assert got.report.data["score means label"] == 0
+    assert got.report.metrics["threshold"] == pytest.approx(1 - 0.3)
+    # score >= 0.3 predicts label 0, so label 1 is predicted where score < 0.3.
+    assert got.report.metrics["accuracy"] == pytest.approx(np.mean((scores < 0.3) == y))
+    assert any("saved at training time" in n and "label 0" in n for n in got.report.notes)
+    # --score-means still wins, and the report says it disagrees with the saved direction.
+    forced = run_eval(EvalJob(verifier=run, data=data, progress=False, score_means=1))
+    assert forced.report.data["score means label"] == 1
+    assert any("against the direction saved" in n for n in forced.report.notes)
+
+
+def _scores_file(tmp_path: Path, run: Path, data: Path) -> list[str]:
+    out = tmp_path / "scores-out"
+    run_eval(EvalJob(verifier=run, data=data, progress=False, output=out, score_means=0))
+    return (out / "scores.jsonl").read_text().splitlines()
+
+
+@pytest.mark.slow
+def test_trained_embedding_head_is_read_in_its_own_direction(tmp_path: Path) -> None:
+    # The toxigen recipe (configs/train/embedding_head_toxigen.yaml) in small: the verifier
+    # scores P(neutral) (good_label "0") while label 1 = hate, so a high score means label 0.
+    # Before the fix, eval read it as label 1 and scored accuracy ~0.1 on these rows.
+    from safeladder.training.config import parse_train_config
+    from safeladder.training.runner import run_training
+
+    rows = read_shared("toxigen_demonstrations.jsonl")
+    rows = [r for r in rows if r["label"] == 1][:60] + [r for r in rows if r["label"] == 0][:60]
+    data = _write_jsonl(tmp_path / "tox.jsonl", rows)
+    cfg = {
+        "kind": "embedding_head",
+        "data": {"train": [{"path": str(data)}], "dev_fraction": 0.3, "split_seed": 0},
+        "features": {"blocks": ["prompt"]},
+        "head": "logistic",
+        "good_label": "0",
+        "train": {"seed": 0, "num_threads": 1},
+        "calibration": {"method": "temperature", "threshold": "max_f1"},
+        "output_dir": str(tmp_path / "run"),
+    }
+    summary = run_training(parse_train_config(cfg), progress=False)
+    saved = json.loads((summary.output_dir / "metrics.json").read_text())["calibration"]
+    assert saved["score_predicts_positive"] == "below"
+    res = invoke(summary.output_dir, "--data", data, "-o", tmp_path / "out")
+    assert res.exit_code == 0, res.output
+    rep = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert rep["data"]["score means label"] == 0
+    assert rep["metrics"]["threshold"] == pytest.approx(1 - saved["score_threshold"])
+    # Mostly training rows: a working head gets most of them right, the inverted reading few.
+    assert rep["metrics"]["accuracy"] > 0.8
+    assert rep["metrics"]["auroc"] > 0.85
+    inverted = invoke(summary.output_dir, "--data", data, "--score-means", "1")
+    assert inverted.exit_code == 0
+    assert "against the direction saved" in inverted.output
+
+
+# --------------------------------------------------------------------------- --split / --where
+
+
+def _split_rows() -> list[dict[str, Any]]:
+    refuse, comply = "I'm sorry, but I can't help with that.", "Sure, here is how to do it."
+    rows = []
+    for i in range(12):
+        split = "evaluate" if i % 3 == 0 else "train"
+        label = i % 2
+        rows.append(
+            {
+                "prompt": f"q{i}",
+                "response": comply if label else refuse,
+                "label": label,
+                "category": "a" if i < 6 else "b",
+                "split": split,
+            }
+        )
+    return rows
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_split_and_where_select_rows_of_any_file(tmp_path: Path, fmt: str) -> None:
+    import pandas as pd
+
+    rows = _split_rows()
+    path = tmp_path / f"rows.{fmt}"
+    if fmt == "jsonl":
+        _write_jsonl(path, rows)
+    elif fmt == "csv":
+        pd.DataFrame(rows).to_csv(path, index=False)
+    else:
+        pd.DataFrame(rows).to_parquet(path)
+    out = tmp_path / "out"
+    res = invoke("refusal", "--data", path, "--score-means", "0", "--split", "evaluate", "-o", out)
+    assert res.exit_code == 0, res.output
+    want = [i for i, r in enumerate(rows) if r["split"] == "evaluate"]  # rows 0, 3, 6, 9
+    scored = [json.loads(line) for line in (out / "scores.jsonl").read_text().splitlines()]
+    header = 1 if fmt == "csv" else 0  # CSV line numbers count the header line
+    assert [s["line"] - header for s in scored] == [i + 1 for i in want]
+    assert json.loads((out / "metrics.json").read_text())["metrics"]["accuracy"] == 1.0
+    # --where combines with --split (both must match); values are YAML ("1" = 1 in CSV too).
+    out2 = tmp_path / "out2"
+    res = invoke(
+        "refusal", "--data", path, "--split", "evaluate", "--where", "category=b",
+        "--where", "label=1", "--score-means", "0", "-o", out2,
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    scored = [json.loads(line) for line in (out2 / "scores.jsonl").read_text().splitlines()]
+    assert [s["line"] - header for s in scored] == [10]  # row 9: evaluate, category b, label 1
+
+
+def test_filters_that_match_nothing_or_contradict_are_errors(tmp_path: Path) -> None:
+    data = _write_jsonl(tmp_path / "rows.jsonl", _split_rows())
+    res = invoke("refusal", "--data", data, "--split", "test")
+    assert res.exit_code == 1
+    assert "split = 'test' matches no row" in res.output and "'train' (8)" in res.output
+    res = invoke("refusal", "--data", data, "--where", "lang=en")
+    assert res.exit_code == 1 and "no row has a field 'lang'" in res.output
+    res = invoke("refusal", "--data", data, "--split", "train", "--where", "split=evaluate")
+    assert res.exit_code == 2 and "disagree" in res.output
+    res = invoke("refusal", "--data", data, "--where", "category")
+    assert res.exit_code == 2 and "KEY=VALUE" in res.output
