@@ -110,13 +110,30 @@ _TINY_TOKENIZER_CORPUS = [
 ]
 
 
-def make_tiny_tokenizer(dirpath: str | Path, vocab_size: int = 300) -> Path:
+def make_tiny_tokenizer(
+    dirpath: str | Path, vocab_size: int = 300, *, style: str = "byte_level"
+) -> Path:
     """Train a byte-level BPE tokenizer (vocab ``vocab_size``), save it as a HF tokenizer dir.
 
     Loadable with ``transformers.AutoTokenizer.from_pretrained(dirpath)``; returns ``dirpath``.
     Deterministic: the same corpus and settings give the same vocabulary and merges.
+
+    ``style="qwen2"`` saves it the way a real Qwen2 checkpoint's tokenizer is saved: with
+    Qwen2's NFC normalizer and pre-tokenizer. Next to a ``model_type: qwen2`` config,
+    ``AutoTokenizer`` (what trainers and safeladder use) always rebuilds the tokenizer with
+    those, whatever ``tokenizer_class`` says; a plain byte-level ``tokenizer.json`` there
+    would be read with other ids than it was saved with.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Regex,
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     eos = "<|endoftext|>"
@@ -133,6 +150,18 @@ def make_tiny_tokenizer(dirpath: str | Path, vocab_size: int = 300) -> Path:
     tok.post_processor = processors.TemplateProcessing(
         single=f"$A {eos}", special_tokens=[(eos, tok.token_to_id(eos))]
     )
+    if style == "qwen2":
+        from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+        tok.normalizer = normalizers.NFC()
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+            ]
+        )
+    elif style != "byte_level":
+        raise ValueError(f"style must be byte_level or qwen2, got {style!r}")
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=eos, pad_token=eos)
     out = Path(dirpath)
     fast.save_pretrained(str(out))
@@ -179,10 +208,10 @@ def _tiny_config(arch: str, vocab_size: int, pad_id: int, **extra: Any) -> Any:
     raise ValueError(f"arch must be bert, qwen2 or llama, got {arch!r}")
 
 
-def _tiny_tokenizer_for(dirpath: Path, chat: bool) -> Any:
+def _tiny_tokenizer_for(dirpath: Path, chat: bool, arch: str = "bert") -> Any:
     from transformers import PreTrainedTokenizerFast
 
-    make_tiny_tokenizer(dirpath)
+    make_tiny_tokenizer(dirpath, style="qwen2" if arch == "qwen2" else "byte_level")
     tok = PreTrainedTokenizerFast.from_pretrained(str(dirpath))
     if chat:
         tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
@@ -210,7 +239,7 @@ def make_tiny_classifier(
     from transformers import AutoModelForSequenceClassification
 
     out = Path(dirpath)
-    tok = _tiny_tokenizer_for(out, chat=arch != "bert")
+    tok = _tiny_tokenizer_for(out, chat=arch != "bert", arch=arch)
     labels = id2label or {i: f"LABEL_{i}" for i in range(num_labels)}
     extra: dict[str, Any] = {
         "num_labels": num_labels,
@@ -234,7 +263,7 @@ def make_tiny_causal_lm(dirpath: str | Path, arch: str = "qwen2", *, seed: int =
     if arch == "bert":
         raise ValueError("make_tiny_causal_lm: arch must be qwen2 or llama")
     out = Path(dirpath)
-    tok = _tiny_tokenizer_for(out, chat=True)
+    tok = _tiny_tokenizer_for(out, chat=True, arch=arch)
     cfg = _tiny_config(arch, len(tok), tok.pad_token_id, eos_token_id=tok.eos_token_id)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(cfg)

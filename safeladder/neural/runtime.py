@@ -314,36 +314,29 @@ def checkpoint_fingerprint(path: str | os.PathLike[str]) -> str:
 
 
 def load_tokenizer(path: str | os.PathLike[str]) -> Any:
-    """The tokenizer saved in ``path``, the way the checkpoint declares it.
+    """The tokenizer saved in ``path``, loaded exactly as the trainers load it.
 
-    ``tokenizer_config.json``'s ``tokenizer_class`` decides: a generic fast tokenizer
-    (``PreTrainedTokenizerFast`` / ``TokenizersBackend``) is loaded as exactly the saved
-    ``tokenizer.json`` — ``AutoTokenizer`` would instead pick the class of the model type (e.g.
-    Qwen2Tokenizer with Qwen2's pre-tokenizer) and could change the ids. Any named class
-    (``Qwen2Tokenizer``, ``BertTokenizer``...) goes through ``AutoTokenizer`` as users' real
-    checkpoints expect. A directory with only ``tokenizer.json`` still loads.
+    TRL, OpenRLHF and verl all call ``AutoTokenizer.from_pretrained(path)``, so that is what a
+    reward model or classifier was trained with, and a verifier must see the same ids. For some
+    model types (qwen2, phi3, modernbert...) transformers deliberately ignores the saved
+    ``tokenizer_class`` and rebuilds the tokenizer with the model type's own normalizer and
+    pre-tokenizer; reading ``tokenizer.json`` directly would then give other ids (a reward model
+    scored 3.7e-2 away from a plain forward with the user's tokenizer). Local files only:
+    nothing is downloaded.
+
+    Raises:
+        ConfigError: ``AutoTokenizer`` cannot load a tokenizer from ``path``.
     """
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+    from transformers import AutoTokenizer
 
     p = Path(path)
-    cls_name = None
-    tc = p / "tokenizer_config.json"
-    if tc.is_file():
-        try:
-            cls_name = json.loads(tc.read_text(encoding="utf-8")).get("tokenizer_class")
-        except (OSError, ValueError):
-            cls_name = None
-    if (
-        cls_name in ("PreTrainedTokenizerFast", "TokenizersBackend")
-        and (p / "tokenizer.json").is_file()
-    ):
-        return PreTrainedTokenizerFast.from_pretrained(str(p))
     try:
-        return AutoTokenizer.from_pretrained(str(p))
+        return AutoTokenizer.from_pretrained(str(p), local_files_only=True)
     except Exception as exc:
-        if (p / "tokenizer.json").is_file():
-            return PreTrainedTokenizerFast(tokenizer_file=str(p / "tokenizer.json"))
-        raise ConfigError(f"path: cannot load a tokenizer from {str(p)!r}: {exc}") from exc
+        raise ConfigError(
+            f"path: cannot load a tokenizer from {str(p)!r} with AutoTokenizer (the way TRL, "
+            f"OpenRLHF and verl load it): {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 @dataclass(eq=False)

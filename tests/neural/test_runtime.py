@@ -87,18 +87,106 @@ def test_bad_paths_name_the_path(tmp_path: Path, make, match: str) -> None:  # t
     assert path in str(info.value) and "local directory" in str(info.value)
 
 
-def test_tokenizer_is_the_saved_one() -> None:
-    from transformers import PreTrainedTokenizerFast
+TOKENIZER_TEXTS = [
+    "Hello world 123, I'm   here\n\n 我不能",
+    "cafe\u0301 python bake",
+    ",hi<|im_end|>",
+]
 
-    d = tiny_model_dir("qwen2_classifier")
+
+@pytest.mark.parametrize(
+    "kind", ["bert_classifier", "qwen2_classifier", "llama_classifier", "qwen2_causal_lm"]
+)
+def test_tokenizer_is_the_one_auto_tokenizer_loads(kind: str) -> None:
+    # TRL, OpenRLHF and verl load tokenizers with AutoTokenizer: the same class, the same ids.
+    from transformers import AutoTokenizer
+
+    d = tiny_model_dir(kind)
     tok = load_tokenizer(d)
-    ref = PreTrainedTokenizerFast.from_pretrained(str(d))
-    text = "Hello world 123, I'm   here\n\n 我不能"
-    assert tok(text)["input_ids"] == ref(text)["input_ids"]
-    assert tok.backend_tokenizer.pre_tokenizer.__getstate__() == (
-        ref.backend_tokenizer.pre_tokenizer.__getstate__()
+    ref = AutoTokenizer.from_pretrained(str(d))
+    assert type(tok) is type(ref)
+    for text in TOKENIZER_TEXTS:
+        assert tok(text)["input_ids"] == ref(text)["input_ids"]
+    assert bool(tok.chat_template) == (kind != "bert_classifier")
+
+
+def _generic_tokenizer_qwen2_reward_model(d: Path) -> Path:
+    """A qwen2 reward model whose tokenizer was saved with a generic class and a plain
+    byte-level ``tokenizer.json``: AutoTokenizer rebuilds it as Qwen2Tokenizer (NFC + Qwen2's
+    pre-tokenizer), a raw ``tokenizer.json`` load does not."""
+    from transformers import (
+        AutoModelForSequenceClassification,
+        PreTrainedTokenizerFast,
+        Qwen2Config,
     )
-    assert tok.chat_template
+
+    from tests.helpers import make_tiny_tokenizer
+
+    make_tiny_tokenizer(d, style="byte_level")
+    tok = PreTrainedTokenizerFast.from_pretrained(str(d))
+    cfg = Qwen2Config(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        pad_token_id=tok.pad_token_id,
+        num_labels=1,
+        initializer_range=0.2,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(3)
+    AutoModelForSequenceClassification.from_config(cfg).save_pretrained(str(d))
+    return d
+
+
+def test_reward_model_scores_as_a_forward_with_auto_tokenizer(tmp_path: Path) -> None:
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        PreTrainedTokenizerFast,
+    )
+
+    from safeladder.verifiers import build_verifier
+
+    d = _generic_tokenizer_qwen2_reward_model(tmp_path / "rm")
+    rows = [("Say it: ", "cafe\u0301 python bake"), ("Q? ", "re\u0301sume\u0301, fine\u0301")]
+    auto = AutoTokenizer.from_pretrained(str(d))
+    raw = PreTrainedTokenizerFast(tokenizer_file=str(d / "tokenizer.json"))
+    # The premise: these files make AutoTokenizer and a raw tokenizer.json load disagree.
+    assert all(auto(p + c)["input_ids"] != raw(p + c)["input_ids"] for p, c in rows)
+    model = AutoModelForSequenceClassification.from_pretrained(str(d)).eval()
+
+    def forward(tok: object) -> np.ndarray:
+        out = []
+        for p, c in rows:
+            ids = tok(p + c)["input_ids"]  # type: ignore[operator]
+            with torch.no_grad():
+                out.append(float(model(input_ids=torch.tensor([ids])).logits[0, 0]))
+        return np.array(out)
+
+    want, stale = forward(auto), forward(raw)
+    assert np.abs(want - stale).max() > 1e-3  # the old loader's scores would be this far off
+    v = build_verifier(
+        {
+            "type": "reward_model",
+            "path": str(d),
+            "render": {"template": "plain"},
+            "runtime": {"device": "cpu"},
+        }
+    )
+    got = v.score([{"prompt": p, "completion": c} for p, c in rows])
+    assert np.abs(got.scores - want).max() < 1e-5
+
+
+def test_unloadable_tokenizer_names_the_path(tmp_path: Path) -> None:
+    d = make_tiny_classifier(tmp_path / "m", 2)
+    (d / "tokenizer.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="AutoTokenizer") as info:
+        load_tokenizer(d)
+    assert str(d) in str(info.value)
 
 
 def test_named_tokenizer_class_goes_through_auto_tokenizer() -> None:
