@@ -36,8 +36,31 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def is_preset_name(name: str) -> bool:
+    r"""A preset name is a bare name: no path separator, no ``..``, not absolute, no suffix.
+
+    >>> [is_preset_name(n) for n in ("default", "../../tmp/x", "/tmp/x", "a\\b", "x.yaml", "..")]
+    [True, False, False, False, False, False]
+    """
+    return (
+        bool(name)
+        and "/" not in name
+        and "\\" not in name
+        and "." not in name
+        and name.strip() == name
+        and not Path(name).is_absolute()
+    )
+
+
 def preset_path(kind: str, name: str) -> Path | None:
-    """Path of a shipped preset ``safeladder/presets/<kind>/<name>.yaml``, or None."""
+    """Path of a shipped preset ``safeladder/presets/<kind>/<name>.yaml``, or None.
+
+    Only a bare name (``is_preset_name``) can name a preset, so no argument reaches a file
+    outside the presets folder: ``../../tmp/x`` is None here, and callers treat it as the file
+    path it looks like.
+    """
+    if not is_preset_name(name):
+        return None
     base = resources.files("safeladder") / "presets" / kind / f"{name}.yaml"
     p = Path(str(base))
     return p if p.is_file() else None

@@ -7,23 +7,31 @@ Endpoints (wire formats in ``safeladder.serving.schemas``):
   (``safeladder.integrations.openrlhf.split_query``; a query that does not start with its
   prompt is a 422 naming the row, never a guess), minus trailing end-of-sequence markers
   (``settings.strip_suffixes``), as the python-file adapter does; labels become the
-  reference; rows get ``settings.default_meta`` as meta. An empty request answers empty lists (OpenRLHF sends
-  empty lists to every server after the first when it shards one sample over several URLs).
+  reference; rows get ``settings.default_meta`` as meta. An empty request answers empty lists
+  (OpenRLHF sends empty lists to every server after the first when it shards one sample over
+  several URLs). A row that could not be judged (NaN total) is ``null``, or
+  ``settings.unscorable_reward`` when set -- never a plausible 0.
 - ``POST /score``: native; samples in, per row the total, per-term score / status / detail,
-  ``gated``, route, plus the verifier fingerprints.
-- ``GET /health``: terms, weights, devices, fingerprints, queue depth.
+  ``gated``, route, why a row is unscorable, plus the verifier fingerprints.
+- ``GET /health``: terms, weights, devices, fingerprints, queue depth; 503 ``degraded`` when a
+  batch has run longer than ``settings.stuck_batch_s``.
 - ``GET /metrics``: Prometheus text (``safeladder.serving.metrics``).
+- ``GET /docs``, ``/redoc``: the OpenAPI docs, with local assets (``safeladder.serving.docs``).
 
 Requests are queued and coalesced across clients into one ``Reward.score`` call
 (``safeladder.serving.batcher``), which runs in a single worker thread: the ``Reward`` is only
 ever called from that one thread, and the event loop stays free to accept requests. Rewards
 with a term that normalizes across rows (batch / group z-score, rank) are not coalesced: each
-request is scored alone, so its rows are normalized together exactly as offline.
+request is scored alone, so its rows are normalized together exactly as offline. A queued
+request whose client disconnected or whose wait timed out leaves the queue before it is scored.
 
-Status codes: 401 missing / wrong API key; 413 body over ``max_body_bytes`` or more than
-``max_request_samples`` samples; 422 a bad field (the body names its path) or a row the reward
-rejects; 503 queue full or shutting down (with ``Retry-After``); 504 no result within
-``request_timeout_s``; 500 a verifier raised (the message says which).
+Status codes, all with the ``ErrorResponse`` body (``safeladder.serving.errors``): 400 a body
+that is not parseable JSON; 401 missing / wrong API key; 408 body not received within
+``body_timeout_s``; 413 body over ``max_body_bytes`` or more than ``max_request_samples``
+samples; 422 a bad field (the body names its path: a wrong type, a missing prompt, text that
+cannot be encoded) or a row the reward rejects; 503 queue full or shutting down (with
+``Retry-After``, answered before the body is read); 504 no result within
+``request_timeout_s``; 500 a bug (the message says which).
 
 Example::
 
@@ -36,26 +44,25 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import hmac
-import json
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from safeladder.errors import ConfigError, InputError
 from safeladder.integrations.openrlhf import RESERVED_KEYS, split_query
 from safeladder.rewards import Reward
 from safeladder.serving.batcher import DynamicBatcher, QueueFull, ShuttingDown
-from safeladder.serving.metrics import Metrics
+from safeladder.serving.docs import add_offline_docs
+from safeladder.serving.errors import JSON_TYPE, ApiError, install_error_handlers
+from safeladder.serving.guard import Guard
+from safeladder.serving.metrics import CONTENT_TYPE, Metrics
 from safeladder.serving.schemas import (
     ErrorResponse,
     GetRewardRequest,
@@ -65,101 +72,16 @@ from safeladder.serving.schemas import (
     ScoreResponse,
 )
 from safeladder.serving.settings import ServeSettings
-from safeladder.types import RewardResult, Sample
+from safeladder.serving.wire import Row, dumps, jsonable, num, rows_of, unencodable
+from safeladder.types import Sample
 
 logger = logging.getLogger("safeladder.serving")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-#: Paths reported by name in /metrics; anything else is counted as "other" (bounded labels).
-ENDPOINTS = ("/get_reward", "/score", "/health", "/metrics")
-_JSON = "application/json"
+_SAMPLE_FIELDS = ("prompt", "completion", "reference", "meta")
 
 
-# ---------------------------------------------------------------------------- errors
-class ApiError(Exception):
-    """An expected failure answered as ``ErrorResponse`` with ``status``."""
-
-    def __init__(
-        self,
-        status: int,
-        msg: str,
-        loc: list[str | int] | None = None,
-        type_: str = "error",
-        headers: dict[str, str] | None = None,
-    ):
-        super().__init__(msg)
-        self.status = status
-        self.msg = msg
-        self.loc = loc or []
-        self.type = type_
-        self.headers = headers or {}
-
-
-def _error_body(message: str, items: list[dict[str, Any]]) -> bytes:
-    return json.dumps({"message": message, "detail": items}, default=str).encode()
-
-
-def _where(loc: list[str | int]) -> str:
-    return ".".join(str(p) for p in loc if p != "body")
-
-
-# ---------------------------------------------------------------------------- rows
-@dataclass(frozen=True, slots=True)
-class _Row:
-    """One scored row, cut out of a batch's ``RewardResult`` in the scoring thread."""
-
-    total: float
-    scores: tuple[float, ...]  # per term, in reward.term_names order; NaN = did not score
-    statuses: tuple[str, ...]
-    details: tuple[dict[str, Any], ...]
-    gated: bool
-    gated_by: str | None
-    route: str | None
-
-
-def _floats(arr: np.ndarray) -> list[float]:
-    # str() of a float32 is its shortest repr ("0.7"), so 0.7 goes out as 0.7, not
-    # 0.699999988079071; the value read back rounds to the same float32.
-    return [float(str(x)) for x in arr.astype(np.float32)]
-
-
-def _rows_of(result: RewardResult, terms: list[str]) -> list[_Row]:
-    n = len(result)
-    totals = _floats(result.total)
-    scores = [_floats(result.terms[t].scores) for t in terms]
-    gate_by = result.gate_by or [None] * n
-    return [
-        _Row(
-            total=totals[i],
-            scores=tuple(s[i] for s in scores),
-            statuses=tuple(str(result.terms[t].status[i]) for t in terms),
-            details=tuple(result.terms[t].details[i] for t in terms),
-            gated=bool(result.gated[i]),
-            gated_by=gate_by[i],
-            route=result.route[i],
-        )
-        for i in range(n)
-    ]
-
-
-def _jsonable(x: Any) -> Any:
-    """Details as JSON: numpy scalars → numbers, NaN → null, tuples → lists, else str()."""
-    if x is None or isinstance(x, (bool, int, str)):
-        return x
-    if isinstance(x, float):
-        return None if math.isnan(x) or math.isinf(x) else x
-    if isinstance(x, np.generic):
-        return _jsonable(x.item())
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple, np.ndarray)):
-        return [_jsonable(v) for v in x]
-    return str(x)
+class _ClientGone(Exception):
+    """The client disconnected while its request waited; its rows left the queue."""
 
 
 def devices_of(verifier: Any) -> list[str]:
@@ -189,309 +111,189 @@ def devices_of(verifier: Any) -> list[str]:
     return []
 
 
-def _num(x: float) -> float | None:
-    return None if math.isnan(x) else x
-
-
-# ---------------------------------------------------------------------------- ASGI guard
-class _Guard:
-    """Outermost ASGI layer: request metrics, API key, body size limit (before parsing)."""
-
-    def __init__(self, app: ASGIApp, *, settings: ServeSettings, metrics: Metrics):
-        self.app = app
-        self.metrics = metrics
-        self.max_body = settings.max_body_bytes
-        self.key = settings.api_key.get_secret_value().encode() if settings.api_key else None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
+async def _disconnected(request: Request) -> None:
+    """Return when the client disconnects (the body was read already, so the next ASGI event
+    of this request is its disconnect)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
             return
-        started = time.perf_counter()
-        path = scope.get("path", "")
-        endpoint = path if path in ENDPOINTS else "other"
-        status = [500]  # what reached the client; 500 if the app died before answering
 
-        async def send_status(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = int(message["status"])
-            await send(message)
 
-        try:
-            if self.key is not None and not self._authorized(scope):
-                await _send_error(
-                    send_status,
-                    401,
-                    "missing or wrong API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
-                    ["header", "authorization"],
-                    "unauthorized",
-                    {"www-authenticate": "Bearer"},
-                )
-                return
-            if scope.get("method") in ("POST", "PUT", "PATCH"):
-                replay = await self._read_body(scope, receive, send_status)
-                if replay is None:
-                    return
-                receive = replay
-            await self.app(scope, receive, send_status)
-        finally:
-            self.metrics.count_request(endpoint, status[0], time.perf_counter() - started)
+class _Service:
+    """The endpoints' work, over one reward, one batcher and one metrics registry."""
 
-    def _authorized(self, scope: Scope) -> bool:
-        assert self.key is not None
-        ok = False
-        for name, value in scope.get("headers", []):
-            candidate: bytes | None = None
-            if name == b"authorization" and value[:7].lower() == b"bearer ":
-                candidate = value[7:].strip()
-            elif name == b"x-api-key":
-                candidate = value.strip()
-            # Constant-time comparison; keep looping so timing does not say which header matched.
-            if candidate is not None and hmac.compare_digest(candidate, self.key):
-                ok = True
-        return ok
-
-    async def _read_body(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
-        """Read the whole body up to the limit; None when a response was already sent."""
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    await _send_error(
-                        send,
-                        400,
-                        "invalid Content-Length",
-                        ["header", "content-length"],
-                        "bad_header",
-                    )
-                    return None
-                if declared > self.max_body:
-                    await _send_error(send, 413, *self._too_large(declared))
-                    return None
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return None  # the client left; nobody to answer
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body:
-                await _send_error(send, 413, *self._too_large(size, at_least=True))
-                return None
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        return replay
-
-    def _too_large(self, size: int, at_least: bool = False) -> tuple[str, list[str | int], str]:
-        more = "at least " if at_least else ""
-        return (
-            f"request body is {more}{size} bytes; the limit is {self.max_body} (max_body_bytes)",
-            ["body"],
-            "body_too_large",
+    def __init__(self, reward: Reward, settings: ServeSettings, metrics: Metrics):
+        self.reward = reward
+        self.settings = settings
+        self.metrics = metrics
+        self.terms = list(reward.term_names)
+        clash = [t for t in self.terms if t in RESERVED_KEYS]
+        if clash:
+            raise ConfigError(
+                f"reward {reward.name!r}: term names {clash} clash with OpenRLHF's sample info "
+                f"keys ({list(RESERVED_KEYS)}), where /get_reward's extra_logs end up; rename "
+                "the terms"
+            )
+        self.has_gates = any(t.gate is not None for t in reward.config.terms)
+        row_independent = all(t.normalize == "none" for t in reward.config.terms)
+        self.coalesce = row_independent and settings.max_batch_size > 1
+        self.batcher: DynamicBatcher[Sample, Row] = DynamicBatcher(
+            self._score_rows,
+            max_batch_size=settings.max_batch_size,
+            max_wait_s=settings.max_wait_ms / 1000.0,
+            max_queue=settings.max_queue,
+            coalesce=self.coalesce,
+            on_drop=lambda rows, reason: metrics.count_dropped(rows, reason),
+        )
+        self.draining = False
+        self.term_info: list[dict[str, Any]] = []
+        self.devices: list[str] = []
+        for t in self.terms:
+            verifier = reward.verifier(t)
+            where = devices_of(verifier)
+            self.devices += [d for d in where if d not in self.devices]
+            self.term_info.append(
+                {
+                    "name": t,
+                    "weight": reward.weights[t],
+                    "verifier": verifier.config.type,
+                    "fingerprint": verifier.fingerprint,
+                    "devices": where,
+                }
+            )
+        self.reward_fingerprint = reward.fingerprint
+        self.fingerprints = reward.fingerprints
+        metrics.gauges(
+            safeladder_queue_rows=("Rows waiting to be scored.", lambda: self.batcher.queue_rows),
+            safeladder_queue_requests=("Requests waiting.", lambda: self.batcher.queue_requests),
+            safeladder_running_rows=(
+                "Rows in the Reward.score call running now.",
+                lambda: self.batcher.running_rows,
+            ),
+            safeladder_batch_age_seconds=(
+                "How long the running Reward.score call has run (0 when idle).",
+                lambda: self.batcher.batch_age_s,
+            ),
         )
 
-
-async def _send_error(
-    send: Send,
-    status: int,
-    msg: str,
-    loc: list[str | int],
-    type_: str,
-    headers: dict[str, str] | None = None,
-) -> None:
-    body = _error_body(msg, [{"loc": loc, "msg": msg, "type": type_}])
-    raw_headers = [(b"content-type", _JSON.encode()), (b"content-length", str(len(body)).encode())]
-    raw_headers += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-# ---------------------------------------------------------------------------- the app
-def create_app(
-    reward: Reward, settings: ServeSettings | None = None, *, close_reward: bool = False
-) -> FastAPI:
-    """The reward server as an ASGI app (see the module docstring).
-
-    Args:
-        reward: the ``Reward`` to serve; the app calls ``reward.score`` from one worker thread
-            only.
-        settings: ``ServeSettings``; defaults when None.
-        close_reward: close the reward at shutdown, after the queue is drained (``safeladder
-            serve`` does: uvicorn re-raises SIGTERM after its graceful shutdown, so code after
-            ``uvicorn.run`` never runs then). Otherwise the caller closes it.
-
-    The app's state holds ``batcher`` (``DynamicBatcher``), ``metrics`` and ``settings``. The
-    batcher starts with the first request; the app's lifespan shutdown drains it (every queued
-    request is answered) and stops its thread.
-    """
-    settings = settings or ServeSettings()
-    terms = list(reward.term_names)
-    clash = [t for t in terms if t in RESERVED_KEYS]
-    if clash:
-        raise ConfigError(
-            f"reward {reward.name!r}: term names {clash} clash with OpenRLHF's sample info keys "
-            f"({list(RESERVED_KEYS)}), where /get_reward's extra_logs end up; rename the terms"
-        )
-    has_gates = any(t.gate is not None for t in reward.config.terms)
-    metrics = Metrics()
-    row_independent = all(t.normalize == "none" for t in reward.config.terms)
-    coalesce = row_independent and settings.max_batch_size > 1
-
-    def score_rows(samples: list[Sample]) -> list[_Row]:
+    # ------------------------------------------------------------------ scoring
+    def _score_rows(self, samples: list[Sample]) -> list[Row]:
         # Runs in the batcher's single worker thread.
         started = time.perf_counter()
-        result = reward.score(samples)
-        rows = _rows_of(result, terms)
-        metrics.count_batch(
+        result = self.reward.score(samples)
+        rows = rows_of(result, self.terms)
+        self.metrics.count_batch(
             len(samples),
             time.perf_counter() - started,
-            {t: list(result.terms[t].status) for t in terms},
+            {t: list(result.terms[t].status) for t in self.terms},
             unscorable=int(np.isnan(result.total).sum()),
             gated=int(result.gated.sum()),
+            reference_unread=sum(r.reference_unread for r in rows),
         )
         return rows
 
-    batcher: DynamicBatcher[Sample, _Row] = DynamicBatcher(
-        score_rows,
-        max_batch_size=settings.max_batch_size,
-        max_wait_s=settings.max_wait_ms / 1000.0,
-        max_queue=settings.max_queue,
-        coalesce=coalesce,
-    )
-    term_info = []
-    devices: list[str] = []
-    for t in terms:
-        verifier = reward.verifier(t)
-        where = devices_of(verifier)
-        devices += [d for d in where if d not in devices]
-        term_info.append(
-            {
-                "name": t,
-                "weight": reward.weights[t],
-                "verifier": verifier.config.type,
-                "fingerprint": verifier.fingerprint,
-                "devices": where,
-            }
-        )
-    reward_fingerprint = reward.fingerprint
-    fingerprints = reward.fingerprints
-    draining = False
+    def refusal(self) -> ApiError | None:
+        """Why a new scoring request is refused before its body is read (or None)."""
+        retry = {"retry-after": str(self.settings.retry_after_s)}
+        if self.draining or self.batcher.closing:
+            return ApiError(503, "the server is shutting down", [], "shutting_down", retry)
+        if self.batcher.queue_rows >= self.settings.max_queue:
+            return ApiError(
+                503,
+                f"overloaded: {self.batcher.queue_rows} rows queued (max_queue="
+                f"{self.settings.max_queue})",
+                [],
+                "queue_full",
+                retry,
+            )
+        return None
 
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        nonlocal draining
-        yield
-        draining = True
-        await batcher.close()
-        if close_reward:
-            reward.close()
-
-    app = FastAPI(
-        title="safeladder reward server",
-        summary="Verifier-based rewards over HTTP, with cross-request dynamic batching.",
-        lifespan=lifespan,
-        responses={
-            401: {"model": ErrorResponse, "description": "Missing or wrong API key."},
-            413: {"model": ErrorResponse, "description": "Body or sample count over the limit."},
-            422: {"model": ErrorResponse, "description": "A bad field or row (path in 'loc')."},
-            503: {"model": ErrorResponse, "description": "Queue full or shutting down."},
-            504: {"model": ErrorResponse, "description": "No result within the timeout."},
-        },
-    )
-    app.state.batcher = batcher
-    app.state.metrics = metrics
-    app.state.settings = settings
-    app.add_middleware(_Guard, settings=settings, metrics=metrics)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError) -> Response:
-        items: list[dict[str, Any]] = [
-            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type", "")}
-            for e in exc.errors()
-        ]
-        first = items[0] if items else {"loc": [], "msg": "invalid request"}
-        message = f"{_where(list(first['loc'])) or 'body'}: {first['msg']}"
-        if len(items) > 1:
-            message += f" (and {len(items) - 1} more)"
-        return Response(_error_body(message, items), status_code=422, media_type=_JSON)
-
-    @app.exception_handler(ApiError)
-    async def _api_error(_request: Request, exc: ApiError) -> Response:
-        where = _where(exc.loc)
-        message = f"{where}: {exc.msg}" if where else exc.msg
-        body = _error_body(message, [{"loc": exc.loc, "msg": exc.msg, "type": exc.type}])
-        return Response(body, status_code=exc.status, media_type=_JSON, headers=exc.headers)
-
-    def check_count(n: int, field: str) -> None:
-        if n > settings.max_request_samples:
+    def check(self, body: Any, n: int, field: str) -> None:
+        """Request-level checks before queueing: sample count, text that cannot be encoded."""
+        if n > self.settings.max_request_samples:
             raise ApiError(
                 413,
-                f"{n} samples; at most {settings.max_request_samples} per request "
+                f"{n} samples; at most {self.settings.max_request_samples} per request "
                 "(max_request_samples): split the request",
                 ["body", field],
                 "too_many_samples",
             )
+        found = unencodable(body, ["body"])
+        if found is not None:
+            loc, reason = found
+            raise ApiError(
+                422, f"text cannot be encoded as UTF-8: {reason}", loc, "unencodable_text"
+            )
 
-    async def run(samples: list[Sample], rows_field: str) -> list[_Row]:
-        """Queue the samples, wait for their rows; expected failures become ``ApiError``."""
+    async def run(self, samples: list[Sample], rows_field: str, request: Request) -> list[Row]:
+        """Queue the samples, wait for their rows; expected failures become ``ApiError``.
+
+        The wait ends early when the client disconnects (``_ClientGone``): its rows leave the
+        queue unscored if they have not started.
+        """
+        settings = self.settings
         retry = {"retry-after": str(settings.retry_after_s)}
+        submitted = asyncio.ensure_future(self.batcher.submit(samples))
+        gone = asyncio.ensure_future(_disconnected(request))
         try:
-            return await asyncio.wait_for(batcher.submit(samples), settings.request_timeout_s)
-        except QueueFull as exc:
-            raise ApiError(503, f"overloaded: {exc}", [], "queue_full", retry) from None
-        except ShuttingDown as exc:
-            raise ApiError(503, str(exc), [], "shutting_down", retry) from None
-        except TimeoutError:
+            done, _ = await asyncio.wait(
+                {submitted, gone},
+                timeout=settings.request_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        except asyncio.CancelledError:
+            submitted.cancel("cancelled")
+            raise
+        finally:
+            gone.cancel()
+        if submitted not in done:
+            reason = "disconnect" if gone in done else "timeout"
+            submitted.cancel(reason)
+            with suppress(asyncio.CancelledError, Exception):
+                await submitted
+            if reason == "disconnect":
+                raise _ClientGone
             raise ApiError(
                 504,
                 f"no result within {settings.request_timeout_s:g} s (request_timeout_s)",
                 [],
                 "timeout",
-            ) from None
+            )
+        try:
+            return submitted.result()
+        except QueueFull as exc:
+            raise ApiError(503, f"overloaded: {exc}", [], "queue_full", retry) from None
+        except ShuttingDown as exc:
+            raise ApiError(503, str(exc), [], "shutting_down", retry) from None
         except InputError as exc:
             loc: list[str | int] = ["body", rows_field]
             if exc.row is not None:
                 loc.append(exc.row)
                 if exc.field is not None and rows_field == "samples":
                     # A field that is not a Sample field is a meta key (route / group key).
-                    sample_fields = ("prompt", "completion", "reference", "meta")
-                    loc += [exc.field] if exc.field in sample_fields else ["meta", exc.field]
+                    loc += [exc.field] if exc.field in _SAMPLE_FIELDS else ["meta", exc.field]
             raise ApiError(422, str(exc), loc, "input_error") from None
         except Exception as exc:
+            # Reward.score isolates rows a verifier raised on; what reaches here is a bug.
             logger.exception("scoring failed")
             raise ApiError(
                 500, f"scoring failed: {type(exc).__name__}: {exc}", [], "scoring_error"
             ) from None
 
-    @app.post(
-        "/get_reward",
-        response_model=GetRewardResponse,
-        summary="OpenRLHF remote reward: {query, prompts, labels} → {rewards, scores, extra_logs}",
-    )
-    async def get_reward(body: GetRewardRequest) -> Response:
+    # ------------------------------------------------------------------ endpoints
+    async def get_reward(self, body: GetRewardRequest, request: Request) -> Response:
+        settings = self.settings
         n = len(body.query)
-        check_count(n, "query")
+        self.check(body, n, "query")
         suffixes = settings.strip_suffixes
         if body.prompts is None:
             if settings.missing_prompts == "reject":
                 raise ApiError(
                     422,
-                    "field required: the completion is the query minus its prompt, so 'prompts' "
-                    "must be sent (or start the server with --missing-prompts query_is_completion "
-                    "if each query is the response alone)",
+                    "field required: the completion is the query minus its prompt, so "
+                    "'prompts' must be sent (or start the server with --missing-prompts "
+                    "query_is_completion if each query is the response alone)",
                     ["body", "prompts"],
                     "missing",
                 )
@@ -526,91 +328,180 @@ def create_app(
             )
             for p, c, lab in zip(prompts, completions, labels, strict=True)
         ]
-        rows = await run(samples, "query")
+        rows = await self.run(samples, "query", request)
+        return Response(self._get_reward_json(rows), media_type=JSON_TYPE)
+
+    def _get_reward_json(self, rows: Sequence[Row]) -> str:
+        settings = self.settings
         fill = settings.unscorable_reward
-        totals = [(r.total if not math.isnan(r.total) else fill) for r in rows]
-        missing = float("nan") if settings.log_missing_as == "nan" else None
-        extra_logs = {
-            t: [(s if not math.isnan(s) else missing) for s in (r.scores[j] for r in rows)]
-            for j, t in enumerate(terms)
+        totals = [num(r.total) if not math.isnan(r.total) else fill for r in rows]
+        nan_logs = settings.log_missing_as == "nan"
+        missing = float("nan") if nan_logs else None
+        extra_logs: dict[str, list[float | None]] = {
+            t: [s if math.isfinite(s) else missing for s in (r.scores[j] for r in rows)]
+            for j, t in enumerate(self.terms)
         }
         # Same extra keys as safeladder.integrations.openrlhf.reward_func (python-file mode).
         if fill is not None:
             extra_logs["unscorable"] = [float(math.isnan(r.total)) for r in rows]
-        if has_gates:
+        if self.has_gates:
             extra_logs["gated"] = [float(r.gated) for r in rows]
         payload = {"rewards": totals, "scores": totals, "extra_logs": extra_logs}
-        content = json.dumps(payload, allow_nan=settings.log_missing_as == "nan")
-        return Response(content, media_type=_JSON)
+        return dumps(payload, allow_nan=nan_logs)
+
+    async def score(self, body: ScoreRequest, request: Request) -> Response:
+        self.check(body, len(body.samples), "samples")
+        rows = await self.run(list(body.samples), "samples", request)
+        results = [
+            {
+                "total": num(r.total),
+                "gated": r.gated,
+                "gated_by": r.gated_by,
+                "route": r.route,
+                "unscorable_reason": r.unscorable_reason,
+                "reference_unread": r.reference_unread,
+                "terms": {
+                    t: {
+                        "score": num(r.scores[j]),
+                        "status": r.statuses[j],
+                        "detail": jsonable(r.details[j]),
+                    }
+                    for j, t in enumerate(self.terms)
+                },
+            }
+            for r in rows
+        ]
+        payload = {
+            "reward": self.reward.name,
+            "reward_fingerprint": self.reward_fingerprint,
+            "weights": jsonable(self.reward.weights),
+            "fingerprints": self.fingerprints,
+            "results": results,
+        }
+        return Response(dumps(payload), media_type=JSON_TYPE)
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        from safeladder import __version__
+
+        age = self.batcher.batch_age_s
+        if self.draining or self.batcher.closing:
+            status, code = "draining", 200
+        elif age > self.settings.stuck_batch_s:
+            status, code = "degraded", 503
+        else:
+            status, code = "ok", 200
+        return code, {
+            "status": status,
+            "version": __version__,
+            "reward": self.reward.name,
+            "reward_fingerprint": self.reward_fingerprint,
+            "terms": self.term_info,
+            "devices": self.devices,
+            "coalescing": self.coalesce,
+            "max_batch_size": self.settings.max_batch_size,
+            "max_wait_ms": self.settings.max_wait_ms,
+            "queue": {
+                "rows": self.batcher.queue_rows,
+                "requests": self.batcher.queue_requests,
+                "running_rows": self.batcher.running_rows,
+                "max_rows": self.settings.max_queue,
+                "batch_age_s": round(age, 3),
+            },
+        }
+
+
+def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    what = {
+        400: "The body is not parseable JSON (not UTF-8, nested too deeply, numbers too long).",
+        401: "Missing or wrong API key.",
+        408: "The request body did not arrive within body_timeout_s.",
+        413: "Body or sample count over the limit.",
+        422: "A bad field or row (its path in 'loc'): wrong type, missing field, text that "
+        "cannot be encoded, a row the reward rejects.",
+        500: "A bug in the server or a verifier (the message says which).",
+        503: "Queue full or shutting down (Retry-After says when to retry); from /health: a "
+        "batch has run longer than stuck_batch_s.",
+        504: "No result within request_timeout_s.",
+    }
+    return {c: {"model": ErrorResponse, "description": what[c]} for c in codes}
+
+
+def create_app(
+    reward: Reward, settings: ServeSettings | None = None, *, close_reward: bool = False
+) -> FastAPI:
+    """The reward server as an ASGI app (see the module docstring).
+
+    Args:
+        reward: the ``Reward`` to serve; the app calls ``reward.score`` from one worker thread
+            only.
+        settings: ``ServeSettings``; defaults when None.
+        close_reward: close the reward at shutdown, after the queue is drained (``safeladder
+            serve`` does: uvicorn re-raises SIGTERM after its graceful shutdown, so code after
+            ``uvicorn.run`` never runs then). Otherwise the caller closes it.
+
+    The app's state holds ``batcher`` (``DynamicBatcher``), ``metrics`` and ``settings``. The
+    batcher starts with the first request; the app's lifespan shutdown drains it (every queued
+    request is answered) and stops its thread.
+    """
+    settings = settings or ServeSettings()
+    metrics = Metrics()
+    service = _Service(reward, settings, metrics)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        service.draining = True
+        await service.batcher.close()
+        if close_reward:
+            reward.close()
+
+    app = FastAPI(
+        title="safeladder reward server",
+        summary="Verifier-based rewards over HTTP, with cross-request dynamic batching.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        responses=_error_responses(400, 401, 408, 413, 422, 500, 503, 504),
+    )
+    app.state.batcher = service.batcher
+    app.state.metrics = metrics
+    app.state.settings = settings
+    app.add_middleware(Guard, settings=settings, metrics=metrics, refusal=service.refusal)
+    install_error_handlers(app)
+    add_offline_docs(app)
+
+    @app.exception_handler(_ClientGone)
+    async def _gone(_request: Request, _exc: _ClientGone) -> Response:
+        # Nobody reads this; the guard counts the request as 499 (client closed request).
+        return Response(status_code=499)
+
+    @app.post(
+        "/get_reward",
+        response_model=GetRewardResponse,
+        summary="OpenRLHF remote reward: {query, prompts, labels} → {rewards, scores, extra_logs}",
+    )
+    async def get_reward(body: GetRewardRequest, request: Request) -> Response:
+        return await service.get_reward(body, request)
 
     @app.post(
         "/score",
         response_model=ScoreResponse,
         summary="Native: samples in → total, per-term scores and statuses, gated, fingerprints",
     )
-    async def score(body: ScoreRequest) -> Response:
-        check_count(len(body.samples), "samples")
-        rows = await run(list(body.samples), "samples")
-        results = [
-            {
-                "total": _num(r.total),
-                "gated": r.gated,
-                "gated_by": r.gated_by,
-                "route": r.route,
-                "terms": {
-                    t: {
-                        "score": _num(r.scores[j]),
-                        "status": r.statuses[j],
-                        "detail": _jsonable(r.details[j]),
-                    }
-                    for j, t in enumerate(terms)
-                },
-            }
-            for r in rows
-        ]
-        payload = {
-            "reward": reward.name,
-            "reward_fingerprint": reward_fingerprint,
-            "weights": reward.weights,
-            "fingerprints": fingerprints,
-            "results": results,
-        }
-        return Response(json.dumps(payload, allow_nan=False), media_type=_JSON)
+    async def score(body: ScoreRequest, request: Request) -> Response:
+        return await service.score(body, request)
 
-    @app.get("/health", response_model=HealthResponse, summary="Terms, devices, queue depth")
-    async def health() -> dict[str, Any]:
-        from safeladder import __version__
-
-        return {
-            "status": "draining" if draining or batcher.closing else "ok",
-            "version": __version__,
-            "reward": reward.name,
-            "reward_fingerprint": reward_fingerprint,
-            "terms": term_info,
-            "devices": devices,
-            "coalescing": coalesce,
-            "max_batch_size": settings.max_batch_size,
-            "max_wait_ms": settings.max_wait_ms,
-            "queue": {
-                "rows": batcher.queue_rows,
-                "requests": batcher.queue_requests,
-                "running_rows": batcher.running_rows,
-                "max_rows": settings.max_queue,
-            },
-        }
+    @app.get(
+        "/health",
+        response_model=HealthResponse,
+        summary="Terms, devices, queue depth; 503 when a batch is stuck",
+    )
+    async def health() -> Response:
+        code, payload = service.health()
+        return JSONResponse(payload, status_code=code)
 
     @app.get("/metrics", summary="Prometheus text exposition", response_class=Response)
     async def prometheus() -> Response:
-        text = metrics.render(
-            {
-                "safeladder_queue_rows": ("Rows waiting to be scored.", batcher.queue_rows),
-                "safeladder_queue_requests": ("Requests waiting.", batcher.queue_requests),
-                "safeladder_running_rows": (
-                    "Rows in the Reward.score call running now.",
-                    batcher.running_rows,
-                ),
-            }
-        )
-        return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     return app

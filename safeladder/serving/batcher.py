@@ -18,6 +18,12 @@ Rules:
   its own request, and error row numbers are relative to that request;
 - the queue is bounded in rows: ``submit`` raises ``QueueFull`` rather than queueing past
   ``max_queue`` (the server answers 503 with Retry-After);
+- a request whose wait is cancelled while it is still queued (its client timed out or
+  disconnected) leaves the queue at once and never reaches ``score_fn``; ``on_drop(rows,
+  reason)`` is told, with the cancel message as the reason (``"timeout"``, ``"disconnect"``;
+  ``"cancelled"`` when none was given);
+- ``batch_age_s`` says how long the running call has run, so a health check can report a
+  scorer stuck on one batch;
 - ``close()`` stops new submissions (``ShuttingDown``) and scores everything already queued
   before returning (graceful shutdown).
 
@@ -34,11 +40,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -74,6 +81,7 @@ class DynamicBatcher(Generic[T, R]):
         max_queue: most rows waiting (not yet running); beyond it ``submit`` raises
             ``QueueFull``.
         coalesce: False scores each request in a call of its own.
+        on_drop: called with ``(rows, reason)`` when a queued request is dropped unscored.
     """
 
     def __init__(
@@ -85,6 +93,7 @@ class DynamicBatcher(Generic[T, R]):
         max_queue: int,
         coalesce: bool = True,
         thread_name: str = "safeladder-score",
+        on_drop: Callable[[int, str], None] | None = None,
     ):
         if max_batch_size < 1 or max_queue < 1 or max_wait_s < 0:
             raise ValueError(
@@ -100,6 +109,8 @@ class DynamicBatcher(Generic[T, R]):
         self._queue: deque[_Pending[T, R]] = deque()
         self._queued_rows = 0
         self._running_rows = 0
+        self._running_since: float | None = None  # time.monotonic() when the call started
+        self._on_drop = on_drop
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Event | None = None
@@ -120,6 +131,12 @@ class DynamicBatcher(Generic[T, R]):
     def running_rows(self) -> int:
         """Rows in the scoring call running now (0 when idle)."""
         return self._running_rows
+
+    @property
+    def batch_age_s(self) -> float:
+        """Seconds the running scoring call has taken so far; 0.0 when idle."""
+        since = self._running_since
+        return 0.0 if since is None else time.monotonic() - since
 
     @property
     def closing(self) -> bool:
@@ -155,8 +172,8 @@ class DynamicBatcher(Generic[T, R]):
         """Queue ``rows`` (one request) and wait for their results, in order.
 
         Raises ``QueueFull`` when the queue has no room, ``ShuttingDown`` after ``close()``,
-        and whatever ``score_fn`` raised for this request's rows. Cancelling the wait (e.g. a
-        timeout) drops the request from the queue if it has not started.
+        and whatever ``score_fn`` raised for this request's rows. Cancelling the wait (e.g.
+        ``task.cancel("disconnect")``) drops the request from the queue if it has not started.
         """
         if self._closing:
             raise ShuttingDown("the server is shutting down")
@@ -181,6 +198,8 @@ class DynamicBatcher(Generic[T, R]):
         if pending.future.cancelled() and not pending.taken and not pending.dropped:
             pending.dropped = True
             self._queued_rows -= len(pending.rows)
+            if self._on_drop is not None:
+                self._on_drop(len(pending.rows), _cancel_reason(pending.future))
 
     # ------------------------------------------------------------------ the loop
     async def _run(self) -> None:
@@ -233,7 +252,11 @@ class DynamicBatcher(Generic[T, R]):
 
     async def _call(self, rows: list[T]) -> Sequence[R]:
         assert self._loop is not None and self._executor is not None
-        results = await self._loop.run_in_executor(self._executor, self._score_fn, rows)
+        self._running_since = time.monotonic()
+        try:
+            results = await self._loop.run_in_executor(self._executor, self._score_fn, rows)
+        finally:
+            self._running_since = None
         if len(results) != len(rows):
             raise RuntimeError(f"score_fn returned {len(results)} results for {len(rows)} rows")
         return results
@@ -264,6 +287,15 @@ class DynamicBatcher(Generic[T, R]):
                 start = end
         finally:
             self._running_rows = 0
+
+
+def _cancel_reason(future: asyncio.Future[Any]) -> str:
+    # Task.cancel(msg) passes its message on to the future the task was awaiting.
+    try:
+        future.result()
+    except asyncio.CancelledError as exc:
+        return str(exc.args[0]) if exc.args and exc.args[0] else "cancelled"
+    return "cancelled"
 
 
 def _settle(p: _Pending[T, R], results: list[R]) -> None:

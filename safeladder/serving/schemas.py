@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from safeladder.types import Sample
+from safeladder.types import Prompt, Sample
 
 
 class _Wire(BaseModel):
@@ -56,10 +56,29 @@ class GetRewardResponse(_Wire):
     extra_logs: dict[str, list[float | None]]
 
 
+class ScoreSample(Sample):
+    """A ``Sample`` on the wire: the prompt is required (a row without one is a bad row, never
+    an empty prompt)."""
+
+    prompt: Prompt = Field(description="A string, or chat messages [{role, content}, ...].")
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _prompt_shape(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("the prompt is required: a string or a list of chat messages")
+        try:  # Sample's own checks of chat messages, reported at this field's path
+            return Sample.model_validate({"prompt": value, "completion": ""}).prompt
+        except ValidationError as exc:
+            raise ValueError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
+
+
 class ScoreRequest(_Wire):
     """Native request: samples in ``safeladder.Sample`` form."""
 
-    samples: list[Sample] = Field(description="Rows to score: prompt, completion, reference, meta.")
+    samples: list[ScoreSample] = Field(
+        description="Rows to score: prompt, completion, reference, meta."
+    )
 
 
 class TermScore(_Wire):
@@ -71,10 +90,18 @@ class TermScore(_Wire):
 
 
 class RowScore(_Wire):
-    total: float | None = Field(description="The reward; null when no objective term scored.")
+    total: float | None = Field(
+        description="The reward; null when the row could not be judged (see unscorable_reason)."
+    )
     gated: bool = Field(description="A gate vetoed the row and set its total.")
     gated_by: str | None = Field(default=None, description="The gate term that tripped.")
     route: str | None = Field(default=None, description="The recipe the row was routed to.")
+    unscorable_reason: str | None = Field(
+        default=None, description="Why total is null (a required term did not score, ...)."
+    )
+    reference_unread: bool = Field(
+        default=False, description="The row carried a reference that no term read."
+    )
     terms: dict[str, TermScore]
 
 
@@ -101,10 +128,16 @@ class QueueInfo(_Wire):
     requests: int = Field(description="Requests waiting.")
     running_rows: int = Field(description="Rows in the scoring call running now.")
     max_rows: int
+    batch_age_s: float = Field(
+        description="How long the running Reward.score call has run (0 when idle)."
+    )
 
 
 class HealthResponse(_Wire):
-    status: str = Field(description="ok, or draining during shutdown.")
+    status: str = Field(
+        description="ok; degraded (HTTP 503) when a batch has run longer than stuck_batch_s; "
+        "draining during shutdown."
+    )
     version: str
     reward: str
     reward_fingerprint: str

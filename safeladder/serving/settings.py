@@ -70,7 +70,27 @@ class ServeSettings(BaseModel):
         default=120.0,
         gt=0.0,
         description="Longest a request waits for its scores (queue + scoring); then 504. A "
-        "batch already running finishes; a request still queued is dropped from the queue.",
+        "batch already running finishes; a request still queued is dropped from the queue "
+        '(counted in /metrics as safeladder_dropped_rows_total{reason="timeout"}).',
+    )
+    body_timeout_s: float = Field(
+        default=5.0,
+        gt=0.0,
+        description="Longest a client may take to send its whole request body; then 408 and "
+        "the connection is closed (a client that sends half a request and stalls must not "
+        "hold a connection forever). Raise it for large bodies over slow links.",
+    )
+    keep_alive_timeout_s: float = Field(
+        default=5.0,
+        gt=0.0,
+        description="uvicorn closes an idle keep-alive connection after this many seconds.",
+    )
+    stuck_batch_s: float = Field(
+        default=60.0,
+        gt=0.0,
+        description="A Reward.score call running longer than this makes GET /health answer "
+        "503 with status 'degraded' and the batch's age, so a load balancer or a watchdog "
+        "sees a scorer stuck on one batch.",
     )
     api_key: SecretStr | None = Field(
         default=None,
@@ -87,19 +107,21 @@ class ServeSettings(BaseModel):
     )
     unscorable_reward: float | None = Field(
         default=None,
+        allow_inf_nan=False,
         description="What /get_reward sends as reward and score for a row no objective term "
-        "could score (NaN total). None (default) sends JSON null: OpenRLHF's client then stops "
-        "with a TypeError when it builds the experience, instead of training on a made-up "
-        "number. A number (e.g. -1.0) is sent instead, by explicit choice, and "
-        "extra_logs['unscorable'] marks those rows; /metrics counts them either way.",
+        "could judge (NaN total: a required term did not score, or no objective term did). None (default) sends JSON null: OpenRLHF's client then stops "
+        "when it builds the experience, instead of training on a made-up number. A number "
+        "(e.g. -1.0) is sent instead, by explicit choice, and extra_logs['unscorable'] marks "
+        "those rows; /metrics counts them either way (safeladder_unscorable_rows_total).",
     )
-    log_missing_as: Literal["nan", "null"] = Field(
-        default="nan",
+    log_missing_as: Literal["null", "nan"] = Field(
+        default="null",
         description="How /get_reward writes a per-term value in extra_logs that is missing (the "
-        "term was not routed to the row, abstained, timed out or failed): 'nan' writes the "
-        "JSON token NaN, which Python's json module (and so OpenRLHF's aiohttp client) reads "
-        "as float NaN -- OpenRLHF turns every extra_logs value into a tensor and fails on "
-        "null; 'null' writes standard JSON for strict parsers.",
+        "term was not routed to the row, abstained, timed out or failed): 'null' (default) "
+        "keeps every answer strict JSON; 'nan' writes the non-standard token NaN, which "
+        "Python's json module (so OpenRLHF's aiohttp client) reads as float NaN -- choose it "
+        "for OpenRLHF with a routed reward, since OpenRLHF turns every extra_logs value into a "
+        "tensor and fails on null.",
     )
     strip_suffixes: tuple[str, ...] = Field(
         default=DEFAULT_STRIP_SUFFIXES,

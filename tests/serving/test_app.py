@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -84,7 +83,12 @@ def test_get_reward_labels_become_the_reference() -> None:
     assert wrong.json()["rewards"] == [0.0]
 
 
-def test_unscorable_rows_are_null_never_zero_and_missing_terms_are_nan() -> None:
+def _strict(text: str) -> Any:
+    """Parse JSON refusing the non-standard NaN / Infinity tokens."""
+    return json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON token {c}"))
+
+
+def test_unscorable_rows_are_null_never_zero_and_missing_terms_are_null() -> None:
     reward = probe_reward()  # empty completion: chars abstains -> no objective term -> NaN total
 
     async def main(**settings: Any) -> httpx.Response:
@@ -93,18 +97,17 @@ def test_unscorable_rows_are_null_never_zero_and_missing_terms_are_nan() -> None
 
     r = run(main)
     assert r.status_code == 200
-    assert '"rewards": [null]' in r.text and '"chars": [NaN]' in r.text
-    body = json.loads(r.text)  # Python's json (OpenRLHF's client) reads NaN as float NaN
+    body = _strict(r.text)  # strict JSON by default: no NaN token anywhere
     assert body["rewards"] == [None] and body["scores"] == [None]
-    assert math.isnan(body["extra_logs"]["chars"][0])
+    assert body["extra_logs"]["chars"] == [None]
 
-    strict = run(lambda: main(log_missing_as="null"))
-    assert json.loads(strict.text, parse_constant=lambda c: pytest.fail(c))["extra_logs"][
-        "chars"
-    ] == [None]
+    # OpenRLHF tensorizes extra_logs and fails on null: NaN there is an explicit choice.
+    nan_logs = run(lambda: main(log_missing_as="nan"))
+    assert '"rewards": [null]' in nan_logs.text and '"chars": [NaN]' in nan_logs.text
+    assert math.isnan(json.loads(nan_logs.text)["extra_logs"]["chars"][0])
 
     chosen = run(lambda: main(unscorable_reward=-1.0))
-    assert chosen.json()["rewards"] == [-1.0]
+    assert _strict(chosen.text)["rewards"] == [-1.0]
     assert chosen.json()["extra_logs"]["unscorable"] == [1.0]  # marked, not hidden
 
 
@@ -259,7 +262,13 @@ def test_rewards_that_normalize_across_rows_are_never_coalesced() -> None:
             rs = await asyncio.gather(
                 *(
                     c.post(
-                        "/score", json={"samples": [{"completion": "ab"}, {"completion": "abcd"}]}
+                        "/score",
+                        json={
+                            "samples": [
+                                {"prompt": "", "completion": "ab"},
+                                {"prompt": "", "completion": "abcd"},
+                            ]
+                        },
                     )
                     for _ in range(4)
                 )
@@ -304,7 +313,7 @@ def test_422_names_the_bad_field() -> None:
                 "/score",
                 {
                     "samples": [
-                        {"completion": "a"},
+                        {"prompt": "p", "completion": "a"},
                         {"completion": "b", "prompt": [{"role": "user"}]},
                     ]
                 },
@@ -354,7 +363,12 @@ def test_rows_the_reward_rejects_are_422_with_the_row_and_meta_key() -> None:
         [
             (
                 "/score",
-                {"samples": [{"completion": "a", "meta": {"task": "qa"}}, {"completion": "b"}]},
+                {
+                    "samples": [
+                        {"prompt": "p", "completion": "a", "meta": {"task": "qa"}},
+                        {"prompt": "p", "completion": "b"},
+                    ]
+                },
             )
         ],
     )
@@ -362,19 +376,48 @@ def test_rows_the_reward_rejects_are_422_with_the_row_and_meta_key() -> None:
     assert r.json()["detail"][0]["loc"] == ["body", "samples", 1, "meta", "task"]
 
 
-def test_a_verifier_that_raises_is_500_for_that_request_only() -> None:
+def test_a_row_a_verifier_raises_on_is_unscorable_and_its_neighbours_are_scored() -> None:
+    # Reward.score isolates the row (status error): never a 500 for the whole request.
     reward = probe_reward(fail_on="boom")
 
     async def main() -> list[httpx.Response]:
         async with serving(reward, max_wait_ms=50) as c:
-            return await asyncio.gather(
-                c.post("/get_reward", json=openrlhf("P", "fine")),
-                c.post("/get_reward", json=openrlhf("P", "boom")),
+            return list(
+                await asyncio.gather(
+                    c.post("/get_reward", json=openrlhf("P", "fine")),
+                    c.post("/get_reward", json=openrlhf("P", "boom")),
+                    c.post(
+                        "/score",
+                        json={
+                            "samples": [
+                                {"prompt": "P", "completion": "boom"},
+                                {"prompt": "P", "completion": "ok"},
+                            ]
+                        },
+                    ),
+                )
             )
 
-    fine, boom = run(main)
+    fine, boom, native = run(main)
     assert fine.status_code == 200 and fine.json()["rewards"] == [4.0]
-    assert boom.status_code == 500 and "probe refuses 'boom'" in boom.json()["message"]
+    assert boom.status_code == 200 and _strict(boom.text)["rewards"] == [None]
+    bad, good = _strict(native.text)["results"]
+    assert bad["total"] is None and bad["terms"]["chars"]["status"] == "error"
+    assert "probe refuses 'boom'" in bad["unscorable_reason"]
+    assert good["total"] == 2.0
+
+
+def test_a_bug_in_scoring_is_500_in_the_error_format() -> None:
+    reward = probe_reward()
+
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("a genuine bug")
+
+    reward.score = broken  # type: ignore[method-assign]
+    (r,) = post_all(reward, [("/get_reward", openrlhf("P", "x"))])
+    assert r.status_code == 500
+    assert r.json()["detail"][0]["type"] == "scoring_error"
+    assert "RuntimeError: a genuine bug" in r.json()["message"]
 
 
 def test_413_for_large_bodies_and_too_many_samples() -> None:
@@ -382,7 +425,7 @@ def test_413_for_large_bodies_and_too_many_samples() -> None:
         probe_reward(),
         [
             ("/get_reward", {"query": ["x" * 5000], "prompts": [""]}),
-            ("/score", {"samples": [{"completion": "a"}] * 5}),
+            ("/score", {"samples": [{"prompt": "p", "completion": "a"}] * 5}),
         ],
         max_body_bytes=4096,
         max_request_samples=4,
@@ -472,10 +515,22 @@ def test_504_when_no_result_in_time() -> None:
 
 
 # ---------------------------------------------------------------------------- health, metrics
-_SAMPLE_LINE = re.compile(
-    r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="([^"\\]|\\.)*",?)*\})? '
-    r"(-?[0-9.e+-]+|NaN|\+Inf|-Inf)$"
-)
+def metric_values(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of a Prometheus text exposition, parsed by prometheus_client's own parser
+    (which raises on malformed text): ``(name, labels) -> value``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def metric(
+    values: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
+    return values.get((name, frozenset(labels.items())), 0.0)
 
 
 def test_health_and_metrics() -> None:
@@ -494,29 +549,57 @@ def test_health_and_metrics() -> None:
     assert h["status"] == "ok" and h["coalescing"] is True
     assert [t["name"] for t in h["terms"]] == ["chars", "fmt"]
     assert {t["name"]: t["fingerprint"] for t in h["terms"]} == reward.fingerprints
-    assert h["queue"] == {"rows": 0, "requests": 0, "running_rows": 0, "max_rows": 8192}
+    assert h["queue"] == {
+        "rows": 0,
+        "requests": 0,
+        "running_rows": 0,
+        "max_rows": 8192,
+        "batch_age_s": 0.0,
+    }
 
     assert metrics.headers["content-type"].startswith("text/plain; version=0.0.4")
-    values: dict[str, float] = {}
-    for line in metrics.text.splitlines():
-        if line.startswith("#"):
-            assert re.match(r"^# (HELP|TYPE) [a-z_]+ .+$", line), line
-            continue
-        assert _SAMPLE_LINE.match(line), line
-        name, value = line.rsplit(" ", 1)
-        values[name] = float(value)
-    assert values['safeladder_requests_total{endpoint="/get_reward",status="200"}'] == 6
-    assert values['safeladder_requests_total{endpoint="/get_reward",status="422"}'] == 1
-    assert values["safeladder_rows_total"] == 6
-    assert values["safeladder_unscorable_rows_total"] == 1  # the empty completion
-    assert values['safeladder_term_rows_total{term="chars",status="abstain"}'] == 1
-    assert values['safeladder_term_rows_total{term="chars",status="ok"}'] == 5
-    assert values["safeladder_batch_rows_count"] == len(reward.verifier("chars").calls)
-    assert (
-        values['safeladder_batch_rows_bucket{le="+Inf"}'] == values["safeladder_batch_rows_count"]
-    )
-    assert values["safeladder_queue_rows"] == 0
-    assert values['safeladder_request_duration_seconds_count{endpoint="/get_reward"}'] == 7
+    v = metric_values(metrics.text)
+    assert metric(v, "safeladder_requests_total", endpoint="/get_reward", status="200") == 6
+    assert metric(v, "safeladder_requests_total", endpoint="/get_reward", status="422") == 1
+    assert metric(v, "safeladder_rows_total") == 6
+    assert metric(v, "safeladder_unscorable_rows_total") == 1  # the empty completion
+    assert metric(v, "safeladder_term_rows_total", term="chars", status="abstain") == 1
+    assert metric(v, "safeladder_term_rows_total", term="chars", status="ok") == 5
+    calls = len(reward.verifier("chars").calls)
+    assert metric(v, "safeladder_batch_rows_count") == calls
+    assert metric(v, "safeladder_batch_rows_bucket", le="+Inf") == calls
+    assert metric(v, "safeladder_queue_rows") == 0
+    assert metric(v, "safeladder_request_duration_seconds_count", endpoint="/get_reward") == 7
+
+
+def test_metrics_count_rows_whose_reference_no_term_read() -> None:
+    # probe_reward reads no reference: a label on a row is ignored, and must show.
+    reward = probe_reward()
+
+    async def main() -> httpx.Response:
+        async with serving(reward) as c:
+            await c.post(
+                "/get_reward",
+                json={
+                    "query": ["Pa", "Pb", "Pc"],
+                    "prompts": ["P"] * 3,
+                    "labels": ["1", None, "3"],
+                },
+            )
+            return await c.get("/metrics")
+
+    assert metric(metric_values(run(main).text), "safeladder_reference_unread_rows_total") == 2
+
+
+def test_two_apps_in_one_process_keep_their_own_counts() -> None:
+    async def main() -> tuple[str, str]:
+        async with serving(probe_reward()) as a, serving(probe_reward()) as b:
+            await a.post("/get_reward", json=openrlhf("P", "x"))
+            return (await a.get("/metrics")).text, (await b.get("/metrics")).text
+
+    ta, tb = run(main)
+    assert metric(metric_values(ta), "safeladder_rows_total") == 1
+    assert metric(metric_values(tb), "safeladder_rows_total") == 0
 
 
 def test_shutdown_drains_then_closes_the_reward_only_when_asked() -> None:

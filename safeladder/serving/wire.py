@@ -1,0 +1,129 @@
+"""Between the wire and ``Reward.score``: rows cut out of a ``RewardResult``, strict JSON, and
+the check that every string in a request can be encoded.
+
+Every JSON the server sends is strict (RFC 8259): a number that is NaN or infinite goes out as
+``null`` -- except ``/get_reward``'s ``extra_logs`` under the explicit ``log_missing_as: nan``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from safeladder.types import RewardResult
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One scored row, cut out of a batch's ``RewardResult`` in the scoring thread."""
+
+    total: float  # NaN: unscorable
+    scores: tuple[float, ...]  # per term, in reward.term_names order; NaN = did not score
+    statuses: tuple[str, ...]
+    details: tuple[dict[str, Any], ...]
+    gated: bool
+    gated_by: str | None
+    route: str | None
+    unscorable_reason: str | None
+    reference_unread: bool
+
+
+def floats(arr: np.ndarray) -> list[float]:
+    """float32 values as the floats they print as: ``0.7`` stays 0.7, not 0.699999988079071
+    (``str`` of a float32 is its shortest repr; read back it rounds to the same float32)."""
+    return [float(str(x)) for x in arr.astype(np.float32)]
+
+
+def rows_of(result: RewardResult, terms: Sequence[str]) -> list[Row]:
+    """Per-row view of ``result`` (length ``len(result)``), terms in ``terms`` order."""
+    n = len(result)
+    totals = floats(result.total)
+    scores = [floats(result.terms[t].scores) for t in terms]
+    gate_by = result.gate_by or [None] * n
+    reasons = result.unscorable_reason or [None] * n
+    unread = result.reference_unread
+    if unread.shape[0] != n:
+        unread = np.zeros(n, dtype=bool)
+    return [
+        Row(
+            total=totals[i],
+            scores=tuple(s[i] for s in scores),
+            statuses=tuple(str(result.terms[t].status[i]) for t in terms),
+            details=tuple(result.terms[t].details[i] for t in terms),
+            gated=bool(result.gated[i]),
+            gated_by=gate_by[i],
+            route=result.route[i],
+            unscorable_reason=reasons[i],
+            reference_unread=bool(unread[i]),
+        )
+        for i in range(n)
+    ]
+
+
+def num(x: float) -> float | None:
+    """A finite float, else None (JSON null)."""
+    return x if math.isfinite(x) else None
+
+
+def jsonable(x: Any) -> Any:
+    """Details as strict JSON values: numpy scalars → numbers, NaN / ±inf → null, tuples →
+    lists, anything else → ``str``."""
+    if x is None or isinstance(x, (bool, int, str)):
+        return x
+    if isinstance(x, float):
+        return num(x)
+    if isinstance(x, np.generic):
+        return jsonable(x.item())
+    if isinstance(x, Mapping):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple, np.ndarray)):
+        return [jsonable(v) for v in x]
+    return str(x)
+
+
+def dumps(payload: Any, *, allow_nan: bool = False) -> str:
+    """JSON text; strict (a NaN raises) unless ``allow_nan``."""
+    return json.dumps(payload, allow_nan=allow_nan)
+
+
+def unencodable(value: Any, loc: list[str | int]) -> tuple[list[str | int], str] | None:
+    """The first string under ``value`` that cannot be encoded as UTF-8 (a lone surrogate such
+    as JSON ``"\\ud800"``, which Python's JSON parser accepts and tokenizers reject), as
+    ``(loc, reason)``; None when every string is fine. Dict keys count as strings.
+
+    >>> unencodable({"query": ["ok", "bad \\ud800"]}, ["body"])
+    (['body', 'query', 1], "lone surrogate '\\\\ud800' at character 4")
+    """
+    if isinstance(value, str):
+        if value.isascii():  # O(1) in CPython: most text stops here
+            return None
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            bad = value[exc.start]
+            return loc, f"lone surrogate {bad!r} at character {exc.start}"
+        return None
+    if isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            found = unencodable(getattr(value, name), [*loc, name])
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            found = unencodable(k, [*loc, str(k)]) or unencodable(v, [*loc, str(k)])
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            found = unencodable(v, [*loc, i])
+            if found is not None:
+                return found
+    return None
