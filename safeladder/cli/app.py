@@ -351,6 +351,11 @@ class MissingPrompts(StrEnum):
     query_is_completion = "query_is_completion"
 
 
+class LogMissingAs(StrEnum):
+    null = "null"
+    nan = "nan"
+
+
 def _serve_help(field: str) -> str:
     from safeladder.serving.settings import ServeSettings
 
@@ -458,6 +463,40 @@ def serve(
             show_default=_serve_default("unscorable_reward"),
         ),
     ] = None,
+    log_missing_as: Annotated[
+        LogMissingAs | None,
+        typer.Option(
+            help=_serve_help("log_missing_as"),
+            show_default=_serve_default("log_missing_as"),
+        ),
+    ] = None,
+    body_timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            metavar="SECONDS",
+            help=_serve_help("body_timeout_s"),
+            show_default=_serve_default("body_timeout_s"),
+        ),
+    ] = None,
+    keep_alive_timeout: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            metavar="SECONDS",
+            help=_serve_help("keep_alive_timeout_s"),
+            show_default=_serve_default("keep_alive_timeout_s"),
+        ),
+    ] = None,
+    stuck_batch: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            metavar="SECONDS",
+            help=_serve_help("stuck_batch_s"),
+            show_default=_serve_default("stuck_batch_s"),
+        ),
+    ] = None,
     meta: Annotated[
         list[str] | None,
         typer.Option(
@@ -530,6 +569,10 @@ def serve(
             "request_timeout_s": request_timeout,
             "missing_prompts": missing_prompts.value if missing_prompts is not None else None,
             "unscorable_reward": unscorable_reward,
+            "log_missing_as": log_missing_as.value if log_missing_as is not None else None,
+            "body_timeout_s": body_timeout,
+            "keep_alive_timeout_s": keep_alive_timeout,
+            "stuck_batch_s": stuck_batch,
         }
         knobs.update({k: v for k, v in given.items() if v is not None})
         if batching is Batching.off:
@@ -565,6 +608,7 @@ def serve(
                 access_log=access_log,
                 # In-flight requests finish (the batcher drains) before the process exits.
                 timeout_graceful_shutdown=int(settings.request_timeout_s) + 5,
+                timeout_keep_alive=settings.keep_alive_timeout_s,
             )
         finally:
             reward.close()  # idempotent; the app's shutdown already closed it on SIGTERM / Ctrl-C
