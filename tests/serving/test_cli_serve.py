@@ -78,11 +78,24 @@ def test_flags_reach_the_settings(launched: list[dict[str, Any]], tmp_path: Path
             str(key_file),
             "--set",
             "terms.0.weight=2",
+            "--unscorable-reward",
+            "-1",
+            "--log-missing-as",
+            "nan",
+            "--body-timeout",
+            "2.5",
+            "--keep-alive-timeout",
+            "7",
+            "--stuck-batch",
+            "30",
         ],
     )
     assert result.exit_code == 0, result.output
     (call,) = launched
     s = call["app"].state.settings
+    assert s.unscorable_reward == -1.0 and s.log_missing_as == "nan"
+    assert (s.body_timeout_s, s.keep_alive_timeout_s, s.stuck_batch_s) == (2.5, 7.0, 30.0)
+    assert call["timeout_keep_alive"] == 7.0
     assert call["port"] == 9001 and s.max_batch_size == 1 and s.max_wait_ms == 2
     assert s.default_meta == {"task": "math"}
     assert s.missing_prompts == "query_is_completion"
