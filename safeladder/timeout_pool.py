@@ -13,8 +13,20 @@ Design:
 - each worker has its own pipe, so the dispatcher always knows which task a worker runs and
   whom to kill; a task's deadline starts when it is handed to a ready worker (worker start-up
   and the ``initializer`` are not counted);
-- workers start lazily (at most ``workers``, no more than there are tasks), are replaced after
-  being killed or dying, and are shut down by ``close()``, the context manager, or at exit;
+- workers start lazily (at most ``workers`` running tasks, no more than there are tasks), are
+  replaced after being killed or dying, and are shut down by ``close()``, the context manager,
+  or at exit; ``spares`` more are kept started and idle, so a killed worker's place is taken at
+  once instead of after a fresh interpreter's start-up (seconds when the initializer imports
+  a heavy library);
+- a ``map`` call may carry a ``budget_s``: when the call's wall-clock budget is spent, its
+  tasks still queued or running end as ``expired`` (running ones are killed), whatever their
+  own ``timeout_s``; tasks run in the order given, so callers put cheap tasks first;
+- workers die with their parent: on Linux ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` kills a worker
+  the moment the thread that started it (the dispatcher) or its process dies, even a worker
+  stuck in C code that holds the GIL; elsewhere a watch thread in the worker notices the new
+  parent pid within a second (an idle worker also sees its socket close);
+- ``memory_limit_mb`` caps each worker's address space (``RLIMIT_AS``, Linux); a task that
+  runs out of it ends as ``memory`` and the worker is replaced, the caller is unaffected;
 - workers are fresh interpreters (``python -c``) talking over a socket pair, not
   ``multiprocessing`` children: forking a process that runs threads (or torch) is unsafe, and
   the ``spawn`` start method re-imports the caller's ``__main__`` in every worker, which fails
@@ -53,7 +65,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any, Literal
 
-OutcomeStatus = Literal["ok", "error", "timeout"]
+OutcomeStatus = Literal["ok", "error", "timeout", "expired", "memory"]
 
 
 @dataclass(frozen=True)
@@ -62,10 +74,14 @@ class Outcome:
 
     Attributes:
         status: ``ok`` (``value`` holds the return value), ``error`` (the function raised, the
-            worker died, or the task could not be sent; ``message`` says which) or ``timeout``
-            (the worker ran past the deadline and was killed).
+            worker died, or the task could not be sent; ``message`` says which), ``timeout``
+            (the worker ran past the task's deadline and was killed), ``expired`` (the ``map``
+            call's ``budget_s`` ran out before the task finished: it never ran, or its worker
+            was killed) or ``memory`` (the function raised ``MemoryError``, e.g. at the
+            worker's ``memory_limit_mb``; the worker is replaced).
         value: the function's return value for ``ok``, else None.
-        message: ``"ExceptionType: text"`` for ``error``, a short note for ``timeout``.
+        message: ``"ExceptionType: text"`` for ``error`` and ``memory``, a short note for
+            ``timeout`` and ``expired``.
         elapsed_s: wall-clock seconds from hand-off to a worker until the outcome (0.0 for
             tasks that never reached a worker).
     """
@@ -81,6 +97,7 @@ class Outcome:
 
     @property
     def timed_out(self) -> bool:
+        """True for ``timeout`` only (the task's own deadline), not for ``expired``."""
         return self.status == "timeout"
 
 
@@ -108,16 +125,63 @@ def _worker_main(conn: Connection) -> None:
         fn, item = msg
         try:
             reply: tuple[str, Any] = ("ok", fn(item))
+        except MemoryError as exc:
+            # The heap may be left fragmented or half-built objects cached: report and exit, the
+            # pool starts a fresh worker.
+            reply = ("memory", f"MemoryError: {exc}")
         except Exception as exc:
             reply = ("error", f"{type(exc).__name__}: {exc}")
         try:
             conn.send(reply)
         except Exception as exc:  # pickling fails before anything is written: the pipe is intact
             conn.send(("error", f"result could not be sent back: {type(exc).__name__}: {exc}"))
+        if reply[0] == "memory":
+            return
 
 
-def _child_entry(fd: int) -> None:
-    """Entry point of ``python -c`` in a new worker: wrap the inherited socket and serve."""
+# linux/prctl.h
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Make this worker exit when the process that started it dies, however it dies."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    # The parent may have died before prctl took effect: we were re-parented already.
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    # Portable fallback (and a second line on Linux): poll the parent pid. It cannot interrupt C
+    # code that holds the GIL; PDEATHSIG can.
+    threading.Thread(
+        target=_watch_parent, args=(parent_pid,), name="parent-watch", daemon=True
+    ).start()
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def _limit_memory(limit_bytes: int) -> None:
+    """Cap this process's address space; over it, allocations raise ``MemoryError``."""
+    import resource
+
+    with contextlib.suppress(ValueError, OSError, AttributeError):  # not on every platform
+        _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        cap = limit_bytes if hard == resource.RLIM_INFINITY else min(limit_bytes, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+
+
+def _child_entry(fd: int, parent_pid: int, memory_limit_bytes: int | None = None) -> None:
+    """Entry point of ``python -c`` in a new worker: guard, wrap the inherited socket, serve."""
+    _die_with_parent(parent_pid)
+    if memory_limit_bytes is not None:
+        _limit_memory(memory_limit_bytes)
     _worker_main(Connection(fd))
 
 
@@ -129,10 +193,11 @@ _PKG_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 class _Process:
     """A worker interpreter started with ``subprocess``; the subset of ``Process`` the pool uses."""
 
-    def __init__(self, child_fd: int):
+    def __init__(self, child_fd: int, memory_limit_bytes: int | None = None):
         code = (
             f"import sys; sys.path.insert(0, {_PKG_ROOT!r}); "
-            f"from safeladder.timeout_pool import _child_entry; _child_entry({child_fd})"
+            "from safeladder.timeout_pool import _child_entry; "
+            f"_child_entry({child_fd}, {os.getpid()}, {memory_limit_bytes!r})"
         )
         self._popen = subprocess.Popen(
             [sys.executable, "-c", code],
@@ -163,11 +228,14 @@ class _Process:
 class _Call:
     """The results of one ``map`` call, filled in by the dispatcher (or by ``close``)."""
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, budget_s: float | None = None):
         self.results: list[Outcome | None] = [None] * n
         self.remaining = n
         self.done = threading.Event()
         self._lock = threading.Lock()
+        self.budget_s = budget_s
+        # Set by the dispatcher when the call's first task reaches a worker.
+        self.deadline = math.inf
 
     def set(self, index: int, outcome: Outcome) -> None:
         with self._lock:
@@ -212,7 +280,12 @@ class TimeoutPool:
     """A pool of worker processes running ``fn(item)`` with a hard per-task time limit.
 
     Args:
-        workers: number of worker processes (started lazily, at most this many).
+        workers: how many tasks run at once, each in its own worker process (started lazily).
+        spares: worker processes kept started and idle beyond ``workers`` (after the first
+            ``map``), ready to take the place of a killed or dead worker at once.
+        memory_limit_mb: address-space cap of each worker in MiB (``RLIMIT_AS``; Linux), or
+            None for no cap. Must leave room for the interpreter and what ``initializer``
+            imports.
         initializer: optional picklable callable run once in each worker before its first task
             (e.g. to import a heavy library); if it raises, the queued tasks fail with an
             ``error`` outcome naming the exception.
@@ -221,27 +294,43 @@ class TimeoutPool:
             killed and the queued tasks fail.
 
     Thread-safe: any number of threads may call ``map`` at once; tasks run in arrival order.
-    Attributes ``processes_started`` and ``timeouts`` count worker starts and killed tasks.
+    Attributes ``processes_started``, ``timeouts`` and ``expired`` count worker starts, tasks
+    killed at their own deadline, and tasks ended by their call's budget.
     """
 
     def __init__(
         self,
         workers: int = 2,
         *,
+        spares: int = 0,
+        memory_limit_mb: int | None = None,
         initializer: Callable[..., Any] | None = None,
         initargs: Sequence[Any] = (),
         start_timeout_s: float = 120.0,
     ):
         if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
             raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+        if not isinstance(spares, int) or isinstance(spares, bool) or spares < 0:
+            raise ValueError(f"spares must be an integer >= 0, got {spares!r}")
+        if memory_limit_mb is not None and (
+            not isinstance(memory_limit_mb, int)
+            or isinstance(memory_limit_mb, bool)
+            or memory_limit_mb < 1
+        ):
+            raise ValueError(
+                f"memory_limit_mb must be an integer >= 1 or None, got {memory_limit_mb!r}"
+            )
         if not start_timeout_s > 0:
             raise ValueError(f"start_timeout_s must be > 0, got {start_timeout_s!r}")
         self.max_workers = workers
+        self.spares = spares
+        self.memory_limit_mb = memory_limit_mb
         self.start_timeout_s = float(start_timeout_s)
         self._initializer = initializer
         self._initargs = tuple(initargs)
         self.processes_started = 0
         self.timeouts = 0
+        self.expired = 0
         self._closed = False
         self._fresh_state()
         _LIVE_POOLS.add(self)
@@ -254,6 +343,10 @@ class TimeoutPool:
         self._thread: threading.Thread | None = None
         self._wake_r, self._wake_w = -1, -1
         self._crash = ""
+        self._budgeted: list[_Call] = []  # calls whose budget clock runs (dispatcher only)
+        # After a start-up failure no spare is started until a worker becomes ready again, so a
+        # broken initializer does not restart forever.
+        self._start_failed = False
 
     # ------------------------------------------------------------------ public API
 
@@ -271,19 +364,33 @@ class TimeoutPool:
         return [w.proc.pid for w in list(self._workers) if w.proc.pid is not None]
 
     def map(
-        self, fn: Callable[[Any], Any], items: Iterable[Any], timeout_s: float
+        self,
+        fn: Callable[[Any], Any],
+        items: Iterable[Any],
+        timeout_s: float,
+        *,
+        budget_s: float | None = None,
     ) -> list[Outcome]:
         """Run ``fn(item)`` for every item, each with its own ``timeout_s`` deadline.
 
+        ``budget_s`` (seconds, optional) bounds the whole call: its clock starts when the first
+        item reaches a worker (worker start-up is not counted); when it runs out, items still
+        queued or running get an ``expired`` outcome. Items are handed out in the given order.
+
         Returns one ``Outcome`` per item, in the order of ``items``. Blocks until all are done.
-        Raises ``RuntimeError`` if the pool is closed, ``ValueError`` for a bad ``timeout_s``.
+        Raises ``RuntimeError`` if the pool is closed, ``ValueError`` for a bad ``timeout_s`` or
+        ``budget_s``.
         """
         if not (isinstance(timeout_s, (int, float)) and timeout_s > 0 and math.isfinite(timeout_s)):
             raise ValueError(f"timeout_s must be a finite number > 0, got {timeout_s!r}")
+        if budget_s is not None and not (
+            isinstance(budget_s, (int, float)) and budget_s > 0 and math.isfinite(budget_s)
+        ):
+            raise ValueError(f"budget_s must be a finite number > 0 or None, got {budget_s!r}")
         items = list(items)
         if not items:
             return []
-        call = _Call(len(items))
+        call = _Call(len(items), None if budget_s is None else float(budget_s))
         with self._lock_for_caller():
             if self._closed:
                 raise RuntimeError("TimeoutPool is closed")
@@ -303,6 +410,10 @@ class TimeoutPool:
     def run(self, fn: Callable[[Any], Any], item: Any, timeout_s: float) -> Outcome:
         """``map`` for one item."""
         return self.map(fn, [item], timeout_s)[0]
+
+    def idle_workers(self) -> int:
+        """How many started workers are waiting for a task right now (diagnostics, tests)."""
+        return sum(1 for w in list(self._workers) if w.state == "idle")
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Stop the workers (graceful, then SIGKILL) and the dispatcher. Idempotent.
@@ -385,6 +496,7 @@ class TimeoutPool:
                 self._start_workers(queued)
                 self._assign_tasks()
                 self._wait_and_collect()
+                self._expire_budgets(time.monotonic())
         except BaseException as exc:  # a bug here must not leave callers waiting forever
             self._crash = f"timeout pool dispatcher crashed: {type(exc).__name__}: {exc}"
             self._fail_everything(self._crash)
@@ -395,10 +507,13 @@ class TimeoutPool:
     def _start_workers(self, queued: int) -> None:
         busy = sum(1 for w in self._workers if w.state == "busy")
         wanted = min(self.max_workers, busy + queued)
+        if not self._start_failed:
+            wanted += self.spares
+        limit = None if self.memory_limit_mb is None else self.memory_limit_mb * 1024 * 1024
         for _ in range(wanted - len(self._workers)):
             parent_sock, child_sock = socket.socketpair()
             try:
-                proc = _Process(child_sock.fileno())
+                proc = _Process(child_sock.fileno(), limit)
             finally:
                 # Keep only the parent's end open here, so each side sees EOF when the other dies.
                 child_sock.close()
@@ -411,16 +526,35 @@ class TimeoutPool:
                 conn.send((self._initializer, self._initargs))
             except Exception as exc:  # e.g. an initializer that cannot be pickled
                 self._kill(worker)
+                self._start_failed = True
                 self._fail_queued(f"worker could not be initialized: {type(exc).__name__}: {exc}")
 
-    def _assign_tasks(self) -> None:
-        for w in self._workers:
-            if w.state != "idle":
-                continue
+    def _next_task(self, now: float) -> _Task | None:
+        """Pop the next task to run; tasks whose call's budget already ran out end here."""
+        while True:
             with self._lock:
                 if not self._queue:
-                    return
+                    return None
                 task = self._queue.popleft()
+            call = task.call
+            if now < call.deadline:
+                if call.budget_s is not None and call.deadline == math.inf:
+                    call.deadline = now + call.budget_s
+                    self._budgeted.append(call)
+                return task
+            self.expired += 1
+            call.set(task.index, _expired(call, ran=False))
+
+    def _assign_tasks(self) -> None:
+        busy = sum(1 for w in self._workers if w.state == "busy")
+        for w in self._workers:
+            if busy >= self.max_workers:
+                return
+            if w.state != "idle":
+                continue
+            task = self._next_task(time.monotonic())
+            if task is None:
+                return
             try:
                 w.conn.send((task.fn, task.item))
             except (BrokenPipeError, ConnectionResetError, EOFError):
@@ -440,6 +574,7 @@ class TimeoutPool:
             w.state, w.task = "busy", task
             w.since = time.monotonic()
             w.deadline = w.since + task.timeout_s
+            busy += 1
 
     def _wait_and_collect(self) -> None:
         now = time.monotonic()
@@ -447,6 +582,7 @@ class TimeoutPool:
         deadlines += [
             w.since + self.start_timeout_s for w in self._workers if w.state == "starting"
         ]
+        deadlines += [c.deadline for c in self._budgeted]
         timeout = max(0.0, min(deadlines) - now) if deadlines else None
         watched: list[Any] = [self._wake_r]
         # A dead worker closes its end of the socket, so EOF on w.conn also reports deaths.
@@ -477,7 +613,35 @@ class TimeoutPool:
                 )
             elif w.state == "starting" and now >= w.since + self.start_timeout_s:
                 self._kill(w)
+                self._start_failed = True
                 self._fail_queued(f"worker did not start within {self.start_timeout_s:g} s")
+
+    def _expire_budgets(self, now: float) -> None:
+        """End the queued and running tasks of every call whose budget has run out."""
+        if not self._budgeted:
+            return
+        ended = {c for c in self._budgeted if c.done.is_set() or now >= c.deadline}
+        if not ended:
+            return
+        self._budgeted = [c for c in self._budgeted if c not in ended]
+        spent = {c for c in ended if not c.done.is_set()}
+        if not spent:
+            return
+        with self._lock:
+            dropped = [t for t in self._queue if t.call in spent]
+            if dropped:
+                self._queue = deque(t for t in self._queue if t.call not in spent)
+        for task in dropped:
+            self.expired += 1
+            task.call.set(task.index, _expired(task.call, ran=False))
+        for w in list(self._workers):
+            running = w.task
+            if w.state == "busy" and running is not None and running.call in spent:
+                self._kill(w)
+                self.expired += 1
+                running.call.set(
+                    running.index, _expired(running.call, ran=True, elapsed_s=now - w.since)
+                )
 
     def _receive(self, w: _Worker, now: float) -> None:
         try:
@@ -487,14 +651,22 @@ class TimeoutPool:
             return
         if kind == "ready":
             w.state = "idle"
+            self._start_failed = False
         elif kind == "init_error":
             self._kill(w)
+            self._start_failed = True
             self._fail_queued(f"worker initializer failed: {payload}")
         elif w.state == "busy" and w.task is not None:
             task = w.task
             w.state, w.task, w.deadline = "idle", None, math.inf
             if kind == "ok":
                 task.call.set(task.index, Outcome("ok", value=payload, elapsed_s=now - w.since))
+            elif kind == "memory":
+                # The worker exits after this reply; retire it now so no task is sent to it.
+                self._kill(w)
+                task.call.set(
+                    task.index, Outcome("memory", message=str(payload), elapsed_s=now - w.since)
+                )
             else:
                 task.call.set(
                     task.index, Outcome("error", message=str(payload), elapsed_s=now - w.since)
@@ -513,6 +685,7 @@ class TimeoutPool:
                 ),
             )
         elif w.state == "starting":
+            self._start_failed = True
             self._fail_queued(f"worker process died while starting (exit code {code})")
 
     def _kill(self, w: _Worker) -> int | None:
@@ -567,3 +740,12 @@ class TimeoutPool:
             with contextlib.suppress(Exception):
                 w.proc.join(1.0)
             self._kill(w)
+
+
+def _expired(call: _Call, *, ran: bool, elapsed_s: float = 0.0) -> Outcome:
+    where = "while the task ran" if ran else "before the task ran"
+    return Outcome(
+        "expired",
+        message=f"call budget of {call.budget_s:g} s ran out {where}",
+        elapsed_s=elapsed_s,
+    )

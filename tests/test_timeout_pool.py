@@ -201,3 +201,121 @@ def test_functions_from_the_callers_sys_path_run_in_workers() -> None:
 
     with TimeoutPool(workers=1) as p:
         assert [o.value for o in p.map(double, [1, 2.5], timeout_s=60)] == [2, 5.0]
+
+
+# --------------------------------------------------------------------------- budgets, spares, limits
+
+
+def test_call_budget_expires_queued_and_running_tasks_and_keeps_finished_ones() -> None:
+    with TimeoutPool(workers=1) as p:
+        p.run(abs, 0, timeout_s=60)  # started: the budget clock below counts task time only
+        out = p.map(time.sleep, [0.0, 3600, 0.0, 0.0], timeout_s=3600, budget_s=1.0)
+        assert [o.status for o in out] == ["ok", "expired", "expired", "expired"]
+        assert out[1].message == "call budget of 1 s ran out while the task ran"
+        assert out[2].message == "call budget of 1 s ran out before the task ran"
+        assert not out[1].timed_out and p.expired == 3 and p.timeouts == 0
+        # The killed worker is replaced; a call without a budget is unaffected by the last one.
+        assert [o.value for o in p.map(abs, [-1, -2], timeout_s=60)] == [1, 2]
+
+
+def test_budget_clock_starts_when_the_first_task_reaches_a_worker() -> None:
+    # Start-up (here a 3 s initializer) must not eat the budget of the call that starts the pool.
+    with TimeoutPool(workers=1, initializer=time.sleep, initargs=(3.0,)) as p:
+        out = p.map(abs, [-1, -2, -3], timeout_s=60, budget_s=2.0)
+    assert [o.status for o in out] == ["ok"] * 3
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self")
+def test_spare_worker_takes_the_place_of_a_killed_one() -> None:
+    with TimeoutPool(workers=1, spares=1) as p:
+        p.run(abs, 0, timeout_s=60)
+        assert p.processes_started == 2  # the worker and its spare
+        deadline = time.monotonic() + 120
+        while p.idle_workers() < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ready = set(p.worker_pids())
+        assert len(ready) == 2
+        assert p.run(time.sleep, 3600, timeout_s=0.3).status == "timeout"
+        # The next task runs on the spare that was already started, not on a process started
+        # after the kill (os.readlink("/proc/self") is the pid of the process that runs it).
+        pid = int(p.run(os.readlink, "/proc/self", timeout_s=60).value)
+        assert pid in ready
+        assert p.processes_started == 3  # a new spare replaces the killed worker
+
+
+def test_failing_initializer_with_spares_does_not_restart_forever() -> None:
+    with TimeoutPool(workers=1, spares=2, initializer=math.sqrt, initargs=(-1.0,)) as p:
+        out = p.map(abs, [1], timeout_s=30)
+        assert out[0].status == "error" and "initializer failed" in out[0].message
+        time.sleep(1.0)
+        assert p.processes_started <= 3
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS is enforced on Linux")
+def test_memory_cap_turns_a_huge_allocation_into_an_outcome() -> None:
+    with TimeoutPool(workers=1, memory_limit_mb=512) as p:
+        out = p.map(bytearray, [64 * 2**20, 8 * 2**30, 1], timeout_s=60)
+        assert [o.status for o in out] == ["ok", "memory", "ok"]
+        assert out[1].message.startswith("MemoryError") and out[1].value is None
+        assert len(out[0].value) == 64 * 2**20
+        assert p.processes_started == 2  # the worker that ran out of memory was replaced
+
+
+def test_bad_pool_and_budget_arguments() -> None:
+    for kwargs in ({"spares": -1}, {"memory_limit_mb": 0}, {"spares": True}):
+        with pytest.raises(ValueError, match=next(iter(kwargs))):
+            TimeoutPool(**kwargs)  # type: ignore[arg-type]
+    with TimeoutPool(workers=1) as p:
+        for bad in (0, -1.0, float("inf"), float("nan")):
+            with pytest.raises(ValueError, match="budget_s"):
+                p.map(abs, [1], timeout_s=1, budget_s=bad)
+
+
+_ORPHAN_SCRIPT = """
+import threading, time
+from safeladder.timeout_pool import TimeoutPool
+pool = TimeoutPool(workers=2, spares=1)
+pool.map(abs, [1, 2], timeout_s=120)
+while pool.idle_workers() < 3:
+    time.sleep(0.05)
+# One worker sleeps, one is stuck in C code that holds the GIL, the spare is idle.
+for fn, item in ((time.sleep, 3600), (sum, range(10**15))):
+    threading.Thread(target=pool.map, args=(fn, [item], 3600), daemon=True).start()
+while pool.idle_workers() > 1:
+    time.sleep(0.05)
+print(" ".join(str(pid) for pid in pool.worker_pids()), flush=True)
+time.sleep(3600)
+"""
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie is reaped by init, on its own schedule)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_die_when_their_parent_is_killed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _ORPHAN_SCRIPT],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    try:
+        assert parent.stdout is not None
+        line = parent.stdout.readline()
+        pids = [int(x) for x in line.split()]
+        assert len(pids) == 3, line
+        assert all(_running(pid) for pid in pids)
+    finally:
+        parent.kill()  # SIGKILL: no atexit, no close(), no chance to clean up
+        parent.wait(30)
+    deadline = time.monotonic() + 30
+    while any(_running(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [pid for pid in pids if _running(pid)] == []
