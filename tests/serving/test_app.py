@@ -5,39 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
 
 from safeladder.rewards import Reward, RewardConfig
-from safeladder.serving import ServeSettings, create_app
+from safeladder.serving import create_app
 from tests.helpers import PROBE_GATES, probe_reward
-
-
-@asynccontextmanager
-async def serving(
-    reward: Reward, close_reward: bool = False, **settings: Any
-) -> AsyncIterator[httpx.AsyncClient]:
-    """The app with its lifespan (so shutdown drains the batcher), and a client for it."""
-    app = create_app(reward, ServeSettings(**settings), close_reward=close_reward)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
-    ):
-        c.app = app  # type: ignore[attr-defined]
-        yield c
-
-
-def run(fn: Callable[[], Awaitable[Any]]) -> Any:
-    return asyncio.run(asyncio.wait_for(fn(), timeout=30))
-
-
-def openrlhf(prompt: str, completion: str, label: Any = None) -> dict[str, Any]:
-    """One-sample payload exactly as OpenRLHF's SingleTurnAgentExecutor sends it."""
-    return {"query": [prompt + completion], "prompts": [prompt], "labels": [label]}
+from tests.serving.support import metric, metric_values, openrlhf, run, serving, strict
 
 
 # ---------------------------------------------------------------------------- contract
@@ -83,11 +59,6 @@ def test_get_reward_labels_become_the_reference() -> None:
     assert wrong.json()["rewards"] == [0.0]
 
 
-def _strict(text: str) -> Any:
-    """Parse JSON refusing the non-standard NaN / Infinity tokens."""
-    return json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON token {c}"))
-
-
 def test_unscorable_rows_are_null_never_zero_and_missing_terms_are_null() -> None:
     reward = probe_reward()  # empty completion: chars abstains -> no objective term -> NaN total
 
@@ -97,7 +68,7 @@ def test_unscorable_rows_are_null_never_zero_and_missing_terms_are_null() -> Non
 
     r = run(main)
     assert r.status_code == 200
-    body = _strict(r.text)  # strict JSON by default: no NaN token anywhere
+    body = strict(r.text)  # strict JSON by default: no NaN token anywhere
     assert body["rewards"] == [None] and body["scores"] == [None]
     assert body["extra_logs"]["chars"] == [None]
 
@@ -107,7 +78,7 @@ def test_unscorable_rows_are_null_never_zero_and_missing_terms_are_null() -> Non
     assert math.isnan(json.loads(nan_logs.text)["extra_logs"]["chars"][0])
 
     chosen = run(lambda: main(unscorable_reward=-1.0))
-    assert _strict(chosen.text)["rewards"] == [-1.0]
+    assert strict(chosen.text)["rewards"] == [-1.0]
     assert chosen.json()["extra_logs"]["unscorable"] == [1.0]  # marked, not hidden
 
 
@@ -400,8 +371,8 @@ def test_a_row_a_verifier_raises_on_is_unscorable_and_its_neighbours_are_scored(
 
     fine, boom, native = run(main)
     assert fine.status_code == 200 and fine.json()["rewards"] == [4.0]
-    assert boom.status_code == 200 and _strict(boom.text)["rewards"] == [None]
-    bad, good = _strict(native.text)["results"]
+    assert boom.status_code == 200 and strict(boom.text)["rewards"] == [None]
+    bad, good = strict(native.text)["results"]
     assert bad["total"] is None and bad["terms"]["chars"]["status"] == "error"
     assert "probe refuses 'boom'" in bad["unscorable_reason"]
     assert good["total"] == 2.0
@@ -515,24 +486,6 @@ def test_504_when_no_result_in_time() -> None:
 
 
 # ---------------------------------------------------------------------------- health, metrics
-def metric_values(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    """Every sample of a Prometheus text exposition, parsed by prometheus_client's own parser
-    (which raises on malformed text): ``(name, labels) -> value``."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def metric(
-    values: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
-) -> float:
-    return values.get((name, frozenset(labels.items())), 0.0)
-
-
 def test_health_and_metrics() -> None:
     reward = probe_reward()
 
