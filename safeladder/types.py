@@ -25,6 +25,28 @@ Message = dict[str, Any]
 Prompt = str | list[Message]
 
 
+def has_reference(value: Any) -> bool:
+    """Whether a reference carries something to check against.
+
+    None, blank strings, NaN (a missing cell of a CSV / Parquet file) and empty lists / dicts
+    are "no reference"; anything else (a number, a string, a list of answers, a dict) is one.
+
+    >>> [has_reference(v) for v in (None, "", "  ", float("nan"), [], "4", 0, ["a"])]
+    [False, False, False, False, False, True, True, True]
+    """
+    if value is None:
+        return False
+    if isinstance(value, str):
+        return bool(value.strip())
+    if isinstance(value, float):
+        return not np.isnan(value)
+    if isinstance(value, (list, tuple, dict)):
+        return bool(value)
+    if isinstance(value, np.ndarray):
+        return value.size > 0
+    return True
+
+
 def _check_messages(value: Any, where: str) -> None:
     if not isinstance(value, list):
         raise InputError(
@@ -278,6 +300,14 @@ class RewardResult:
         route: per-row recipe name, or None when the reward has no routes.
         weights: term name → weight (0 for metric-only terms).
         fingerprints: term name → fingerprint of the verifier config (and checkpoint).
+        gate_by: per row, the term whose gate vetoed it, or None.
+        unscorable_reason: per row, why ``total`` is NaN (a required term that did not score,
+            or no objective term that scored), else None.
+        reference_unread: bool ``(b,)``; True where the row carries a reference (see
+            ``has_reference``) that no term applied to the row reads: a misrouted row whose
+            gold answer was ignored.
+        row_errors: per row, the message of a verifier that raised on it (the row was isolated
+            and its term has status ``error``), else None.
     """
 
     total: np.ndarray
@@ -288,6 +318,25 @@ class RewardResult:
     weights: dict[str, float]
     fingerprints: dict[str, str]
     gate_by: list[str | None] = field(default_factory=list)
+    unscorable_reason: list[str | None] = field(default_factory=list)
+    reference_unread: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    row_errors: list[str | None] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        n = len(self)
+        if not self.gate_by:
+            self.gate_by = [None] * n
+        if not self.unscorable_reason:
+            self.unscorable_reason = [None] * n
+        if self.reference_unread.shape[0] != n:
+            self.reference_unread = np.zeros(n, dtype=bool)
+        if not self.row_errors:
+            self.row_errors = [None] * n
+
+    @property
+    def unscorable(self) -> np.ndarray:
+        """bool ``(b,)``: rows whose total is NaN."""
+        return np.isnan(self.total)
 
     def __len__(self) -> int:
         return int(self.total.shape[0])
@@ -295,7 +344,9 @@ class RewardResult:
     def to_records(self, *, prefix: str = "reward") -> list[dict[str, Any]]:
         """One flat dict per row: ``reward``, ``reward/<term>``, ``status/<term>``, ``gated``, ``route``.
 
-        Missing scores are ``None`` (JSON null), never 0.
+        Missing scores are ``None`` (JSON null), never 0. Rows that need a look also get
+        ``gated_by`` (the vetoing term), ``unscorable`` (why the total is null) and
+        ``reference_unread: true`` (the row's reference was read by no term).
         """
 
         def num(x: float) -> float | None:
@@ -310,8 +361,12 @@ class RewardResult:
             for name, sb in self.terms.items():
                 rec[f"status/{name}"] = str(sb.status[i])
             rec["gated"] = bool(self.gated[i])
-            if self.gate_by and self.gate_by[i] is not None:
+            if self.gate_by[i] is not None:
                 rec["gated_by"] = self.gate_by[i]
+            if self.unscorable_reason[i] is not None:
+                rec["unscorable"] = self.unscorable_reason[i]
+            if self.reference_unread[i]:
+                rec["reference_unread"] = True
             if routed:
                 rec["route"] = self.route[i]
             records.append(rec)
@@ -327,6 +382,12 @@ class RewardResult:
             float(np.mean(np.isnan(self.total))) if len(self) else float("nan")
         )
         out[f"{prefix}/gated_rate"] = float(np.mean(self.gated)) if len(self) else float("nan")
+        out[f"{prefix}/reference_unread_rate"] = (
+            float(np.mean(self.reference_unread)) if len(self) else float("nan")
+        )
+        out[f"{prefix}/row_error_rate"] = (
+            float(np.mean([e is not None for e in self.row_errors])) if len(self) else float("nan")
+        )
         for name, sb in self.raw.items():
             ok = sb.scores[sb.status == "ok"]
             out[f"{prefix}/{name}/mean"] = float(ok.mean()) if ok.size else float("nan")

@@ -151,15 +151,10 @@ def nan_score_from_env() -> float | None:
 
 
 def why_unscorable(result: RewardResult, i: int) -> str:
-    """The objective terms that applied to row ``i`` and why each gave no score."""
-    parts = []
-    for name, sb in result.raw.items():
-        if result.weights.get(name, 0.0) == 0 or sb.status[i] == "skipped":
-            continue
-        reason = sb.details[i].get("reason") if sb.details[i] else None
-        parts.append(f"{name}: {sb.status[i]}" + (f" ({reason})" if reason else ""))
-    route = f" on route {result.route[i]!r}" if result.route[i] is not None else ""
-    return f"no objective term{route} could score it [" + "; ".join(parts) + "]"
+    """Why row ``i``'s total is NaN: a required term that did not score, a verifier that
+    raised on the row, or no objective term that scored (each with its status and reason)."""
+    reason = result.unscorable_reason[i]
+    return reason if reason is not None else "its total is NaN"
 
 
 def finite_totals(

@@ -11,10 +11,11 @@ and configure safeladder through the environment of the rollout workers, because
 passes no keyword arguments: ``SAFELADDER_REWARD_CONFIG`` (YAML path or preset name; unset:
 the shipped default reward), ``SAFELADDER_NAN_SCORE`` (see below),
 ``SAFELADDER_STRIP_SUFFIXES`` (see ``DEFAULT_STRIP_SUFFIXES``) and ``SAFELADDER_META`` (a JSON
-object merged into every row's ``meta``: OpenRLHF passes no per-row metadata, and the default
-reward routes on ``meta["task"]`` -- without it every row takes the ``general`` recipe, which
-has no correctness term; e.g. ``SAFELADDER_META='{"task": "math"}'``, or use a reward without
-routes). With Ray, pass them in the job's ``runtime_env`` ``env_vars``.
+object merged into every row's ``meta``: OpenRLHF passes no per-row metadata; the default
+reward routes a row with a label to its answer check (math extraction + equivalence, else
+exact match) and a row without one to the ``general`` recipe; set e.g.
+``SAFELADDER_META='{"task": "math"}'`` to pick a recipe yourself). With Ray, pass them in the
+job's ``runtime_env`` ``env_vars``.
 
 Call convention (OpenRLHF HEAD): ``reward_func(queries, prompts, labels)`` with three aligned
 lists, positionally, from ``asyncio.to_thread`` with one sample per call (older versions sent
@@ -45,7 +46,8 @@ Tensor[B], "extra_logs": {<term>: Tensor[B], ...}}``, float32 on CPU.
   tensor is falsy there and falls back to ``rewards``).
 - ``extra_logs``: one tensor per term (NaN where the term did not apply to the row or
   abstained -- OpenRLHF keeps only the first element per sample), plus ``unscorable``
-  (1.0 / 0.0) when ``SAFELADDER_NAN_SCORE`` is set and ``gated`` when the reward has gates.
+  (1.0 / 0.0) when ``SAFELADDER_NAN_SCORE`` is set, ``gated`` when the reward has gates, and
+  ``reference_unread`` (1.0 where the label was read by no term: a misrouted row).
 
 Unscorable rows (no objective term could score the row) follow the verl adapter's rule: NaN
 cannot be a reward and is never silently 0. Unset ``SAFELADDER_NAN_SCORE`` → ``InputError``
@@ -74,7 +76,14 @@ from safeladder.types import SampleBatch
 #: A JSON object merged into every row's meta (e.g. ``{"task": "math"}``).
 ENV_META = "SAFELADDER_META"
 #: Keys OpenRLHF itself puts next to ``extra_logs`` in a sample's info, plus the ones added here.
-RESERVED_KEYS: tuple[str, ...] = ("reward", "score", "response_clip_ratio", "unscorable", "gated")
+RESERVED_KEYS: tuple[str, ...] = (
+    "reward",
+    "score",
+    "response_clip_ratio",
+    "unscorable",
+    "gated",
+    "reference_unread",
+)
 #: Comma-separated end markers to strip from the end of completions (empty: strip nothing).
 ENV_STRIP_SUFFIXES = "SAFELADDER_STRIP_SUFFIXES"
 #: End-of-sequence / end-of-turn markers of common chat models (Qwen/ChatML, GPT-2, Llama 2,
@@ -237,6 +246,7 @@ def reward_func(
         extra["unscorable"] = tensor(unscorable)
     if any(t.gate is not None for t in reward.config.terms):
         extra["gated"] = tensor(result.gated)
+    extra["reference_unread"] = tensor(result.reference_unread)
     return {"rewards": rewards, "scores": rewards.clone(), "extra_logs": extra}
 
 

@@ -31,11 +31,17 @@ Mapping of a TRL batch to samples:
   are joined);
 - ``reference``: the dataset column ``reference_key``; by default the first of
   ``reference``, ``answer``, ``solution``, ``ground_truth`` that is present (none: None);
-- ``meta``: every other dataset column (so a ``task`` column routes rows of the default reward).
+- ``meta``: every other dataset column (so a ``task`` or ``data_source`` column routes rows of
+  the default reward; rows with neither but with a reference get its answer check).
+
+Unscorable rows (``total`` NaN: a required term such as the answer check did not score, or a
+verifier raised on the row) are None from ``as_trl()`` and from every ``as_trl_terms()``
+callable alike.
 
 Logging (when TRL passes the hooks, i.e. ``log_metrics`` / ``log_columns`` are on):
 ``log_metric("<name>/<term>/mean", v)`` (the raw verifier score over the rows it scored) and
-``<name>/<term>/{abstain,timeout,error}_rate``, ``<name>/unscorable_rate`` and (with gates)
+``<name>/<term>/{abstain,timeout,error}_rate``, ``<name>/unscorable_rate``,
+``<name>/reference_unread_rate``, ``<name>/row_error_rate`` and (with gates)
 ``<name>/gated_rate``; values that are NaN (a term applied to no row) are not sent, because
 TRL averages what it receives. ``log_extra("<name>/<term>", values)`` adds one column per
 term to TRL's completions table (None where the term gave no score). ``<name>`` is the
@@ -289,7 +295,12 @@ class TRLTermReward:
         self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any
     ) -> list[float | None]:
         result = self._scorer.score(prompts, completions, kwargs)
-        return [_num(float(x)) for x in result.terms[self.term].scores]
+        # An unscorable row (a required term did not score) is None in every term, so TRL's
+        # weighted sum cannot rebuild a plausible total from the remaining terms.
+        return [
+            None if bad else _num(float(x))
+            for x, bad in zip(result.terms[self.term].scores, result.unscorable, strict=True)
+        ]
 
     def __repr__(self) -> str:
         return f"TRLTermReward({self.__name__!r})"

@@ -47,7 +47,16 @@ logged per sample. A term that did not apply to a row (routes) or abstained is N
 every row has the same keys, as verl requires, and NaN says "no score" -- verl's
 validation means of such a key read NaN when a data source mixes rows with and without the
 term. With ``nan_score`` set, an ``unscorable`` key (1.0 / 0.0) is added; with gates, a
-``gated`` key.
+``gated`` key; always a ``reference_unread`` key (1.0 where the row's ``ground_truth`` was read
+by no term -- a misrouted row; the reward also warns once).
+
+Routing with the default reward (no ``task_from`` needed): a row without ``meta["task"]`` is
+routed by its ``data_source`` -- the names verl's own ``default_compute_score`` dispatches on
+(``openai/gsm8k``, the MATH variants, ``math_dapo``, ``aime*``, ``numina_*``,
+``hiyouga/geometry3k`` → math; ``searchR1_*`` → exact-match QA; code sources are refused with a
+reason, since their tests must be executed) -- and a row with an unknown source but a
+``ground_truth`` gets the answer check (math extraction + equivalence, else exact match). The
+answer terms are required, so a row whose ground truth cannot be read is unscorable, not 0.
 
 Unscorable rows (no objective term could score the row: e.g. a missing reference with a
 correctness-only reward, or a math check that timed out): ``score`` cannot be NaN in verl (it
@@ -98,7 +107,7 @@ VERL_KWARGS: frozenset[str] = frozenset(
     }
 )
 #: Keys this adapter adds next to the term names (a term may not use them).
-RESERVED_KEYS: tuple[str, ...] = ("score", "unscorable", "gated")
+RESERVED_KEYS: tuple[str, ...] = ("score", "unscorable", "gated", "reference_unread")
 
 
 class VerlOptions(BaseModel):
@@ -259,10 +268,10 @@ def compute_score(
         extra_info: the row's ``extra_info`` (→ ``meta``; ``extra_info["prompt"]`` → prompt).
         **kwargs: ``reward_kwargs`` (see ``VerlOptions``) and verl's own extras.
 
-    Example (the default reward routes on ``meta["task"]``)::
+    Example (the default reward routes ``openai/gsm8k`` rows to its math terms)::
 
         >>> compute_score(data_source="openai/gsm8k", solution_str="... #### 72",
-        ...               ground_truth="72", extra_info={"task": "math"})["math_correct"]
+        ...               ground_truth="72")["math_correct"]
         1.0
     """
     opts = _options(kwargs)
@@ -327,6 +336,7 @@ def _finish(
             row["unscorable"] = float(unscorable[i])
         if gates:
             row["gated"] = float(result.gated[i])
+        row["reference_unread"] = float(result.reference_unread[i])
         rows.append(row)
     return rows
 

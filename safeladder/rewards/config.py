@@ -63,13 +63,30 @@ class TermConfig(_Frozen):
         ),
     )
     group_key: str | None = Field(
-        default=None, description="meta key that groups rows, for normalize: group_zscore."
+        default=None,
+        description="meta key that groups rows, for normalize: group_zscore (ignored otherwise).",
+    )
+    group_fallback: Literal["prompt", "error"] = Field(
+        default="prompt",
+        description=(
+            "normalize: group_zscore on a row whose meta lacks group_key: 'prompt' groups it with "
+            "the rows that share its prompt text (a GRPO group shares its prompt); 'error' makes "
+            "it a bad row."
+        ),
     )
     clip: tuple[float, float] | None = Field(
         default=None, description="[min, max] applied after normalization."
     )
     gate: GateConfig | None = Field(
         default=None, description="Optional veto on this term's raw score."
+    )
+    required: bool = Field(
+        default=False,
+        description=(
+            "Where this term applies and does not score a row (abstain / timeout / error), the "
+            "row is unscorable (total NaN) instead of a total made of the other terms. Mark the "
+            "term a row is about (its correctness) required; a gate still vetoes afterwards."
+        ),
     )
 
     @field_validator("verifier", mode="before")
@@ -95,15 +112,20 @@ class TermConfig(_Frozen):
             raise ValueError(
                 "normalize: group_zscore needs group_key (the meta key that identifies a group)"
             )
-        if self.group_key and self.normalize != "group_zscore":
-            raise ValueError("group_key is only used with normalize: group_zscore")
         if self.clip is not None and not self.clip[0] < self.clip[1]:
             raise ValueError(f"clip must be [min, max] with min < max, got {list(self.clip)}")
         return self
 
 
 class RouteConfig(_Frozen):
-    """Per-row recipes: ``meta[key]`` names the recipe (a list of term names) of each row."""
+    """Per-row recipes, picked in this order (the first that applies wins):
+
+    1. ``meta[key]`` names a recipe;
+    2. ``meta[source_key]`` (e.g. verl's ``data_source``) matches a pattern of ``sources``
+       (a match in ``refuse_sources`` first makes the row an error with the stated reason);
+    3. the row carries a reference (``has_reference``) and ``with_reference`` is set;
+    4. ``default``; without it the row is an error.
+    """
 
     key: str = Field(description="meta key whose value selects the recipe, e.g. 'task'.")
     recipes: dict[str, list[str]] = Field(
@@ -111,7 +133,33 @@ class RouteConfig(_Frozen):
     )
     default: str | None = Field(
         default=None,
-        description="Recipe for rows whose meta lacks the key or names no recipe; without it such rows are an error.",
+        description="Recipe for rows no other rule routes; without it such rows are an error.",
+    )
+    source_key: str = Field(
+        default="data_source",
+        description="meta key holding the row's data source, matched against 'sources'.",
+    )
+    sources: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Data source → recipe, for rows whose meta[key] names no recipe (verl passes "
+            "data_source, not a task). Keys are exact names or fnmatch patterns ('aime*'); the "
+            "first matching key in order wins."
+        ),
+    )
+    refuse_sources: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Data source pattern → why this reward cannot score such rows (e.g. code tasks that "
+            "need a sandbox): a matching row is a bad row with that message, never a guess."
+        ),
+    )
+    with_reference: str | None = Field(
+        default=None,
+        description=(
+            "Recipe for rows that carry a reference but name no recipe and no known source, so "
+            "a handed-over gold answer is checked rather than dropped."
+        ),
     )
 
 
@@ -153,10 +201,16 @@ class RewardConfig(_Frozen):
                     )
                 if len(set(members)) != len(members):
                     raise ValueError(f"routes.recipes.{recipe}: a term is listed twice")
-            if self.routes.default is not None and self.routes.default not in self.routes.recipes:
-                raise ValueError(
-                    f"routes.default: {self.routes.default!r} is not a recipe; recipes are {sorted(self.routes.recipes)}"
-                )
+            named = [
+                ("default", self.routes.default),
+                ("with_reference", self.routes.with_reference),
+            ]
+            named += [(f"sources.{k}", v) for k, v in self.routes.sources.items()]
+            for where, recipe_name in named:
+                if recipe_name is not None and recipe_name not in self.routes.recipes:
+                    raise ValueError(
+                        f"routes.{where}: {recipe_name!r} is not a recipe; recipes are {sorted(self.routes.recipes)}"
+                    )
             used = {m for members in self.routes.recipes.values() for m in members}
             unused = [n for n in names if n not in used]
             if unused:

@@ -1,20 +1,34 @@
 """``Reward``: runs each verifier once per batch on the rows that need it and combines the terms.
 
 Order of operations per batch (every step is per row):
-1. route: ``meta[routes.key]`` picks a recipe; a term applies to the rows whose recipe lists it;
+1. route: ``meta[routes.key]`` picks a recipe, else the row's data source (``routes.sources``),
+   else its reference (``routes.with_reference``), else ``routes.default``; a term applies to
+   the rows whose recipe lists it;
 2. verifiers run once each (terms with identical verifier configs share one run), on the
    union of rows where their terms apply or where a term that ``requires`` them applies,
-   dependencies first (a calibration term reads the correctness term's raw scores);
+   dependencies first (a calibration term reads the correctness term's raw scores). A verifier
+   that raises on a batch is retried on halves until the rows it fails on are isolated: those
+   rows get status ``error`` with the message, the others are scored as usual;
 3. each term's raw scores → normalization → clipping (on the rows the term applies to);
-4. ``total = Σ weight·score`` over the row's objective terms that scored; none scored → NaN;
+4. ``total = Σ weight·score`` over the row's objective terms that scored; NaN (unscorable,
+   with the reason in ``unscorable_reason``) when none scored, when a ``required`` term did not
+   score, or when a verifier raised on the row;
 5. gates, in term order: the first gate whose raw score is below its threshold (or that could
    not score, with ``on_abstain: veto``) sets the row's total to the gate's value.
+
+Rows that carry a reference (``has_reference``) that no applied term reads are flagged in
+``RewardResult.reference_unread`` and warned about once per reward: a misrouted config shows
+itself on the first batch.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
+import logging
+import threading
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,11 +36,20 @@ from typing import Any
 import numpy as np
 
 from safeladder.config import apply_overrides, load_yaml, preset_path, validate
-from safeladder.errors import ConfigError, InputError
+from safeladder.errors import ConfigError, InputError, SafeladderError, SafeladderWarning
 from safeladder.rewards.config import RewardConfig, TermConfig
 from safeladder.rewards.normalize import group_zscore, rank01, zscore
-from safeladder.types import RewardResult, Sample, SampleBatch, ScoreBatch
+from safeladder.types import (
+    RewardResult,
+    Sample,
+    SampleBatch,
+    ScoreBatch,
+    has_reference,
+    prompt_text,
+)
 from safeladder.verifiers.base import Verifier
+
+logger = logging.getLogger("safeladder.rewards")
 
 
 def _verifier_key(term: TermConfig) -> str:
@@ -57,6 +80,8 @@ class Reward:
                 self._verifiers[key] = t.verifier.build()
         self._deps = self._resolve_dependencies()
         self._order = self._topological_order()
+        self._warn_lock = threading.Lock()
+        self._warned_unread = False
 
     @property
     def term_names(self) -> list[str]:
@@ -126,12 +151,16 @@ class Reward:
             return [None] * n, {t: np.ones(n, dtype=bool) for t in self.terms}
         recipe_of: list[str | None] = []
         for i, meta in enumerate(batch.metas):
-            value = meta.get(routes.key)
-            recipe = value if isinstance(value, str) and value in routes.recipes else routes.default
+            try:
+                recipe = self._recipe_of(meta, batch.references[i])
+            except InputError as exc:
+                raise InputError(f"row {i}: {exc}", row=i, field=exc.field) from None
             if recipe is None:
                 raise InputError(
-                    f"row {i}: meta[{routes.key!r}] = {value!r} names no recipe "
-                    f"(recipes: {sorted(routes.recipes)}) and routes.default is not set",
+                    f"row {i}: meta[{routes.key!r}] = {meta.get(routes.key)!r} names no recipe "
+                    f"(recipes: {sorted(routes.recipes)}), meta[{routes.source_key!r}] = "
+                    f"{meta.get(routes.source_key)!r} matches no routes.sources, and "
+                    "routes.default is not set",
                     row=i,
                     field=routes.key,
                 )
@@ -141,6 +170,27 @@ class Reward:
             for t in routes.recipes[str(recipe)]:
                 active[t][i] = True
         return recipe_of, active
+
+    def _recipe_of(self, meta: Mapping[str, Any], reference: Any) -> str | None:
+        """The recipe of one row: its task, else its data source, else its reference, else the default."""
+        routes = self.config.routes
+        assert routes is not None
+        value = meta.get(routes.key)
+        if isinstance(value, str) and value in routes.recipes:
+            return value
+        source = meta.get(routes.source_key)
+        if isinstance(source, str):
+            for pattern, why in routes.refuse_sources.items():
+                if source == pattern or fnmatch.fnmatchcase(source, pattern):
+                    raise InputError(
+                        f"{routes.source_key} {source!r}: {why}", field=routes.source_key
+                    )
+            for pattern, recipe in routes.sources.items():
+                if source == pattern or fnmatch.fnmatchcase(source, pattern):
+                    return recipe
+        if routes.with_reference is not None and has_reference(reference):
+            return routes.with_reference
+        return routes.default
 
     def score(self, samples: SampleBatch | Iterable[Sample | Mapping[str, Any]]) -> RewardResult:
         """Score a batch.
@@ -187,6 +237,27 @@ class Reward:
             total[m] += w * s[m]
             scored |= m
         total[~scored] = np.nan
+        reasons: list[str | None] = [
+            None if scored[i] else _nothing_scored(raw, self.weights, route[i], i) for i in range(n)
+        ]
+        row_errors: list[str | None] = [None] * n
+        for t in self.terms:
+            sb = raw_full[t]
+            for i in np.flatnonzero(needed[t]):
+                if sb.details[i].get("raised") and row_errors[i] is None:
+                    row_errors[int(i)] = f"term {t!r}: {sb.details[i].get('reason')}"
+        for t, cfg in self.terms.items():
+            if not cfg.required:
+                continue
+            missed = active[t] & (raw[t].status != "ok")
+            for i in np.flatnonzero(missed):
+                total[i] = np.nan
+                if reasons[i] is None:
+                    reasons[i] = f"required term {t!r}: {_status_text(raw[t], int(i))}"
+        for i, err in enumerate(row_errors):
+            if err is not None:
+                total[i] = np.nan
+                reasons[i] = f"a verifier raised on the row: {err}"
 
         gated = np.zeros(n, dtype=bool)
         gate_by: list[str | None] = [None] * n
@@ -203,7 +274,9 @@ class Reward:
             gated |= trip
             for i in np.flatnonzero(trip):
                 gate_by[int(i)] = t
+                reasons[int(i)] = None
 
+        unread = self._reference_unread(batch, needed, route)
         return RewardResult(
             total=total.astype(np.float32),
             terms=terms,
@@ -213,7 +286,38 @@ class Reward:
             weights=dict(self.weights),
             fingerprints=self.fingerprints,
             gate_by=gate_by,
+            unscorable_reason=reasons,
+            reference_unread=unread,
+            row_errors=row_errors,
         )
+
+    def _reference_unread(
+        self, batch: SampleBatch, needed: Mapping[str, np.ndarray], route: list[str | None]
+    ) -> np.ndarray:
+        """Rows with a reference that no term run on them reads (warned about once)."""
+        n = len(batch)
+        read = np.zeros(n, dtype=bool)
+        for t in self.terms:
+            if self.verifier(t).reads_reference:
+                read |= needed[t]
+        has_ref = np.fromiter((has_reference(r) for r in batch.references), bool, count=n)
+        unread = has_ref & ~read
+        if unread.any():
+            with self._warn_lock:
+                first_time, self._warned_unread = not self._warned_unread, True
+            if first_time:
+                i = int(np.flatnonzero(unread)[0])
+                on = f" (route {route[i]!r})" if route[i] is not None else ""
+                warnings.warn(
+                    f"reward {self.name!r}: {int(unread.sum())} of {n} rows carry a reference "
+                    f"that no term reads, e.g. row {i}{on}; its gold answer is ignored. Route "
+                    "such rows to an answer check (meta 'task', routes.sources / "
+                    "routes.with_reference) or drop the reference. Counted as "
+                    "reference_unread in every batch's results; this warning is shown once.",
+                    SafeladderWarning,
+                    stacklevel=3,
+                )
+        return unread
 
     def _run(
         self,
@@ -233,7 +337,7 @@ class Reward:
         if rows.size == 0:
             return full
         context = {d: done[d].take(rows) for d in verifier.requires}
-        sub = verifier.score(batch.take(rows), context=context)
+        sub = _score_isolating(verifier, batch.take(rows), context)
         full.scores[rows] = sub.scores
         full.status[rows] = sub.status
         for j, i in enumerate(rows):
@@ -253,16 +357,23 @@ class Reward:
             x = rank01(x)
         elif cfg.normalize == "group_zscore":
             key = str(cfg.group_key)
-            groups = []
+            groups: list[Any] = []
             for i in rows:
                 meta = batch.metas[int(i)]
-                if key not in meta:
+                if key in meta:
+                    groups.append(("group", _hashable(meta[key])))
+                elif cfg.group_fallback == "prompt":
+                    # Rows of one GRPO group share their prompt: group by its text.
+                    groups.append(("prompt", prompt_text(batch.prompts[int(i)])))
+                else:
+                    index = self.term_names.index(cfg.name)
                     raise InputError(
-                        f"row {int(i)}: term {cfg.name!r} normalizes by group but meta has no {key!r}",
+                        f"row {int(i)}: term {cfg.name!r} normalizes by group but the row has no "
+                        f"{key!r} field; add it, or --set terms.{index}.group_fallback=prompt "
+                        f"(group rows by prompt text), or --set terms.{index}.normalize=none",
                         row=int(i),
                         field=key,
                     )
-                groups.append(_hashable(meta[key]))
             x = group_zscore(x, groups)
         if cfg.clip is not None:
             x = np.clip(x, cfg.clip[0], cfg.clip[1])
@@ -296,6 +407,84 @@ class Reward:
     def __repr__(self) -> str:
         parts = ", ".join(f"{t}×{w:g}" for t, w in self.weights.items())
         return f"Reward({self.name!r}: {parts})"
+
+
+def _status_text(sb: ScoreBatch, i: int) -> str:
+    reason = sb.details[i].get("reason") if sb.details[i] else None
+    return str(sb.status[i]) + (f" ({reason})" if reason else "")
+
+
+def _nothing_scored(
+    raw: Mapping[str, ScoreBatch], weights: Mapping[str, float], route: str | None, i: int
+) -> str:
+    """Why no objective term scored row ``i``: each applied objective term's status."""
+    parts = [
+        f"{name}: {_status_text(sb, i)}"
+        for name, sb in raw.items()
+        if weights.get(name, 0.0) != 0 and sb.status[i] != "skipped"
+    ]
+    on = f" on route {route!r}" if route is not None else ""
+    return f"no objective term{on} could score it [" + "; ".join(parts) + "]"
+
+
+def _score_isolating(
+    verifier: Verifier, batch: SampleBatch, context: Mapping[str, ScoreBatch]
+) -> ScoreBatch:
+    """``verifier.score``, with the rows it raises on isolated by bisection.
+
+    A failing row gets NaN, status ``error`` and ``{"reason", "raised": True}``; the rest of
+    the batch is scored as usual, so one poisoned row (a lone surrogate a tokenizer rejects)
+    never takes its batch down. A ``ConfigError`` is not a row's fault and propagates. Cost: a
+    batch with k bad rows of n takes O(k·log n) extra calls.
+    """
+    try:
+        return verifier.score(batch, context=context)
+    except ConfigError:
+        raise
+    except Exception as exc:
+        result = _bisect(verifier, batch, context, exc)
+        failed = sum(1 for d in result.details if d.get("raised"))
+        logger.warning(
+            "verifier %s raised on a batch of %d rows (%s: %.200s); isolated %d failing row(s) "
+            "with status 'error', scored the rest",
+            verifier.name,
+            len(batch),
+            type(exc).__name__,
+            exc,
+            failed,
+        )
+        return result
+
+
+def _bisect(
+    verifier: Verifier, batch: SampleBatch, context: Mapping[str, ScoreBatch], exc: Exception
+) -> ScoreBatch:
+    """The rows of a batch that raised ``exc``, scored half by half."""
+    n = len(batch)
+    if n == 1:
+        message = str(exc).removeprefix(f"{verifier.name}: row 0: ")
+        reason = message if isinstance(exc, SafeladderError) else f"{type(exc).__name__}: {message}"
+        return ScoreBatch(
+            verifier.name,
+            np.array([np.nan], dtype=np.float32),
+            np.array(["error"], dtype=object),
+            [{"reason": reason[:1000], "raised": True}],
+        )
+    parts = []
+    for idx in (np.arange(0, n // 2), np.arange(n // 2, n)):
+        sub, ctx = batch.take(idx), {k: v.take(idx) for k, v in context.items()}
+        try:
+            parts.append(verifier.score(sub, context=ctx))
+        except ConfigError:
+            raise
+        except Exception as sub_exc:
+            parts.append(_bisect(verifier, sub, ctx, sub_exc))
+    return ScoreBatch(
+        verifier.name,
+        np.concatenate([p.scores for p in parts]),
+        np.concatenate([p.status for p in parts]),
+        [d for p in parts for d in p.details],
+    )
 
 
 def _hashable(v: Any) -> Any:

@@ -14,6 +14,7 @@ from pydantic import Field
 
 from safeladder.config import load_yaml, preset_names, preset_path, validate
 from safeladder.errors import ConfigError
+from safeladder.verifiers.answer_match import AnswerMatchConfig
 from safeladder.verifiers.base import RuleVerifier, Verifier, VerifierConfig
 from safeladder.verifiers.choice_answer import ChoiceAnswerConfig
 from safeladder.verifiers.classifier import ClassifierConfig
@@ -36,6 +37,7 @@ VerifierSpec = Annotated[
     | MathAnswerConfig
     | ChoiceAnswerConfig
     | QAMatchConfig
+    | AnswerMatchConfig
     | LengthConfig
     | RepetitionConfig
     | RefusalConfig

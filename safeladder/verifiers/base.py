@@ -72,6 +72,8 @@ class Verifier(ABC):
     score_range: ClassVar[tuple[float, float]] = (-np.inf, np.inf)
     #: Names of other reward terms this verifier reads from ``context`` (e.g. correctness).
     requires: tuple[str, ...] = ()
+    #: Class default of ``reads_reference``.
+    _reads_reference: ClassVar[bool] = False
 
     def __init__(self, config: VerifierConfig):
         self.config = config
@@ -79,6 +81,12 @@ class Verifier(ABC):
     @property
     def name(self) -> str:
         return self.config.display_name()
+
+    @property
+    def reads_reference(self) -> bool:
+        """Whether scoring reads ``Sample.reference`` (answer checks do, a safety classifier
+        does not). A reward reports rows whose reference no applied term reads."""
+        return self._reads_reference
 
     @property
     def fingerprint(self) -> str:

@@ -198,6 +198,8 @@ def _gold_index(value: Any, letters: str) -> tuple[int | None, str]:
 class ChoiceAnswerVerifier(RuleVerifier):
     """1.0 for the gold letter, 0.0 otherwise; see the module docstring."""
 
+    _reads_reference: ClassVar[bool] = True
+
     score_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
 
     def __init__(self, config: ChoiceAnswerConfig):

@@ -246,6 +246,12 @@ class ConfidenceCalibrationVerifier(Verifier):
         self._inner: Verifier | None = None
         self._lock = threading.Lock()
 
+    @property
+    def reads_reference(self) -> bool:
+        # A nested correctness verifier (an answer check) reads it; correctness_from reads
+        # another term's scores, and that term reports for itself.
+        return self.cfg.correctness is not None
+
     def _nested(self) -> Verifier:
         with self._lock:
             if self._inner is None:

@@ -48,6 +48,13 @@ class CustomConfig(VerifierConfig):
         default=None,
         description="Declared [min, max] of the scores; scores outside it are an error.",
     )
+    reads_reference: bool = Field(
+        default=True,
+        description=(
+            "Whether the target reads Sample.reference; set false for a reference-free check "
+            "so rows whose reference no term reads are reported."
+        ),
+    )
 
     @model_validator(mode="after")
     def _target_shape(self) -> CustomConfig:
@@ -122,6 +129,10 @@ class CustomVerifier(Verifier):
             raise ConfigError(
                 f"custom verifier target {config.target!r} is neither a function nor a class"
             )
+
+    @property
+    def reads_reference(self) -> bool:
+        return self.cfg.reads_reference
 
     def _score_batch(self, batch: SampleBatch, context: Mapping[str, ScoreBatch]) -> ScoreBatch:
         if self._obj is not None:

@@ -153,6 +153,8 @@ class KKLogicConfig(VerifierConfig):
 class KKLogicVerifier(RuleVerifier):
     """Logic-RL's format + answer total; see the module docstring."""
 
+    _reads_reference: ClassVar[bool] = True
+
     score_range: ClassVar[tuple[float, float]] = (-3.0, 3.0)
 
     def __init__(self, config: KKLogicConfig):

@@ -636,6 +636,11 @@ class LabelJudge(Verifier):
             ref = got
         return _RowText(template, prompt_for_judge(batch.prompts[i]), completion, ref, used)
 
+    @property
+    def reads_reference(self) -> bool:
+        templates = [self.cfg.template, *self.cfg.templates.values()]
+        return any("{reference}" in t for t in templates)
+
     def _fit(self, row: _RowText, ids: list[int]) -> _Prepared | RowResult:
         """Cut ``row`` to ``max_length`` (with the longest label): the prompt first, from its
         start; then the start of the completion. Abstains when the fixed text alone is too long."""

@@ -185,6 +185,8 @@ class QAMatchConfig(VerifierConfig):
 class QAMatchVerifier(RuleVerifier):
     """Exact match / F1 / containment of the answer against the best reference."""
 
+    _reads_reference: ClassVar[bool] = True
+
     score_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
 
     def __init__(self, config: QAMatchConfig):

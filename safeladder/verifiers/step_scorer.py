@@ -279,6 +279,10 @@ class StepScorerVerifier(Verifier):
         inner: the verifier that scores prefixes (built with this one).
     """
 
+    @property
+    def reads_reference(self) -> bool:
+        return self.inner.reads_reference
+
     def __init__(self, config: StepScorerConfig):
         super().__init__(config)
         self.cfg = config

@@ -187,6 +187,7 @@ def test_loaded_from_a_file_and_called_like_openrlhf(tmp_path: Path) -> None:
     assert {k: v.flatten()[0].item() for k, v in info["extra_logs"].items()} == {
         "correct": 0.0,
         "rep": 0.0,
+        "reference_unread": 0.0,
     }
     assert [r["rewards"].item() for r in results] == [1.0, 0.0, 1.0]
     # the same file loaded directly (the adapter module itself as the reward file)

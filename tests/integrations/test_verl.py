@@ -95,7 +95,7 @@ def test_naive_call_returns_score_and_terms(reward_yaml: str) -> None:
     fn = verl_loaded(compute_score, config=reward_yaml)
     out = naive_call(fn, "openai/gsm8k", "6*12 = 72.\n#### 72", "72", {"index": 3})
     # correct = 1 (72 == 72); rep: bigrams "6*12 =", "= 72.", "72. ####", "#### 72" all distinct → 0
-    assert out == {"score": 1.0, "correct": 1.0, "rep": 0.0}
+    assert out == {"score": 1.0, "correct": 1.0, "rep": 0.0, "reference_unread": 0.0}
     assert all(type(v) is float for v in out.values())
     wrong = naive_call(fn, "openai/gsm8k", "71 71 71\n#### 71", "72", {"index": 4})
     # correct = 0; rep: bigrams "71 71", "71 71", "71 ####", "#### 71" → 3 distinct of 4 → -0.25
@@ -243,7 +243,7 @@ def test_worker_processes(reward_yaml: str, method: str) -> None:
     ctx = multiprocessing.get_context(method)
     with ctx.Pool(1) as pool:
         out = pool.apply(_score_in_worker, (reward_yaml,))
-    assert out == {"score": 1.0, "correct": 1.0, "rep": 0.0}
+    assert out == {"score": 1.0, "correct": 1.0, "rep": 0.0, "reference_unread": 0.0}
 
 
 @pytest.mark.slow
@@ -262,6 +262,7 @@ def test_separate_interpreter_with_environment_config(reward_yaml: str) -> None:
         "score": 1.0,
         "correct": 1.0,
         "rep": 0.0,
+        "reference_unread": 0.0,
     }
 
 
@@ -284,7 +285,7 @@ def test_loaded_by_file_path_like_verl(reward_yaml: str) -> None:
         extra_info=None,
         config=reward_yaml,
     )
-    assert out == {"score": 1.0, "correct": 1.0, "rep": 0.0}
+    assert out == {"score": 1.0, "correct": 1.0, "rep": 0.0, "reference_unread": 0.0}
 
 
 def test_routing_by_data_source_with_the_default_reward() -> None:
@@ -348,7 +349,7 @@ def test_nan_score_is_explicit_and_counted(monkeypatch: pytest.MonkeyPatch) -> N
     ok = compute_score(
         data_source="g", solution_str="#### 2", ground_truth="2", config=only, nan_score=-0.5
     )
-    assert ok == {"score": 1.0, "correct": 1.0, "unscorable": 0.0}
+    assert ok == {"score": 1.0, "correct": 1.0, "unscorable": 0.0, "reference_unread": 0.0}
     monkeypatch.setenv(common.ENV_NAN_SCORE, "0")
     assert (
         compute_score(data_source="g", solution_str="x", ground_truth=None, config=only)["score"]

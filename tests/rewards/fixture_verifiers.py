@@ -23,6 +23,15 @@ def meta_score(sample: Sample, key: str = "s", tag: str = "") -> float | None:
     return sample.meta.get(key)
 
 
+def raise_on_boom(batch: SampleBatch, key: str = "s") -> list[float | None]:
+    """A batch verifier that raises when any row's meta has ``boom`` (a poisoned row)."""
+    CALLS["boom"] += 1
+    for m in batch.metas:
+        if m.get("boom"):
+            raise ValueError(f"cannot handle {m['boom']!r}")
+    return [m.get(key) for m in batch.metas]
+
+
 def meta_batch(batch: SampleBatch, key: str = "s", tag: str = "") -> list[float | None]:
     if tag:
         CALLS[tag] += 1

@@ -280,10 +280,15 @@ def test_group_zscore_per_group_and_constant_group_is_zero() -> None:
         rows(a=[0.0, 1.0, 1.0, 1.0, 0.7], pid=["p1", "p1", "p2", "p2", "p3"])
     )
     assert_close(res.total, [-1.0, 1.0, 0.0, 0.0, 0.0])
+    strict = {
+        "terms": [term("a", normalize="group_zscore", group_key="pid", group_fallback="error")]
+    }
     with pytest.raises(
-        InputError, match="row 1: term 'a' normalizes by group but meta has no 'pid'"
+        InputError,
+        match=r"row 1: term 'a' normalizes by group but the row has no 'pid' field; add it, "
+        r"or --set terms.0.group_fallback=prompt .* or --set terms.0.normalize=none",
     ):
-        load_reward(cfg).score(rows(a=[0.0, 1.0], pid=["p1", None]))
+        load_reward(strict).score(rows(a=[0.0, 1.0], pid=["p1", None]))
 
 
 def test_rank_normalization_with_ties() -> None:
