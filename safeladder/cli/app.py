@@ -51,6 +51,26 @@ class InputFormat(StrEnum):
     hf = "hf"
 
 
+@app.callback()
+def _global_options(
+    ctx: typer.Context,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Show the libraries' own progress bars, log lines and deprecation warnings "
+            "(hidden by default), and where each warning came from.",
+        ),
+    ] = False,
+) -> None:
+    """Verifiers and rewards for RL post-training: score files, check configs, list verifiers."""
+    from safeladder.cli.output import cli_output
+
+    # Entered for the whole command and undone when it ends (safeladder.cli.output).
+    ctx.with_resource(cli_output(verbose))
+
+
 def _err(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
 
