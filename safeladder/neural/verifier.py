@@ -125,6 +125,7 @@ class NeuralVerifier(Verifier):
                     tok,
                     self.render,
                     max_length=self.max_length,
+                    first_row=i,
                 )
                 ok_rows.append(i)
             except Exception as exc:

@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from safeladder import ConfigError
-from safeladder.neural.rendering import RenderConfig, encode_pairs, final_answer
+from safeladder.errors import InputError
+from safeladder.neural.rendering import (
+    RenderConfig,
+    char_bound,
+    encode_pairs,
+    final_answer,
+    keep_prompt_end,
+    longest_token_chars,
+)
 from safeladder.neural.runtime import load_tokenizer
 from tests.helpers import make_tiny_tokenizer, tiny_model_dir
 
@@ -146,3 +154,113 @@ def test_truncated_counter_over_a_batch(plain_tok) -> None:  # type: ignore[no-u
 def test_empty_batch(plain_tok) -> None:  # type: ignore[no-untyped-def]
     enc = encode_pairs([], [], plain_tok, RenderConfig())
     assert enc.ids == [] and enc.truncated.shape == (0,)
+
+
+# --- The character bound: megabytes never reach the tokenizer --------------------------------
+
+PROSE = "The quick brown fox jumps over the lazy dog, I'm sorry 12. "  # ~4 chars per token
+
+
+class SpyTokenizer:
+    """Delegates to a real tokenizer; records the length of every text it is asked to encode."""
+
+    def __init__(self, tok: object):
+        self._tok = tok
+        self.seen: list[int] = []
+
+    def __call__(self, texts, **kw):  # type: ignore[no-untyped-def]
+        self.seen.extend(len(t) for t in ([texts] if isinstance(texts, str) else texts))
+        return self._tok(texts, **kw)  # type: ignore[operator]
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._tok, name)
+
+
+def test_char_bound_is_max_length_times_the_longest_token(plain_tok) -> None:  # type: ignore[no-untyped-def]
+    longest = longest_token_chars(plain_tok)
+    assert longest == max(len(t) for t in plain_tok.get_vocab()) > 0
+    assert char_bound(plain_tok, 100, 32) == 100 * max(32, longest)
+    assert char_bound(plain_tok, 100, 1) == 100 * longest  # never below a token's reach
+    assert char_bound(plain_tok, 100, None) is None
+
+
+@pytest.mark.parametrize("template", ["plain", "chat"])
+def test_bounded_rows_have_the_ids_of_unbounded_rows(chat_tok, template: str) -> None:  # type: ignore[no-untyped-def]
+    long_p, long_c = PROSE * 800, PROSE * 900  # ~47k and ~53k characters
+    msgs = [
+        {"role": "system", "content": PROSE * 700},
+        {"role": "user", "content": long_p},
+    ]
+    prompts = [long_p, "Hi ", long_p, msgs, "short "]
+    comps = ["ok", long_c, long_c, "fine", "tiny"]
+    bounded = RenderConfig(template=template, max_length=64)  # bound: 64 x 32 = 2048 chars
+    whole = RenderConfig(template=template, max_length=64, chars_per_token=None)
+    a = encode_pairs(prompts, comps, chat_tok, bounded)
+    b = encode_pairs(prompts, comps, chat_tok, whole)
+    assert a.ids == b.ids and a.completion_start == b.completion_start
+    assert a.truncated.tolist() == b.truncated.tolist() == [True, True, True, True, False]
+    # Only the short row's count is the same: the others were counted on the bounded text.
+    assert a.original_length[4] == b.original_length[4]
+    assert all(a.original_length[i] < b.original_length[i] for i in range(4))
+
+
+def test_the_tokenizer_only_sees_bounded_text(plain_tok) -> None:  # type: ignore[no-untyped-def]
+    spy = SpyTokenizer(plain_tok)
+    cfg = RenderConfig(max_length=32)
+    bound = char_bound(plain_tok, 32, cfg.chars_per_token)
+    assert bound is not None
+    huge = PROSE * 50_000  # 3 MB
+    enc = encode_pairs([huge], [huge], spy, cfg)
+    assert spy.seen and max(spy.seen) <= 2 * bound  # the prompt's end + the completion's end
+    assert bool(enc.truncated[0])
+    # The same ids as the text cut by hand to the completion's last `bound` characters (the
+    # prompt goes entirely: the completion alone is longer than max_length tokens).
+    by_hand = encode_pairs([huge[-bound:]], [huge[-bound:]], plain_tok, cfg)
+    assert enc.ids == by_hand.ids
+
+
+def test_a_cut_row_counts_as_truncated_even_when_its_tokens_fit(bert_tok) -> None:  # type: ignore[no-untyped-def]
+    # BERT's normalizer strips accents: 100k combining marks are no tokens at all, so the
+    # bounded row fits max_length, yet it lost text to the bound and must say so.
+    text = "a" + "\u0301" * 100_000
+    enc = encode_pairs(["p "], [text], bert_tok, RenderConfig(max_length=8))
+    whole = encode_pairs(["p "], [text], bert_tok, RenderConfig(max_length=8, chars_per_token=None))
+    assert not whole.truncated[0] and len(enc.ids[0]) <= 8
+    assert bool(enc.truncated[0])
+
+
+def test_keep_prompt_end_cuts_messages_from_the_last() -> None:
+    msgs = [
+        {"role": "system", "content": "abcdef"},
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "ghij"}]},
+        {"role": "user", "content": "klm"},
+    ]
+    got, cut = keep_prompt_end(msgs, 5)
+    assert cut and got == [
+        {"role": "system", "content": ""},
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "ij"}]},
+        {"role": "user", "content": "klm"},
+    ]
+    assert keep_prompt_end(msgs, 13) == (msgs, False)
+    assert keep_prompt_end("abcdef", 2) == ("ef", True)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "completion", "field"),
+    [
+        ("fine", "a\ud800b", "completion"),
+        ("bad \udfff", "fine", "prompt"),
+        (
+            [{"role": "user", "content": "x"}, {"role": "user", "content": "\ud800"}],
+            "",
+            "prompt[1].content",
+        ),
+    ],
+)
+def test_lone_surrogate_is_an_input_error_naming_row_and_field(
+    plain_tok, prompt, completion, field: str
+) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(InputError, match="lone surrogate") as info:
+        encode_pairs(["ok", prompt], ["ok", completion], plain_tok, RenderConfig())
+    assert info.value.row == 1 and info.value.field == field
+    assert f"row 1: the {field}" in str(info.value)

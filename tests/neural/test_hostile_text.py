@@ -1,0 +1,157 @@
+"""Hostile text through a neural verifier: megabyte rows are bounded before tokenizing, and text
+that is not valid Unicode fails with an error that says so (never a score)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from safeladder.errors import SafeladderWarning, VerifierError
+from safeladder.neural.rendering import char_bound
+from safeladder.verifiers import build_verifier
+from tests.helpers import tiny_model_dir
+
+torch.set_num_threads(1)
+
+PROSE = "The quick brown fox jumps over the lazy dog, I'm sorry 12. "  # ~4 chars per token
+REPO = Path(__file__).resolve().parents[2]
+
+
+def classifier(kind: str = "bert_classifier", **kw: Any) -> Any:
+    cfg = {
+        "type": "classifier",
+        "path": str(tiny_model_dir(kind)),
+        "good_label": "safe",
+        "runtime": {"device": "cpu"},
+        **kw,
+    }
+    return build_verifier(cfg)
+
+
+class SpyTokenizer:
+    """Delegates to a real tokenizer; records the length of every text it is asked to encode."""
+
+    def __init__(self, tok: Any):
+        self._tok = tok
+        self.seen: list[int] = []
+
+    def __call__(self, texts: Any, **kw: Any) -> Any:
+        self.seen.extend(len(t) for t in ([texts] if isinstance(texts, str) else texts))
+        return self._tok(texts, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tok, name)
+
+
+@pytest.mark.parametrize("kind", ["bert_classifier", "qwen2_classifier"])
+def test_a_multi_megabyte_row_is_bounded_before_the_tokenizer(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    v = classifier(kind)
+    spy = SpyTokenizer(v.loaded.tokenizer)
+    monkeypatch.setattr(v.loaded, "tokenizer", spy)
+    bound = char_bound(spy, v.max_length, v.render.chars_per_token)
+    assert bound is not None and bound < 100_000
+    huge = PROSE * 40_000  # 2.4 MB
+    rows = [
+        {"prompt": "Is this fine? ", "completion": huge},
+        {"prompt": huge, "completion": "Yes."},
+        {"prompt": "Hi ", "completion": "Hello there."},
+    ]
+    with pytest.warns(SafeladderWarning, match="2 of 3 rows"):
+        got = v.score(rows)
+    assert spy.seen and max(spy.seen) <= 2 * bound + 200  # the two bounded parts + the template
+    assert [bool(d.get("truncated")) for d in got.details] == [True, True, False]
+    assert v.truncated_rows == 2
+    # The same scores as the rows cut by hand (their ends, as the token truncation keeps them).
+    with pytest.warns(SafeladderWarning):
+        by_hand = v.score(
+            [
+                {"prompt": "Is this fine? ", "completion": huge[-bound:]},
+                {"prompt": huge[-bound:], "completion": "Yes."},
+                rows[2],
+            ]
+        )
+    assert np.array_equal(got.scores, by_hand.scores) and np.isfinite(got.scores).all()
+
+
+@pytest.mark.filterwarnings("ignore::safeladder.errors.SafeladderWarning")
+def test_bounded_scores_equal_unbounded_scores() -> None:
+    rows = [
+        {"prompt": "Is this fine? ", "completion": PROSE * 2_000},
+        {"prompt": PROSE * 2_500, "completion": "Yes."},
+        {"prompt": [{"role": "user", "content": PROSE * 1_500}], "completion": PROSE * 1_800},
+        {"prompt": "Hi ", "completion": "Hello there."},
+    ]
+    for kind in ("bert_classifier", "qwen2_classifier"):
+        bounded = classifier(kind).score(rows)
+        whole = classifier(kind, render={"chars_per_token": None}).score(rows)
+        assert np.abs(bounded.scores - whole.scores).max() < 1e-6
+        assert [d.get("truncated", False) for d in bounded.details] == [True, True, True, False]
+
+
+@pytest.mark.slow
+def test_a_ten_megabyte_row_costs_no_memory_to_speak_of() -> None:
+    # A fresh process, so that its peak RSS belongs to this scoring alone. Unbounded, this row
+    # peaked ~2.9 GB above the warm process (and took ~50 s); bounded, ~11 MB.
+    code = textwrap.dedent(
+        """
+        import json, resource
+        from tests.helpers import tiny_model_dir
+        from safeladder.verifiers import build_verifier
+        v = build_verifier({"type": "classifier", "good_label": "safe",
+                            "path": str(tiny_model_dir("bert_classifier")),
+                            "runtime": {"device": "cpu"}})
+        v.score([{"prompt": "hi", "completion": "warm up"}])
+        huge = "The quick brown fox jumps over the lazy dog. " * 222_222
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        got = v.score([{"prompt": "hi", "completion": huge}])
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print(json.dumps({"growth_kib": after - before, "status": got.status[0]}))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["status"] == "ok"
+    assert got["growth_kib"] < 200 * 1024, got  # ru_maxrss is in KiB on Linux
+
+
+@pytest.mark.parametrize("kind", ["bert_classifier", "qwen2_classifier"])
+def test_a_lone_surrogate_raises_an_error_that_says_so(kind: str) -> None:
+    rows = [
+        {"prompt": "Hi ", "completion": "fine"},
+        {"prompt": "Hi ", "completion": "bad \ud800 text"},
+    ]
+    with pytest.raises(VerifierError) as info:
+        classifier(kind).score(rows)
+    msg = str(info.value)
+    assert "row 1" in msg and "completion" in msg and "lone surrogate U+D800" in msg
+
+
+def test_a_lone_surrogate_under_abstain_is_an_error_row_not_a_score() -> None:
+    rows = [
+        {"prompt": "Hi ", "completion": "fine"},
+        {"prompt": "bad \udc00", "completion": "ok"},
+        {"prompt": "Hi ", "completion": "also fine"},
+    ]
+    got = classifier(on_error="abstain").score(rows)
+    assert got.status.tolist() == ["ok", "error", "ok"]
+    assert math.isnan(got.scores[1]) and np.isfinite(got.scores[[0, 2]]).all()
+    reason = got.details[1]["reason"]
+    assert "row 1: the prompt" in reason and "lone surrogate U+DC00" in reason
