@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Literal
 
-Extractor = Literal["boxed", "answer_tag", "gsm8k", "answer_phrase", "last_number"]
+Extractor = Literal["boxed", "answer_tag", "gsm8k", "answer_phrase", "last_number", "last_math"]
 DEFAULT_EXTRACTORS: tuple[Extractor, ...] = (
     "boxed",
     "answer_tag",
@@ -46,11 +46,25 @@ def _match_braces(text: str, open_idx: int) -> str | None:
 
 
 _BARE_BOX_RE = re.compile(r"[^\s$\\{}]{1,64}")
+# What may stand between two boxes of one answer ("\boxed{1}, \boxed{2}", "\boxed{1} and
+# \boxed{2}", "$\boxed{1}$ \quad \text{and} \quad $\boxed{2}$"): spacing, commas, math delimiters
+# and a bare "and" -- never prose, so "\boxed{3} for part (a) and \boxed{1}" is two answers.
+# The optional backslash at the end is the first half of a "\\boxed" written with two. A joiner
+# (comma, semicolon, "and") is required unless the boxes touch: "\boxed{20} \boxed{143}" is a
+# correction, not a list.
+_BOX_SEP_RE = re.compile(
+    r"(?:\s|[,;$~]|\\[()\[\]]|\\\\|\\q?quad(?![A-Za-z])|\\[,;:! ]|\band\b"
+    r"|\\(?:text|textrm|textnormal|mbox)\s?\{\s*(?:and|,)?\s*\})*\\?"
+)
+_BOX_JOINER_RE = re.compile(r"[,;]|\band\b")
+_MAX_BOX_RUN = 64  # boxes combined into one answer at most; older ones are not read
 
 
-def _last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed``/``\\fbox``; None when absent or left unclosed."""
-    end = len(text)
+def _box_before(text: str, end: int) -> tuple[int, int, str] | None:
+    """``(start, stop, content)`` of the last ``\\boxed``/``\\fbox`` starting before ``end``.
+
+    None when there is none or it is left unclosed; ``stop`` is the index just past the box.
+    """
     while True:
         b, f = text.rfind("\\boxed", 0, end), text.rfind("\\fbox", 0, end)
         start = max(b, f)
@@ -64,9 +78,47 @@ def _last_boxed(text: str) -> str | None:
     while j < len(text) and text[j] in " \t":
         j += 1
     if j < len(text) and text[j] == "{":
-        return _match_braces(text, j)
+        content = _match_braces(text, j)
+        return None if content is None else (start, j + len(content) + 2, content)
     m = _BARE_BOX_RE.match(text, j)  # MATH's "\boxed 5" form
-    return m.group(0) if m else None
+    return (start, m.end(), m.group(0)) if m else None
+
+
+def last_boxed_run(text: str) -> list[str] | None:
+    """Contents of the final run of adjacent boxes, in order; None when there is no box.
+
+    Boxes belong to one run when they touch or only a joiner stands between them (a comma,
+    semicolon or "and", with spacing and math delimiters): ``\\boxed{1}, \\boxed{2} and
+    \\boxed{3}`` is one answer of three parts. A box followed by prose, or by mere spacing, and
+    another box is an earlier, overridden answer.
+
+    >>> last_boxed_run("so \\\\boxed{1}, \\\\boxed{2} and \\\\boxed{3}.")
+    ['1', '2', '3']
+    >>> last_boxed_run("\\\\boxed{72}, hmm, no: \\\\boxed{73}")
+    ['73']
+    """
+    found = _box_before(text, len(text))
+    if found is None:
+        return None
+    start, _, content = found
+    parts = [content]
+    while len(parts) < _MAX_BOX_RUN:
+        prev = _box_before(text, start)
+        if prev is None or prev[1] > start:
+            break
+        sep = text[prev[1] : start]
+        if sep and not (_BOX_SEP_RE.fullmatch(sep) and _BOX_JOINER_RE.search(sep)):
+            break
+        start = prev[0]
+        parts.append(prev[2])
+    parts.reverse()
+    return parts
+
+
+def _last_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed``/``\\fbox``; None when absent or left unclosed."""
+    found = _box_before(text, len(text))
+    return None if found is None else found[2]
 
 
 def _last_answer_tag(text: str) -> str | None:
@@ -147,6 +199,23 @@ def _last_number(text: str) -> str | None:
     return num.group(0) if num is not None else None
 
 
+# Math-Verify's LaTeX reading: display math may span lines, inline math may not.
+_LATEX_SPAN_RE = re.compile(
+    r"(?<!\\)\$\$(.{1,300}?)\$\$|\\\[(.{1,300}?)\\\]"
+    r"|(?<!\\)\$((?:\\\$|[^$\n]){1,300}?)(?<!\\)\$|\\\(([^\n]{1,300}?)\\\)",
+    re.DOTALL,
+)
+
+
+def _last_math(text: str) -> str | None:
+    """The last math span (``$..$``, ``$$..$$``, ``\\(..\\)``, ``\\[..\\]``) holding a digit."""
+    span = None
+    for m in _LATEX_SPAN_RE.finditer(text, max(0, len(text) - _SPAN_TAIL_CHARS)):
+        if any(ch.isdigit() for ch in m.group(0)):
+            span = m
+    return None if span is None else next(g for g in span.groups() if g is not None)
+
+
 _SPAN_TAIL_CHARS = 3000
 _EXTRACT: dict[str, Callable[[str], str | None]] = {
     "boxed": _last_boxed,
@@ -154,6 +223,7 @@ _EXTRACT: dict[str, Callable[[str], str | None]] = {
     "gsm8k": _last_gsm8k,
     "answer_phrase": _after_phrase,
     "last_number": _last_number,
+    "last_math": _last_math,
 }
 
 
@@ -182,21 +252,48 @@ def clean_answer(answer: str) -> str:
     return s.replace("\\displaystyle", "").strip()
 
 
+def extract_answer_parts(
+    text: str, extractors: Sequence[str] = DEFAULT_EXTRACTORS, combine_boxes: bool = True
+) -> tuple[tuple[str, ...], str] | None:
+    """``(answer parts, extractor name)`` from the first extractor that finds one, or None.
+
+    Every extractor gives one part, except ``boxed`` with ``combine_boxes``: the final run of
+    adjacent boxes (``\\boxed{1}, \\boxed{2}``, see ``last_boxed_run``) gives one part per box.
+
+    >>> extract_answer_parts("so \\\\boxed{1} and \\\\boxed{-2}.")
+    (('1', '-2'), 'boxed')
+    """
+    for name in extractors:
+        if name == "boxed" and combine_boxes:
+            run = last_boxed_run(text)
+            if run is not None:
+                return tuple(clean_answer(p) for p in run), name
+            continue
+        found = _EXTRACT[name](text)
+        if found is not None:
+            return (clean_answer(found),), name
+    return None
+
+
+def join_parts(parts: Sequence[str]) -> str:
+    """One answer string from the parts of a multi-box answer: ``1, 2`` (a set to math-verify)."""
+    return ", ".join(parts)
+
+
 def extract_answer(
-    text: str, extractors: Sequence[str] = DEFAULT_EXTRACTORS
+    text: str, extractors: Sequence[str] = DEFAULT_EXTRACTORS, combine_boxes: bool = True
 ) -> tuple[str, str] | None:
     """``(answer, extractor name)`` from the first extractor that finds one, or None.
+
+    A multi-box answer comes back joined: ``\\boxed{1}, \\boxed{2}`` gives ``'1, 2'``.
 
     >>> extract_answer("I think 3. No: \\\\boxed{4}, not \\\\boxed{5}")
     ('5', 'boxed')
     >>> extract_answer("48/2 = 24 clips\\n#### 72")
     ('72', 'gsm8k')
     """
-    for name in extractors:
-        found = _EXTRACT[name](text)
-        if found is not None:
-            return clean_answer(found), name
-    return None
+    found = extract_answer_parts(text, extractors, combine_boxes)
+    return None if found is None else (join_parts(found[0]), found[1])
 
 
 def reference_answer(reference: str) -> str:

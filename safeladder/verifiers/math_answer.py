@@ -6,7 +6,11 @@ Scores (``score_range = (0, 1)``):
   that math-verify cannot parse, and (with ``after_think``) an unfinished ``<think>`` block;
 - NaN + ``abstain``: the reference is missing, of an unsupported type (a dict, a bool...), or
   cannot be parsed -- a wrong reference type is an abstention with a reason, never an error;
-- NaN + ``timeout``: the symbolic check ran past ``timeout_s`` and its worker was killed.
+- NaN + ``timeout``: the symbolic check ran past ``timeout_s`` and its worker was killed, the
+  call's symbolic budget (``budget_s``) ran out before the row was checked, its worker ran out
+  of memory (``worker_memory_mb``), or the answer holds a number too large to check (a power
+  tower such as ``9^{9^{9^{9^{5}}}}``, rejected before any worker sees it); the reason says
+  which.
 
 How a row is judged:
 
@@ -37,7 +41,12 @@ How a row is judged:
    its own text abstains), with its signal-based timeouts disabled and a hard
    per-row limit instead: the rows of a batch are sent at once to a shared
    ``safeladder.timeout_pool.TimeoutPool`` of ``workers`` processes, and a row that runs past
-   ``timeout_s`` (e.g. ``\\boxed{9^{9^{9}}}``) has its worker killed. Works from any thread.
+   ``timeout_s`` (e.g. ``\\boxed{(x+1)^{3000}}``) has its worker killed; a warm spare worker
+   takes its place at once. Rows are sent cheapest first (``math_cost.symbolic_cost``), and the
+   call as a whole has a budget (``budget_s`` + ``budget_per_row_s`` per row): rows still
+   queued or running when it runs out are ``timeout``, rows already checked keep their scores.
+   Answers holding a numeric power or factorial of more than ``math_cost.MAX_POWER_DIGITS``
+   digits never reach a worker. Works from any thread.
    Results (timeouts included) are cached per (reference, answer) pair.
 
 Hack resistance: only the designated answer is judged -- the *last* box / tag / marker, never
@@ -61,13 +70,14 @@ Example::
 from __future__ import annotations
 
 import math
+import re
 import threading
 import weakref
 from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from numbers import Real
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 from pydantic import Field, field_validator
 
@@ -78,6 +88,8 @@ from safeladder.verifiers.answer_extraction import (
     Extractor,
     clean_answer,
     extract_answer,
+    extract_answer_parts,
+    join_parts,
     reference_answer,
 )
 from safeladder.verifiers.base import (
@@ -89,6 +101,7 @@ from safeladder.verifiers.base import (
     ok,
     timed_out,
 )
+from safeladder.verifiers.math_cost import MAX_POWER_DIGITS, power_digits, symbolic_cost
 from safeladder.verifiers.math_numbers import Number, numbers_equal, parse_number
 
 # Re-exported: callers (guidance.voting, tests) import these from here.
@@ -159,14 +172,70 @@ class MathAnswerConfig(VerifierConfig):
         ge=1,
         le=64,
         description="Worker processes for the symbolic check; verifiers with the same number of "
-        "workers share one pool.",
+        "workers, spare_workers and worker_memory_mb share one pool.",
+    )
+    spare_workers: int = Field(
+        default=1,
+        ge=0,
+        le=8,
+        description="Idle worker processes kept started (math-verify imported) beside 'workers', "
+        "so a row whose worker was killed does not stall the next row for a 2-5 s restart.",
+    )
+    worker_memory_mb: int | None = Field(
+        default=2048,
+        ge=256,
+        description="Address-space cap of each worker process in MiB (RLIMIT_AS, Linux); a row "
+        "that runs out of it gets status 'timeout' with the reason. A warmed-up worker uses "
+        "~210 MiB. null: no cap.",
+    )
+    budget_s: float | None = Field(
+        default=5.0,
+        gt=0.0,
+        le=3600.0,
+        description="Wall-clock seconds one score() call may spend in the symbolic stage, plus "
+        "budget_per_row_s for each row it sends there; the clock starts when the first row "
+        "reaches a worker. Rows still queued or running when it runs out get status 'timeout' "
+        "(rows are sent cheapest first; finished rows keep their scores). null: no budget, "
+        "only timeout_s per row.",
+    )
+    budget_per_row_s: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=60.0,
+        description="Seconds added to budget_s for each row sent to the symbolic stage, so large "
+        "honest batches are not cut (a typical row takes 5-30 ms of one worker).",
     )
     float_rounding: int = Field(
         default=6,
         ge=1,
         le=15,
-        description="Decimal places math-verify rounds floats to before comparing (its "
-        "float_rounding).",
+        description="Decimal places a number written as a decimal is rounded to before it is "
+        "compared, on both paths (math-verify's float_rounding): at 4, 1/3 equals 0.3333.",
+    )
+    strict: bool = Field(
+        default=True,
+        description="math-verify's strict mode. If false, variable names do not matter (f(x) "
+        "equals f(y)) and a set may equal a tuple with the same elements.",
+    )
+    allow_set_relation: bool = Field(
+        default=False,
+        description="Let a set in the reference equal a relation in the answer (reference "
+        "x \\in [-2,7] vs answer -2 <= x <= 7; math-verify's allow_set_relation_comp). A "
+        "relation in the reference always equals a set in the answer.",
+    )
+    extraction: Literal["latex_and_expr", "latex", "expr"] = Field(
+        default="latex_and_expr",
+        description="How answers are read, as math-verify's extraction configs: latex_and_expr "
+        "(both, the default), latex (LaTeX only: a completion's fallback is the last math span "
+        "-- inline math may not span lines -- instead of the last bare number) or expr (plain "
+        "expressions only, no LaTeX parsing).",
+    )
+    combine_boxes: bool = Field(
+        default=True,
+        description="Read the final run of adjacent boxes joined by commas or 'and' "
+        "(\\boxed{1}, \\boxed{2}) as one answer of several parts, compared as a set. Such an "
+        "answer to a single-value reference scores 0.0; boxes apart in the text (with prose "
+        "between them) still count as the last one only.",
     )
     max_answer_chars: int = Field(
         default=1000,
@@ -213,7 +282,27 @@ def _as_latex(answer: str) -> str:
     return flat if "$" in flat else f"${flat}$"
 
 
-SymbolicTask = tuple[tuple[str, ...], str | None, int]
+class Comparison(NamedTuple):
+    """How math-verify parses and compares one row (see the fields of ``MathAnswerConfig``)."""
+
+    float_rounding: int = 6
+    strict: bool = True
+    allow_set_relation: bool = False
+    extraction: str = "latex_and_expr"
+
+
+# (reference answers, answer or None, Comparison -- or only its float_rounding)
+SymbolicTask = tuple[tuple[str, ...], str | None, "int | Comparison"]
+
+
+def _extraction_config(extraction: str) -> list[Any] | None:
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig
+
+    if extraction == "latex":
+        return [LatexExtractionConfig()]
+    if extraction == "expr":
+        return [ExprExtractionConfig()]
+    return None  # parse()'s default: LaTeX, then expressions
 
 
 def _has_expression(parsed: list[Any]) -> bool:
@@ -223,26 +312,39 @@ def _has_expression(parsed: list[Any]) -> bool:
 def symbolic_check(task: SymbolicTask) -> str:
     """Run in a worker: ``equal | different | no_gold | no_pred | gold_ok`` for one row.
 
-    ``task`` is ``(reference answers, answer or None, float_rounding)``. Sympy objects are never
-    turned into strings here: printing a pathological expression can itself hang.
+    ``task`` is ``(reference answers, answer or None, Comparison or float_rounding)``. Sympy
+    objects are never turned into strings here: printing a pathological expression can itself
+    hang.
     """
-    golds, pred, float_rounding = task
+    golds, pred, how = task
+    cmp = how if isinstance(how, Comparison) else Comparison(float_rounding=how)
     from math_verify import parse, verify
 
+    config = _extraction_config(cmp.extraction)
+    kwargs: dict[str, Any] = {"parsing_timeout": None}
+    if config is not None:
+        kwargs["extraction_config"] = config
+    # Expressions are read as written; LaTeX only inside math delimiters.
+    wrap = (lambda a: " ".join(a.split())) if cmp.extraction == "expr" else _as_latex
     # parse() falls back to the raw string when it cannot build an expression; a reference that
     # yields nothing but that string cannot be compared, so the row abstains.
-    parsed = [
-        p for p in (parse(_as_latex(g), parsing_timeout=None) for g in golds) if _has_expression(p)
-    ]
+    parsed = [p for p in (parse(wrap(g), **kwargs) for g in golds) if _has_expression(p)]
     if not parsed:
         return "no_gold"
     if pred is None:
         return "gold_ok"
-    target = parse(_as_latex(pred), parsing_timeout=None)
+    target = parse(wrap(pred), **kwargs)
     if not target:
         return "no_pred"
     for gold in parsed:
-        if verify(gold, target, float_rounding=float_rounding, timeout_seconds=None):
+        if verify(
+            gold,
+            target,
+            float_rounding=cmp.float_rounding,
+            strict=cmp.strict,
+            allow_set_relation_comp=cmp.allow_set_relation,
+            timeout_seconds=None,
+        ):
             return "equal"
     return "different"
 
@@ -271,22 +373,26 @@ _WARM_UP_TASKS: tuple[SymbolicTask, ...] = (
 
 # --------------------------------------------------------------------------- shared pools
 
+_PoolKey = tuple[int, int, int | None]  # (workers, spare_workers, worker_memory_mb)
 _POOLS_LOCK = threading.Lock()
-_POOLS: dict[int, list[Any]] = {}  # workers -> [pool, users]
+_POOLS: dict[_PoolKey, list[Any]] = {}  # key -> [pool, users]
 
 
-def _acquire_pool(key: int) -> TimeoutPool:
+def _acquire_pool(key: _PoolKey) -> TimeoutPool:
     with _POOLS_LOCK:
         entry = _POOLS.get(key)
         if entry is None or entry[0].closed:
-            pool = TimeoutPool(key, initializer=_warm_up)
+            workers, spares, memory_mb = key
+            pool = TimeoutPool(
+                workers, spares=spares, memory_limit_mb=memory_mb, initializer=_warm_up
+            )
             _POOLS[key] = [pool, 1]
             return pool
         entry[1] += 1
         return entry[0]
 
 
-def _release_pool(key: int, pool: TimeoutPool) -> None:
+def _release_pool(key: _PoolKey, pool: TimeoutPool) -> None:
     with _POOLS_LOCK:
         entry = _POOLS.get(key)
         if entry is None or entry[0] is not pool:
@@ -307,6 +413,37 @@ class _Pending:
 
     task: SymbolicTask
     detail: dict[str, Any]
+
+
+_SEVERAL_VALUES_RE = re.compile(r"\\cup|\\(?:pm|mp)\b|\band\b|\bor\b|^\s*\\?\{")
+
+
+def _has_several_values(gold: str) -> bool:
+    """Whether a reference answer lists values: ``1, 2``, ``\\{1, 2\\}``, ``(1,2),(3,4)``, ``a \\cup b``.
+
+    A plain number, a single tuple ``(1, 2)`` or an expression is one value.
+    """
+    if parse_number(gold) is not None:
+        return False
+    if _SEVERAL_VALUES_RE.search(gold):
+        return True
+    depth = 0
+    for i, ch in enumerate(gold):
+        if ch in "([{" and not (ch == "{" and i and gold[i - 1] == "\\"):
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch in ",;" and depth <= 0:
+            return True
+    return False
+
+
+def _too_large(digits: float) -> str:
+    size = "infinitely many" if digits == math.inf else f"~{digits:.3g}"
+    return (
+        f"answer holds a number with {size} digits (a power or factorial above "
+        f"{MAX_POWER_DIGITS} digits); not checked"
+    )
 
 
 def _short(s: str | None) -> str | None:
@@ -390,39 +527,57 @@ class MathAnswerVerifier(RuleVerifier):
             return "reference has no answer (empty, or longer than max_answer_chars)"
         return golds
 
-    def _completion_answer(self, completion: str) -> tuple[str | None, str | None, str]:
-        """``(answer, extractor, reason)``; answer is None when there is no usable one."""
+    def _completion_answer(self, completion: str) -> tuple[str | None, str | None, str, int]:
+        """``(answer, extractor, reason, parts)``; answer is None when there is no usable one.
+
+        ``parts`` is the number of boxes a multi-box answer was joined from (1 otherwise).
+        """
         text = completion
         if self.cfg.after_think:
             k = text.rfind("</think>")
             if k >= 0:
                 text = text[k + len("</think>") :]
             elif "<think>" in text:
-                return None, None, "unfinished <think> block: no final answer"
-        found = extract_answer(text, self.cfg.extractors)
+                return None, None, "unfinished <think> block: no final answer", 1
+        extractors: tuple[str, ...] = self.cfg.extractors
+        if self.cfg.extraction == "latex":  # no bare numbers: the last math span instead
+            extractors = tuple("last_math" if e == "last_number" else e for e in extractors)
+        found = extract_answer_parts(text, extractors, self.cfg.combine_boxes)
         if found is None:
-            return None, None, "no answer found"
-        answer, extractor = found
-        if not answer:
-            return None, extractor, "empty answer"
+            return None, None, "no answer found", 1
+        parts, extractor = found
+        answer = join_parts(parts)
+        if not all(parts):
+            return None, extractor, "empty answer", len(parts)
         if len(answer) > self.cfg.max_answer_chars:
             return (
                 None,
                 extractor,
                 f"answer longer than max_answer_chars={self.cfg.max_answer_chars}",
+                len(parts),
             )
-        return answer, extractor, ""
+        return answer, extractor, "", len(parts)
+
+    def _comparison(self) -> Comparison:
+        return Comparison(
+            self.cfg.float_rounding,
+            self.cfg.strict,
+            self.cfg.allow_set_relation,
+            self.cfg.extraction,
+        )
 
     def _plan(self, sample: Sample) -> RowResult | _Pending:
         golds = self._gold_answers(sample.reference)
         if isinstance(golds, str):
             return abstain(golds)
-        pred, extractor, why = self._completion_answer(sample.completion)
+        pred, extractor, why, parts = self._completion_answer(sample.completion)
         detail: dict[str, Any] = {
             "answer": _short(pred),
             "extracted_by": extractor,
             "reference_answer": _short(golds[0]),
         }
+        if parts > 1:
+            detail["answer_parts"] = parts
         gold_nums = [parse_number(g) for g in golds]
         all_numeric = all(g is not None for g in gold_nums)
         if pred is None:
@@ -434,9 +589,11 @@ class MathAnswerVerifier(RuleVerifier):
                     "reference is not a plain number and symbolic checking is off", **detail
                 )
             # Still ask math-verify whether the reference parses: if not, the row abstains.
-            return _Pending(
-                (tuple(golds), None, self.cfg.float_rounding), {**detail, "reason": why}
-            )
+            return _Pending((tuple(golds), None, self._comparison()), {**detail, "reason": why})
+        if parts > 1 and not any(_has_several_values(g) for g in golds):
+            # Several boxes against one value is a list of candidates, not an answer: never ask
+            # math-verify, which may accept a list that contains the value.
+            return ok(0.0, reason="several boxed answers for a single-value reference", **detail)
         squeezed = "".join(pred.split())
         if any("".join(g.split()) == squeezed for g in golds):
             # The same text up to spacing is the same answer, whatever math-verify could parse.
@@ -445,7 +602,9 @@ class MathAnswerVerifier(RuleVerifier):
         pred_num = parse_number(pred)
         if pred_num is not None:
             if any(
-                g is not None and numbers_equal(pred_num, g, self.cfg.rel_tol) for g in gold_nums
+                g is not None
+                and numbers_equal(pred_num, g, self.cfg.rel_tol, self.cfg.float_rounding)
+                for g in gold_nums
             ):
                 self._count("numeric")
                 return ok(1.0, method="numeric", **detail)
@@ -458,15 +617,13 @@ class MathAnswerVerifier(RuleVerifier):
                     0.0, reason="answer is not a plain number (symbolic checking is off)", **detail
                 )
             return abstain("reference is not a plain number and symbolic checking is off", **detail)
-        return _Pending((tuple(golds), pred, self.cfg.float_rounding), detail)
+        return _Pending((tuple(golds), pred, self._comparison()), detail)
 
     def _resolve(self, pending: _Pending, outcome: Outcome) -> RowResult:
         detail = {k: v for k, v in pending.detail.items() if k != "reason"}
         detail["method"] = "symbolic"
-        if outcome.status == "timeout":
-            return timed_out(
-                f"symbolic check ran past timeout_s={self.cfg.timeout_s:g} s", **detail
-            )
+        if outcome.status in ("timeout", "expired", "memory"):
+            return timed_out(outcome.message, **detail)  # worded by _run_symbolic
         if outcome.status == "error":
             raise RuntimeError(f"symbolic check failed: {outcome.message}")
         code = outcome.value
@@ -489,25 +646,62 @@ class MathAnswerVerifier(RuleVerifier):
                     self._cache.move_to_end(t)
                     results[t] = hit
             self.stats["symbolic_cached"] += len(results)
-        todo = [t for t in tasks if t not in results]
-        if todo:
-            outcomes = self._get_pool().map(symbolic_check, todo, self.cfg.timeout_s)
-            with self._lock:
-                self.stats["symbolic"] += len(todo)
-                for t, o in zip(todo, outcomes, strict=True):
-                    results[t] = o
-                    if o.status == "timeout":
-                        self.stats["timeout"] += 1
-                    if o.status != "error" and self.cfg.cache_size > 0:
-                        self._cache[t] = o
-                while len(self._cache) > self.cfg.cache_size:
-                    self._cache.popitem(last=False)
+        todo: list[SymbolicTask] = []
+        for t in tasks:
+            if t in results:
+                continue
+            digits = max(power_digits(x) for x in (*t[0], t[1] or ""))
+            if digits > MAX_POWER_DIGITS:
+                # Never sent: sympy would build the number exactly and the worker would only be
+                # killed at timeout_s (a power tower has more digits than atoms in the universe).
+                results[t] = Outcome("timeout", message=_too_large(digits))
+                self._count("too_large")
+            else:
+                todo.append(t)
+        if not todo:
+            return results
+        # Cheap rows first: what the budget cuts, if anything, is the slow tail.
+        todo.sort(key=lambda t: symbolic_cost(t[0], t[1]))
+        budget = None
+        if self.cfg.budget_s is not None:
+            budget = self.cfg.budget_s + self.cfg.budget_per_row_s * len(todo)
+        outcomes = self._get_pool().map(symbolic_check, todo, self.cfg.timeout_s, budget_s=budget)
+        with self._lock:
+            self.stats["symbolic"] += len(todo)
+            for t, o in zip(todo, outcomes, strict=True):
+                if o.status == "timeout":
+                    o = Outcome(
+                        "timeout",
+                        message=f"symbolic check ran past timeout_s={self.cfg.timeout_s:g} s",
+                    )
+                    self.stats["timeout"] += 1
+                elif o.status == "expired":
+                    o = Outcome(
+                        "expired",
+                        message=f"the call's symbolic budget of {budget:g} s (budget_s="
+                        f"{self.cfg.budget_s:g} + budget_per_row_s={self.cfg.budget_per_row_s:g}"
+                        f" x {len(todo)} rows) ran out before this row was checked",
+                    )
+                    self.stats["budget_expired"] += 1
+                elif o.status == "memory":
+                    o = Outcome(
+                        "memory",
+                        message="symbolic check ran out of memory (worker_memory_mb="
+                        f"{self.cfg.worker_memory_mb})",
+                    )
+                    self.stats["memory"] += 1
+                results[t] = o
+                # A budget cut says nothing about the row itself: check it again next time.
+                if o.status not in ("error", "expired") and self.cfg.cache_size > 0:
+                    self._cache[t] = o
+            while len(self._cache) > self.cfg.cache_size:
+                self._cache.popitem(last=False)
         return results
 
     def _get_pool(self) -> TimeoutPool:
         with self._lock:
             if self._pool is None or self._pool.closed:
-                key = self.cfg.workers
+                key = (self.cfg.workers, self.cfg.spare_workers, self.cfg.worker_memory_mb)
                 if self._finalizer is not None:
                     self._finalizer()
                 self._pool = _acquire_pool(key)

@@ -16,6 +16,7 @@ class Number:
 
     value: Fraction
     percent: bool = False
+    decimal: bool = False  # written with a decimal point ("0.3333"), i.e. a float to math-verify
 
 
 _SPACING_RE = re.compile(r"\\[!,;:>]|\\quad|\\qquad")
@@ -56,11 +57,11 @@ def parse_number(answer: str) -> Number | None:
     """Read ``answer`` as a plain number, or None if it is anything else (never raises).
 
     >>> parse_number("$1,234")
-    Number(value=Fraction(1234, 1), percent=False)
+    Number(value=Fraction(1234, 1), percent=False, decimal=False)
     >>> parse_number("-\\\\dfrac{3}{4}").value
     Fraction(-3, 4)
     >>> parse_number("50\\\\%")
-    Number(value=Fraction(50, 1), percent=True)
+    Number(value=Fraction(50, 1), percent=True, decimal=False)
     >>> parse_number("5xy") is None, parse_number("2 pi") is None
     (True, True)
     """
@@ -104,7 +105,7 @@ def parse_number(answer: str) -> Number | None:
         return None
     if (m.group("sign") == "-") != (m.group("sign2") == "-"):
         value = -value
-    return Number(value, percent=m.group("pct") is not None)
+    return Number(value, percent=m.group("pct") is not None, decimal="." in s)
 
 
 def _terminates(x: Fraction) -> bool:
@@ -123,8 +124,19 @@ def _close(x: Fraction, y: Fraction, rel_tol: float) -> bool:
     return abs(x - y) <= Fraction(str(rel_tol)) * max(abs(x), abs(y))
 
 
-def numbers_equal(a: Number, b: Number, rel_tol: float = 1e-6) -> bool:
+def _rounded_equal(x: Fraction, y: Fraction, places: int) -> bool:
+    # Math-Verify compares a float with another number after rounding both to float_rounding
+    # places (math_verify.grader.sympy_numeric_eq): 1/3 equals 0.3333 at 4 places.
+    return round(x, places) == round(y, places)
+
+
+def numbers_equal(
+    a: Number, b: Number, rel_tol: float = 1e-6, float_rounding: int | None = None
+) -> bool:
     """Equality of two plain numbers; a percent on one side only may also mean /100.
+
+    With ``float_rounding``, a number written as a decimal also equals any number that rounds to
+    the same value at that many decimal places (Math-Verify's rule for floats).
 
     >>> numbers_equal(parse_number("50%"), parse_number("0.5"))
     True
@@ -132,7 +144,13 @@ def numbers_equal(a: Number, b: Number, rel_tol: float = 1e-6) -> bool:
     True
     >>> numbers_equal(parse_number("16386.17"), parse_number("16386.169"))
     False
+    >>> numbers_equal(parse_number("1/3"), parse_number("0.3333"), float_rounding=4)
+    True
     """
     xs = [a.value] + ([a.value / 100] if a.percent and not b.percent else [])
     ys = [b.value] + ([b.value / 100] if b.percent and not a.percent else [])
-    return any(_close(x, y, rel_tol) for x in xs for y in ys)
+    if any(_close(x, y, rel_tol) for x in xs for y in ys):
+        return True
+    if float_rounding is None or not (a.decimal or b.decimal):
+        return False
+    return any(_rounded_equal(x, y, float_rounding) for x in xs for y in ys)

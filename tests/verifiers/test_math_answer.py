@@ -49,30 +49,43 @@ _RUN = [c for c in CASES if c.skip is None]
 
 
 @pytest.fixture(scope="module")
-def mv_results(verifier: MathAnswerVerifier) -> dict[tuple[str, str], tuple[float, str]]:
-    # One batch: all symbolic rows go to the pool at once.
-    sb = verifier.score([Sample(completion=c.pred, reference=c.gold) for c in _RUN])
-    return {
-        (c.gold, c.pred): (float(s), str(st))
-        for c, s, st in zip(_RUN, sb.scores, sb.status, strict=True)
-    }
+def mv_results(verifier: MathAnswerVerifier) -> dict[int, tuple[float, str]]:
+    # One batch per set of options (each case runs with the options its upstream test passes);
+    # verifiers with the same number of workers share one pool.
+    groups: dict[tuple[tuple[str, Any], ...], list[int]] = {}
+    for i, c in enumerate(CASES):
+        if c.skip is None:
+            groups.setdefault(tuple(sorted(c.options.items())), []).append(i)
+    out: dict[int, tuple[float, str]] = {}
+    for options, idx in groups.items():
+        v = verifier if not options else build_verifier({"type": "math_answer", **dict(options)})
+        sb = v.score([Sample(completion=CASES[i].pred, reference=CASES[i].gold) for i in idx])
+        out.update(
+            {i: (float(s), str(st)) for i, s, st in zip(idx, sb.scores, sb.status, strict=True)}
+        )
+        if v is not verifier:
+            v.close()
+    return out
 
 
 @pytest.mark.parametrize(
-    "case",
+    "index",
     [
-        pytest.param(c, id=f"{i}", marks=[pytest.mark.skip(reason=c.skip)] if c.skip else [])
+        pytest.param(i, id=f"{i}", marks=[pytest.mark.skip(reason=c.skip)] if c.skip else [])
         for i, c in enumerate(CASES)
     ],
 )
-def test_agrees_with_math_verify_test_suite(case: Any, mv_results: dict) -> None:
-    score, status = mv_results[(case.gold, case.pred)]
+def test_agrees_with_math_verify_test_suite(index: int, mv_results: dict) -> None:
+    case = CASES[index]
+    score, status = mv_results[index]
     assert status == "ok", (case.source, status)
-    assert score == case.expected, (case.source, case.gold, case.pred[-120:])
+    assert score == case.expected, (case.source, case.options, case.gold, case.pred[-120:])
 
 
 def test_most_math_verify_cases_run() -> None:
-    assert len(_RUN) >= 0.85 * len(CASES) and len(_RUN) >= 150
+    # Issue 10: agree with >= 97 % of Math-Verify's public cases, skipping only with a reason.
+    assert len(_RUN) >= 0.95 * len(CASES) and len(_RUN) >= 240
+    assert all(c.skip for c in CASES if c not in _RUN)
 
 
 # --------------------------------------------------------------------------- numeric fast path
