@@ -399,8 +399,24 @@ def serve(
             "(default: the shipped default reward).",
         ),
     ] = None,
-    host: Annotated[str, typer.Option(help=_serve_help("host"))] = "127.0.0.1",
-    port: Annotated[int, typer.Option(min=0, max=65535, help=_serve_help("port"))] = 8000,
+    settings_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--settings",
+            metavar="YAML",
+            help="Server settings as YAML (the ServeSettings fields, e.g. configs/serve/"
+            "openrlhf.yaml); flags given on the command line override them.",
+        ),
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help=_serve_help("host"), show_default=_serve_default("host"))
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            min=0, max=65535, help=_serve_help("port"), show_default=_serve_default("port")
+        ),
+    ] = None,
     overrides: Overrides = None,
     max_batch_size: Annotated[
         int | None,
@@ -564,7 +580,7 @@ def serve(
     ] = None,
 ) -> None:
     """Serve a reward over HTTP: POST /get_reward (OpenRLHF), POST /score, GET /health, /metrics."""
-    from safeladder.config import apply_overrides, validate
+    from safeladder.config import apply_overrides, load_yaml, validate
     from safeladder.rewards import load_reward
     from safeladder.serving.settings import ServeSettings, resolve_api_key
 
@@ -579,8 +595,10 @@ def serve(
                 "pip install 'safeladder[serve]'",
                 EXIT_USAGE,
             ) from None
-        knobs: dict[str, Any] = {"host": host, "port": port}
+        knobs: dict[str, Any] = load_yaml(settings_file) if settings_file is not None else {}
         given = {
+            "host": host,
+            "port": port,
             "max_batch_size": max_batch_size,
             "max_wait_ms": max_wait_ms,
             "max_queue": max_queue,
@@ -604,9 +622,12 @@ def serve(
                 )
             knobs["max_batch_size"] = 1
         if meta:
-            knobs["default_meta"] = apply_overrides({}, meta)
-        knobs["api_key"] = resolve_api_key(api_key_file)
-        settings: ServeSettings = validate(ServeSettings, knobs, "serve options")
+            knobs["default_meta"] = apply_overrides(knobs.get("default_meta") or {}, meta)
+        key = resolve_api_key(api_key_file)
+        if key is not None or "api_key" not in knobs:
+            knobs["api_key"] = key
+        source = str(settings_file) if settings_file is not None else "serve options"
+        settings: ServeSettings = validate(ServeSettings, knobs, source)
         if on_ray:
             _serve_on_ray(config, tuple(overrides or ()), settings, replicas, gpus_per_replica)
             return

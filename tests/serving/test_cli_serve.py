@@ -129,3 +129,58 @@ def test_usage_errors_exit_2(
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert launched == []
+
+
+SERVE_CONFIGS = sorted((Path(__file__).parents[2] / "configs" / "serve").glob("*.yaml"))
+
+
+def test_there_are_serve_configs() -> None:
+    assert SERVE_CONFIGS
+
+
+@pytest.mark.parametrize("path", SERVE_CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_serve_config_validates(path: Path) -> None:
+    from safeladder.config import load_yaml
+    from safeladder.serving import ServeSettings
+
+    ServeSettings.model_validate(load_yaml(path))
+
+
+def test_settings_file_with_flags_overriding_it(
+    launched: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    settings = tmp_path / "serve.yaml"
+    settings.write_text(
+        yaml.safe_dump(
+            {"port": 9100, "max_wait_ms": 3, "log_missing_as": "nan", "default_meta": {"a": 1}}
+        ),
+        encoding="utf-8",
+    )
+    result = runner.invoke(
+        app,
+        [
+            "serve",
+            probe_config(tmp_path),
+            "--settings",
+            str(settings),
+            "--max-wait-ms",
+            "7",
+            "--meta",
+            "task=math",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    (call,) = launched
+    s = call["app"].state.settings
+    assert call["port"] == 9100 and s.log_missing_as == "nan"
+    assert s.max_wait_ms == 7  # the flag wins
+    assert s.default_meta == {"a": 1, "task": "math"}
+
+
+def test_a_bad_settings_file_names_the_key(launched: list[dict[str, Any]], tmp_path: Path) -> None:
+    settings = tmp_path / "serve.yaml"
+    settings.write_text("max_wait_ms: soon\n", encoding="utf-8")
+    result = runner.invoke(app, ["serve", probe_config(tmp_path), "--settings", str(settings)])
+    assert result.exit_code == 2
+    assert "max_wait_ms" in result.output and "serve.yaml" in result.output
+    assert launched == []
