@@ -7,10 +7,15 @@ every candidate, step, score and pruning reason) and ``OUT.report.md`` (a readab
 Settings come from an optional ``GenerateConfig`` YAML, then the flags, then ``--set``
 overrides (dotted keys of the same YAML, e.g. ``search.beams=4``).
 
+``--demo`` needs no model of yours: it trains (once, then caches) the tiny arithmetic policy of
+``safeladder.guidance.demo_policy`` and runs the shipped ``presets/generate/demo.yaml`` on the
+shipped ``defaults/demo_prompts.jsonl`` (a CONFIG, ``--prompt`` or ``--input`` replace those).
+
 Examples::
 
+    safeladder generate --demo -o out/demo.jsonl
     safeladder generate --model ckpt/policy --prompt "2+2?" --mode best_of_n --n 8 -o out.jsonl
-    safeladder generate configs/generate/guided_safety.yaml --model ckpt/policy \\
+    safeladder generate configs/generate/guided_math.yaml --model ckpt/policy \\
         --input prompts.jsonl -o guided.jsonl --set search.beams=4
 """
 
@@ -132,6 +137,22 @@ def output_row(trace: Any, meta: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _demo_inputs(
+    config: str | None, model: str | None, prompt: list[str] | None, input: Path | None
+) -> tuple[str, str, Path | None]:
+    """``(config, model, input)`` of ``--demo``: the shipped config and prompts unless given,
+    and the demo policy (trained now when it is not cached)."""
+    from safeladder.guidance.demo_policy import DEMO_CONFIG, DEMO_PROMPTS, demo_policy
+
+    if model is not None:
+        raise CliError("--demo brings its own model; drop --model", EXIT_USAGE)
+    path = demo_policy(log=lambda line: typer.echo(line, err=True))
+    typer.echo(f"demo policy: {path} (reuse it with --model)", err=True)
+    if input is None and prompt is None:
+        input = DEMO_PROMPTS
+    return config or str(DEMO_CONFIG), str(path), input
+
+
 @app.command()
 def generate(
     output: Annotated[
@@ -188,11 +209,22 @@ def generate(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing OUT and its side files.")
     ] = False,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            help="Try it without a model: train (under a minute on CPU, once; then cached in "
+            "$SAFELADDER_CACHE or ~/.cache/safeladder) a tiny arithmetic policy and run the "
+            "shipped demo config on shipped prompts.",
+        ),
+    ] = False,
 ) -> None:
     """Generate with a local causal LM guided by a reward: best-of-N, step-level search, or voting."""
     from safeladder.guidance import render_report, run_generate, save_traces
 
     with _cli_errors():
+        if demo:
+            config, model, input = _demo_inputs(config, model, prompt, input)
         if (prompt is None) == (input is None):
             raise CliError(
                 "give prompts with --prompt (repeatable) or --input FILE, not both", EXIT_USAGE
