@@ -199,11 +199,12 @@ class MathAnswerConfig(VerifierConfig):
         "only timeout_s per row.",
     )
     budget_per_row_s: float = Field(
-        default=0.05,
+        default=0.25,
         ge=0.0,
         le=60.0,
         description="Seconds added to budget_s for each row sent to the symbolic stage, so large "
-        "honest batches are not cut (a typical row takes 5-30 ms of one worker).",
+        "honest batches are not cut: a typical row takes 5-50 ms of one worker, several times "
+        "that on a loaded machine.",
     )
     float_rounding: int = Field(
         default=6,
