@@ -322,11 +322,12 @@ def test_unparseable_reference_abstains_even_without_an_answer(
 
 
 def test_pathological_answer_times_out_then_recovers_and_closes_cleanly() -> None:
-    # 9^(9^9) has ~370 million digits: sympy needs minutes (measured: >20 s), the limit is 1 s.
+    # sympy expands (x+1)^3000 term by term: minutes (measured: >15 s), the limit is 1 s. (A
+    # numeric tower such as 9^(9^9) never reaches a worker: see test_math_answer_budget.py.)
     # workers=1 gives this verifier a pool of its own, so the kill and the restart are observable.
     v = build_verifier({"type": "math_answer", "timeout_s": 1.0, "workers": 1})
     assert isinstance(v, MathAnswerVerifier)
-    hostile = Sample(completion="\\boxed{9^{9^{9}}}", reference="5")
+    hostile = Sample(completion="\\boxed{(x+1)^{3000}}", reference="5")
     sb = v.score([hostile, Sample(completion="\\boxed{72}", reference="72")])
     assert sb.status[0] == "timeout" and math.isnan(sb.scores[0])
     assert "timeout_s=1 s" in sb.details[0]["reason"]
@@ -337,7 +338,7 @@ def test_pathological_answer_times_out_then_recovers_and_closes_cleanly() -> Non
     # The killed worker is replaced; symbolic rows are scored again.
     after = v.score(rows([("x^2+7x+10", "\\boxed{(x+2)(x+5)}"), ("\\sqrt{2}", "\\boxed{2^{1/2}}")]))
     assert list(after.status) == ["ok", "ok"] and list(after.scores) == [1.0, 1.0]
-    assert pool.processes_started == 2
+    assert pool.processes_started == 3  # the worker, its warm spare, the spare's replacement
     # A repeated pathological row is answered from the cache, without another 1 s stall.
     assert v.score([hostile]).status[0] == "timeout" and v.stats["symbolic_cached"] >= 1
     # close() releases the pool; no worker process is left behind (killed ones were reaped too).
