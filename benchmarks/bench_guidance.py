@@ -31,7 +31,6 @@ import gzip
 import json
 import os
 import random
-import re
 import sys
 import tempfile
 import time
@@ -69,70 +68,9 @@ RESULTS = REPO / "benchmarks" / "results" / "guidance.jsonl"
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-EOS = "<|endoftext|>"
-_NAMES = ["Tom", "Ann", "Bo", "Mia", "Sam", "Eve", "Liz", "Max"]
-_ITEMS = ["apples", "pens", "cards", "coins", "books", "shells"]
-
-
-# --- synthetic problems ---------------------------------------------------------------------
-def make_problem(rng: random.Random) -> dict[str, Any]:
-    """One word problem: prompt, solution (steps, blank lines, ``#### n``) and the answer."""
-    name, item = rng.choice(_NAMES), rng.choice(_ITEMS)
-    kind = rng.choice(["add", "sub", "mul", "add_sub"])
-    if kind == "add":
-        a, b = rng.randint(2, 20), rng.randint(2, 20)
-        q = f"{name} has {a} {item}. {name} gets {b} more. How many {item} now?"
-        steps, ans = [f"{a} + {b} = {a + b}"], a + b
-    elif kind == "sub":
-        a = rng.randint(5, 30)
-        b = rng.randint(1, a - 1)
-        q = f"{name} has {a} {item}. {name} gives away {b}. How many {item} are left?"
-        steps, ans = [f"{a} - {b} = {a - b}"], a - b
-    elif kind == "mul":
-        a, b = rng.randint(2, 9), rng.randint(2, 9)
-        q = f"{name} has {a} bags with {b} {item} each. How many {item} in all?"
-        steps, ans = [f"{a} * {b} = {a * b}"], a * b
-    else:
-        a, b = rng.randint(2, 20), rng.randint(2, 20)
-        c = rng.randint(1, a + b - 1)
-        q = (
-            f"{name} has {a} {item}. {name} gets {b} more, then gives away {c}. "
-            f"How many {item} are left?"
-        )
-        steps, ans = [f"{a} + {b} = {a + b}", f"{a + b} - {c} = {a + b - c}"], a + b - c
-    solution = "\n\n".join(steps) + f"\n\n#### {ans}"
-    return {"prompt": f"Q: {q}\nA: ", "solution": solution, "reference": str(ans), "kind": kind}
-
-
-# --- the guidance reward: a rule process reward that never sees the reference ----------------
-_EQ = re.compile(r"(\d+) ?([-+*]) ?(\d+) ?= ?(\d+)")
-_FINAL = re.compile(r"####\s*(-?\d+)")
-
-
-def arith_check(sample: Any) -> float | None:
-    """Share of passed checks: each equation right and grounded; all problem numbers used; the
-    final ``#### n`` equal to the last result. None (abstain) when nothing is checkable yet."""
-    text = sample.completion
-    prompt = sample.prompt if isinstance(sample.prompt, str) else str(sample.prompt)
-    given = re.findall(r"\d+", prompt)
-    known = set(given)
-    checks: list[bool] = []
-    last: str | None = None
-    used: set[str] = set()
-    for a, op, b, c in _EQ.findall(text):
-        x, y = int(a), int(b)
-        value = x + y if op == "+" else x - y if op == "-" else x * y
-        checks.append(value == int(c) and a in known and b in known)
-        used.update((a, b))
-        known.add(c)
-        last = c
-    final = _FINAL.search(text)
-    if final is not None:
-        checks.append(last is not None and final.group(1) == last)
-        checks.append(all(g in used for g in given))
-    if not checks:
-        return None
-    return sum(checks) / len(checks)
+# The problems, the process reward and the training loop are the demo policy's
+# (safeladder/guidance/demo_policy.py); this script trains longer (TRAIN_STEPS).
+from safeladder.guidance.demo_policy import Recipe, arith_check, make_problem, train_demo_policy  # noqa: E402,F401
 
 
 def arith_reward() -> Any:
@@ -156,79 +94,8 @@ def arith_reward() -> Any:
 # --- the tiny LM ----------------------------------------------------------------------------
 def train_tiny_lm(out: Path, steps: int, seed: int) -> dict[str, Any]:
     """Train a byte-level BPE tokenizer (digits split) and a small Qwen2 LM; save both to ``out``."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
-
-    rng = random.Random(seed)
-    corpus = [make_problem(rng) for _ in range(4000)]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Digits(individual_digits=True),
-            pre_tokenizers.ByteLevel(add_prefix_space=False),
-        ]
-    )
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=[EOS],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator([p["prompt"] + p["solution"] for p in corpus], trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=EOS)
-    fast.save_pretrained(str(out))
-    eos_id = fast.eos_token_id
-    cfg = Qwen2Config(
-        vocab_size=len(fast),
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        tie_word_embeddings=False,
-        pad_token_id=eos_id,
-        eos_token_id=eos_id,
-        bos_token_id=eos_id,
-        **MODEL,
-    )
-    torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=LR, total_steps=steps, pct_start=0.1)
-    encoded = []
-    for p in corpus:
-        prompt_ids = fast(p["prompt"])["input_ids"]
-        answer_ids = fast(p["solution"])["input_ids"] + [eos_id]
-        encoded.append((prompt_ids + answer_ids, len(prompt_ids)))
-    model.train()
-    t0 = time.perf_counter()
-    losses: list[float] = []
-    for step in range(steps):
-        batch = [encoded[rng.randrange(len(encoded))] for _ in range(TRAIN_BATCH)]
-        width = max(len(ids) for ids, _ in batch)
-        ids = torch.full((len(batch), width), eos_id)
-        labels = torch.full((len(batch), width), -100)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for r, (seq, n_prompt) in enumerate(batch):
-            ids[r, : len(seq)] = torch.tensor(seq)
-            labels[r, n_prompt : len(seq)] = torch.tensor(seq[n_prompt:])  # loss on the answer only
-            mask[r, : len(seq)] = 1
-        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        losses.append(float(loss))
-        if (step + 1) % 100 == 0:
-            print(f"  train step {step + 1}/{steps}: loss {sum(losses[-100:]) / 100:.3f}")
-    model.eval()
-    model.save_pretrained(str(out))
-    return {
-        "train_steps": steps,
-        "train_seconds": round(time.perf_counter() - t0, 1),
-        "final_loss": round(sum(losses[-50:]) / min(50, len(losses)), 4),
-        "params": sum(p.numel() for p in model.parameters()),
-    }
+    recipe = Recipe(steps=steps, batch=TRAIN_BATCH, lr=LR, seed=seed, model=dict(MODEL))
+    return train_demo_policy(out, recipe, log=print)
 
 
 # --- methods --------------------------------------------------------------------------------
