@@ -73,7 +73,13 @@ from pydantic import Field, model_validator
 
 from safeladder.config import load_yaml, preset_path
 from safeladder.errors import ConfigError, VerifierError
-from safeladder.neural.rendering import final_answer
+from safeladder.neural.rendering import (
+    DEFAULT_CHARS_PER_TOKEN,
+    char_bound,
+    check_encodable,
+    final_answer,
+    keep_end,
+)
 from safeladder.neural.runtime import RuntimeConfig
 from safeladder.types import Prompt, SampleBatch, ScoreBatch
 from safeladder.verifiers.base import RowResult, Verifier, VerifierConfig, abstain, ok
@@ -227,6 +233,16 @@ class LabelJudgeConfig(VerifierConfig):
         description=(
             "Token limit of judge input + label; longer rows are cut (prompt first, then the "
             "start of the completion) and counted as truncated."
+        ),
+    )
+    chars_per_token: int | None = Field(
+        default=DEFAULT_CHARS_PER_TOKEN,
+        ge=1,
+        description=(
+            "Before tokenizing, the prompt and the completion each keep at most max_length x "
+            "this many characters (their ends, as the token cut keeps them; raised to the "
+            "tokenizer's longest vocabulary entry): megabyte rows cost no more than max_length "
+            "tokens; cut rows count as truncated. null tokenizes whole texts."
         ),
     )
     scoring: Literal["shared_prefix", "duplicate"] = Field(
@@ -528,6 +544,7 @@ class _RowText(NamedTuple):
     completion: str
     reference: str
     used: str | None  # the ``templates`` key, when an alternative template was chosen
+    cut: bool = False  # the prompt or completion lost characters to the character bound
 
 
 class _Prepared(NamedTuple):
@@ -576,6 +593,8 @@ class LabelJudge(Verifier):
             )
         self._chat = config.rendering == "chat" or (config.rendering == "auto" and has_chat)
         self._lead = self._leading_special_ids() if not self._chat else []
+        # Characters kept per text part before tokenizing (rendering.char_bound).
+        self._bound = char_bound(tok, config.max_length, config.chars_per_token)
         #: Rows cut to fit ``max_length`` since this verifier was built.
         self.truncated_rows = 0
 
@@ -633,8 +652,20 @@ class LabelJudge(Verifier):
             got = reference_text(batch.references[i])
             if got is None:
                 return abstain("no reference: the judge template uses {reference}")
+            if self._bound is not None and len(got) > self._bound:
+                # The reference is fixed text (never cut): past the bound it cannot fit.
+                return abstain(
+                    f"the reference has {len(got)} characters, more than max_length="
+                    f"{self.cfg.max_length} tokens can hold ({self._bound} characters)"
+                )
+            check_encodable(i, "reference", got)
             ref = got
-        return _RowText(template, prompt_for_judge(batch.prompts[i]), completion, ref, used)
+        # Bound the texts before anything tokenizes them, keeping the ends that _fit keeps.
+        completion, completion_cut = keep_end(completion, self._bound)
+        prompt, prompt_cut = keep_end(prompt_for_judge(batch.prompts[i]), self._bound)
+        check_encodable(i, "prompt", prompt)
+        check_encodable(i, "completion", completion)
+        return _RowText(template, prompt, completion, ref, used, completion_cut or prompt_cut)
 
     @property
     def reads_reference(self) -> bool:
@@ -645,7 +676,7 @@ class LabelJudge(Verifier):
         """Cut ``row`` to ``max_length`` (with the longest label): the prompt first, from its
         start; then the start of the completion. Abstains when the fixed text alone is too long."""
         budget = self.cfg.max_length - self._max_label
-        truncated = False
+        truncated = row.cut
         if len(ids) > budget:
             truncated = True
             tok = self._tok

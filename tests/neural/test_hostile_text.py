@@ -155,3 +155,51 @@ def test_a_lone_surrogate_under_abstain_is_an_error_row_not_a_score() -> None:
     assert math.isnan(got.scores[1]) and np.isfinite(got.scores[[0, 2]]).all()
     reason = got.details[1]["reason"]
     assert "row 1: the prompt" in reason and "lone surrogate U+DC00" in reason
+
+
+# --- label_judge: its own rendering, the same bound -------------------------------------------
+
+
+def judge(**kw: Any) -> Any:
+    cfg = {
+        "type": "label_judge",
+        "path": str(tiny_model_dir("qwen2_causal_lm")),
+        "template": "Question: {prompt}\nAnswer: {completion}\nIs it correct?",
+        "labels": {"yes": 1.0, "no": 0.0},
+        "max_length": 64,
+        "runtime": {"device": "cpu"},
+        **kw,
+    }
+    return build_verifier(cfg)
+
+
+def test_label_judge_bounds_text_before_its_tokenizer(monkeypatch: pytest.MonkeyPatch) -> None:
+    v = judge()
+    spy = SpyTokenizer(v._tok)
+    monkeypatch.setattr(v, "_tok", spy)
+    huge = PROSE * 40_000  # 2.4 MB
+    rows = [
+        {"prompt": "2+2? ", "completion": huge},
+        {"prompt": huge, "completion": "4"},
+        {"prompt": "2+2? ", "completion": "4"},
+    ]
+    got = v.score(rows)
+    assert spy.seen and max(spy.seen) <= 2 * v._bound + 200
+    assert [bool(d.get("truncated")) for d in got.details] == [True, True, False]
+    assert got.status.tolist() == ["ok", "ok", "ok"]
+    # Texts under the bound but over max_length: the same scores with and without the bound.
+    mid = [
+        {"prompt": "2+2? ", "completion": PROSE * 300},
+        {"prompt": PROSE * 300, "completion": "4"},
+    ]
+    whole = judge(chars_per_token=None).score(mid)
+    assert np.abs(judge().score(mid).scores - whole.scores).max() < 1e-6
+
+
+def test_label_judge_names_a_lone_surrogate() -> None:
+    rows = [{"prompt": "2+2? ", "completion": "4"}, {"prompt": "2+2? ", "completion": "\ud800"}]
+    with pytest.raises(VerifierError, match="row 1: .*completion holds a lone surrogate U\\+D800"):
+        judge().score(rows)
+    got = judge(on_error="abstain").score(rows)
+    assert got.status.tolist() == ["ok", "error"] and math.isnan(got.scores[1])
+    assert "lone surrogate" in got.details[1]["reason"]
