@@ -160,6 +160,14 @@ def score(
             help="Input field holding the reference (default: reference, else answer).",
         ),
     ] = None,
+    allow_missing_prompt: Annotated[
+        bool,
+        typer.Option(
+            "--allow-missing-prompt",
+            help="Score rows without a prompt (or with a null one) with an empty prompt "
+            "instead of reporting them as bad rows.",
+        ),
+    ] = False,
     format: Annotated[
         InputFormat | None,
         typer.Option("--format", help="Input format (default: from the file name)."),
@@ -248,7 +256,9 @@ def score(
         output=output,
         config=config,
         overrides=tuple(overrides or ()),
-        fields=FieldMap.from_flags(prompt_field, completion_field, reference_field),
+        fields=FieldMap.from_flags(
+            prompt_field, completion_field, reference_field, allow_missing_prompt
+        ),
         format=format.value if format is not None else None,
         json_columns=tuple(json_columns or ()),
         split=split,
@@ -266,6 +276,13 @@ def score(
     with _cli_errors("; rerun the same command with --resume to continue"):
         summary = run_score(job)
     typer.echo(format_summary(summary))
+    if summary["rows_scored"] == 0:
+        # Nothing scored (an empty input, or every row bad) is a failed run, not a table of dashes.
+        first = summary.get("first_errors") or []
+        shown = "".join(f"\n  line {e['line']}: {e['error']}" for e in first)
+        what = "the input has no rows" if summary["bad_rows"] == 0 else "every row was bad"
+        typer.echo(f"error: no row was scored: {what}{shown}", err=True)
+        raise typer.Exit(EXIT_FAILURE)
 
 
 @app.command()

@@ -5,9 +5,11 @@ Files, for ``--output OUT``:
 - ``OUT``: one JSON line per good input row, in input order: the row's fields plus the
   reward's columns (``reward``, ``reward/<term>``, ``status/<term>``, ``gated``, ...).
 - ``OUT.errors.jsonl``: one line per bad row, ``{"line", "error", "raw"}``, in input order:
-  rows that do not decode or do not map to a ``Sample``, and rows the reward rejects by
-  raising ``InputError`` naming the row (e.g. a routing key that names no recipe). Any other
-  exception from the reward is fatal, naming the chunk's input lines.
+  rows that do not decode or do not map to a ``Sample`` (a missing completion, or a missing
+  prompt unless ``allow_missing_prompt``), rows the reward rejects by raising ``InputError``
+  naming the row (e.g. a data source it refuses), and rows a verifier raised on (``Reward``
+  isolates them, so the rest of their chunk is scored). Any other exception from the reward is
+  fatal, naming the chunk's input lines.
 - ``OUT.progress.json``: the checkpoint that makes ``--resume`` exact (below).
 - ``OUT.summary.json``: the summary, computed at the end by streaming over ``OUT``.
 
@@ -419,28 +421,41 @@ class _Scorer:
             bad.append((row.line, error, row.raw))
 
         records: list[dict[str, Any]] = []
+        row_errors: list[str | None] = []
         while good:
             try:
-                records = self._score(reward, good)
+                records, row_errors = self._score(reward, good)
                 break
             except _RowRejected as rej:
                 # The reward named one row it cannot take (e.g. meta lacks the routing key):
                 # that row is bad like any other; score the rest of the chunk again.
                 row = good.pop(rej.index)[0]
                 bad.append((row.line, rej.message, row.raw))
+        scored: list[tuple[Row, dict[str, Any]]] = []
+        for (row, _), rec, err in zip(good, records, row_errors, strict=True):
+            if err is None:
+                scored.append((row, rec))
+            else:  # a verifier raised on this row: it goes to the errors file, the rest on
+                bad.append((row.line, err, row.raw))
         bad.sort()
-        return [(row, rec) for (row, _), rec in zip(good, records, strict=True)], bad
+        return scored, bad
 
-    def _score(self, reward: Any, good: list[tuple[Row, Sample]]) -> list[dict[str, Any]]:
+    def _score(
+        self, reward: Any, good: list[tuple[Row, Sample]]
+    ) -> tuple[list[dict[str, Any]], list[str | None]]:
+        """The reward's records for ``good``, and per row the message of a verifier that
+        raised on it (None for rows scored normally)."""
         try:
-            records: list[dict[str, Any]] = reward.score([s for _, s in good]).to_records()
+            result = reward.score([s for _, s in good])
+            records: list[dict[str, Any]] = result.to_records()
+            row_errors: list[str | None] = list(result.row_errors)
         except InputError as exc:
             if exc.row is not None and 0 <= exc.row < len(good):
                 raise _RowRejected(exc.row, str(exc).removeprefix(f"row {exc.row}: ")) from exc
             raise self._reward_failed(good, exc) from exc
         except Exception as exc:
             raise self._reward_failed(good, exc) from exc
-        return records
+        return records, row_errors
 
     def _reward_failed(self, good: list[tuple[Row, Sample]], exc: Exception) -> CliError:
         first, last = good[0][0].line, good[-1][0].line

@@ -71,14 +71,14 @@ def summarize_output(
     """Statistics of the scored rows in ``output`` and the bad rows in ``errors``.
 
     Returns:
-        ``{"rows_scored", "bad_rows", "gated_rows", "unscorable_rows", "total": {count, mean,
-        std}, "terms": {name: {weight, count, mean, std, routed_rows, abstain_rate,
-        timeout_rate, error_rate, skipped_rows}}}``; a mean / std / rate with nothing to
-        average over is None.
+        ``{"rows_scored", "bad_rows", "first_errors" (up to 3 ``{line, error}``),
+        "gated_rows", "unscorable_rows", "reference_unread_rows", "total": {count, mean, std},
+        "terms": {name: {weight, count, mean, std, routed_rows, abstain_rate, timeout_rate,
+        error_rate, skipped_rows}}}``; a mean / std / rate with nothing to average over is None.
     """
     total = RunningStats()
     tallies = {t: _TermTally() for t in term_names}
-    rows = gated = unscorable = 0
+    rows = gated = unscorable = unread = 0
     if output.exists():
         with open(output, "rb") as fh:
             for line in fh:
@@ -93,6 +93,8 @@ def summarize_output(
                     total.add(float(value))
                 if rec.get("gated"):
                     gated += 1
+                if rec.get("reference_unread"):
+                    unread += 1
                 for t, tally in tallies.items():
                     status = str(rec.get(f"status/{t}", "missing"))
                     tally.statuses[status] = tally.statuses.get(status, 0) + 1
@@ -100,9 +102,16 @@ def summarize_output(
                     if status == "ok" and score is not None:
                         tally.stats.add(float(score))
     bad = 0
+    first_errors: list[dict[str, Any]] = []
     if errors.exists():
         with open(errors, "rb") as fh:
-            bad = sum(1 for line in fh if line.strip())
+            for line in fh:
+                if not line.strip():
+                    continue
+                bad += 1
+                if len(first_errors) < 3:
+                    err = json.loads(line)
+                    first_errors.append({"line": err.get("line"), "error": err.get("error")})
 
     terms: dict[str, Any] = {}
     for t, tally in tallies.items():
@@ -119,8 +128,10 @@ def summarize_output(
     return {
         "rows_scored": rows,
         "bad_rows": bad,
+        "first_errors": first_errors,
         "gated_rows": gated,
         "unscorable_rows": unscorable,
+        "reference_unread_rows": unread,
         "total": total.as_dict(),
         "terms": terms,
     }
@@ -172,6 +183,15 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"gated rows: {summary['gated_rows']}  unscorable rows: {summary['unscorable_rows']}  "
         f"throughput: {_num(rate, '.1f')} rows/s  wall time: {_num(summary.get('wall_time_s'), '.2f')} s"
     )
+    if summary.get("reference_unread_rows"):
+        lines.append(
+            f"warning: {summary['reference_unread_rows']} scored rows carry a reference that no "
+            "term read (reference_unread in the output): check the reward's routes"
+        )
+    if summary.get("output"):
+        lines.append(f"output: {summary['output']}")
+    if summary.get("bad_rows") and summary.get("errors_file"):
+        lines.append(f"bad rows: {summary['errors_file']} (line, error, raw)")
     return "\n".join(lines)
 
 

@@ -14,6 +14,14 @@ Sample(prompt='1+1?', completion='2', reference='2', meta={'task': 'math'})
 Traceback (most recent call last):
 ...
 safeladder.errors.InputError: missing field 'completion' (looked for: completion, response)
+>>> to_sample({"completion": "4"})
+Traceback (most recent call last):
+...
+safeladder.errors.InputError: missing field 'prompt' (looked for: prompt)
+
+A missing (or null) prompt is a bad row by default: scoring "" in its place would hand a
+safety verifier or a judge a question nobody asked. ``FieldMap(require_prompt=False)``
+(``safeladder score --allow-missing-prompt``) scores such rows with an empty prompt.
 """
 
 from __future__ import annotations
@@ -32,15 +40,17 @@ class FieldMap:
 
     Attributes:
         prompt / completion / reference: candidate field names, first present wins.
-        require_prompt / require_reference: a row without any candidate is bad (set when the
-            user named the field explicitly); otherwise a missing prompt is ``""`` and a
-            missing reference None. The completion is always required.
+        require_prompt: a row without a prompt (or with a null one) is bad; when False it
+            gets ``""``.
+        require_reference: a row without any reference candidate is bad (set when the user
+            named the field explicitly); otherwise a missing reference is None. The
+            completion is always required.
     """
 
     prompt: tuple[str, ...] = ("prompt",)
     completion: tuple[str, ...] = ("completion", "response")
     reference: tuple[str, ...] = ("reference", "answer")
-    require_prompt: bool = False
+    require_prompt: bool = True
     require_reference: bool = False
 
     @classmethod
@@ -49,6 +59,7 @@ class FieldMap:
         prompt: str | None = None,
         completion: str | None = None,
         reference: str | None = None,
+        allow_missing_prompt: bool = False,
     ) -> FieldMap:
         """The defaults, with each field named by a flag replacing its candidates (and required)."""
         d = cls()
@@ -56,7 +67,7 @@ class FieldMap:
             prompt=(prompt,) if prompt else d.prompt,
             completion=(completion,) if completion else d.completion,
             reference=(reference,) if reference else d.reference,
-            require_prompt=bool(prompt),
+            require_prompt=bool(prompt) or not allow_missing_prompt,
             require_reference=bool(reference),
         )
 
@@ -157,6 +168,12 @@ def to_sample(row: Mapping[str, Any], fields: FieldMap | None = None) -> Sample:
         prompt: Any = ""
     else:
         prompt = _check_prompt(p_name, p_value)
+        if prompt is None and fm.require_prompt:
+            raise InputError(
+                f"field {p_name!r} (prompt) is null; a row needs its prompt "
+                "(--allow-missing-prompt scores such rows with an empty one)",
+                field=p_name,
+            )
 
     r_name, reference = _pick(row, fm.reference)
     if r_name is None and fm.require_reference:

@@ -250,14 +250,14 @@ class Reward:
             if not cfg.required:
                 continue
             missed = active[t] & (raw[t].status != "ok")
-            for i in np.flatnonzero(missed):
-                total[i] = np.nan
-                if reasons[i] is None:
-                    reasons[i] = f"required term {t!r}: {_status_text(raw[t], int(i))}"
-        for i, err in enumerate(row_errors):
+            for j in np.flatnonzero(missed):
+                total[j] = np.nan
+                if reasons[j] is None:
+                    reasons[j] = f"required term {t!r}: {_status_text(raw[t], int(j))}"
+        for k, err in enumerate(row_errors):
             if err is not None:
-                total[i] = np.nan
-                reasons[i] = f"a verifier raised on the row: {err}"
+                total[k] = np.nan
+                reasons[k] = f"a verifier raised on the row: {err}"
 
         gated = np.zeros(n, dtype=bool)
         gate_by: list[str | None] = [None] * n

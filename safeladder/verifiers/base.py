@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from safeladder.errors import VerifierError
+from safeladder.errors import ConfigError, VerifierError
 from safeladder.types import Sample, SampleBatch, ScoreBatch
 
 RowResult = tuple[float, str, dict[str, Any]]
@@ -138,6 +138,8 @@ class Verifier(ABC):
         """Run ``fn(*args)`` for row ``i`` under the ``on_error`` policy."""
         try:
             return fn(*args)
+        except ConfigError:
+            raise  # a broken setup (a missing model) is no row's fault: never a row outcome
         except Exception as exc:
             if self.config.on_error == "raise":
                 raise VerifierError(f"{self.name}: row {i}: {type(exc).__name__}: {exc}") from exc

@@ -52,6 +52,13 @@ def explode_on(sample: Sample, word: str = "boom") -> float:
     return 1.0
 
 
+def broken_model(sample: Sample) -> float:
+    """Fails like a verifier whose checkpoint is missing: not any row's fault."""
+    from safeladder.errors import ConfigError
+
+    raise ConfigError("model directory /nowhere does not exist")
+
+
 def reward_config(target: str, **verifier: Any) -> dict[str, Any]:
     """A one-term reward config around ``tests.cli.fixtures_rewards:<target>``."""
     return {

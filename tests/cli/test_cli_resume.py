@@ -43,7 +43,7 @@ def make_input(path: Path) -> tuple[list[int], list[int]]:
             lines.append(json.dumps({"id": i, "prompt": "no completion"}))
             bad.append(line)
         else:
-            lines.append(json.dumps({"id": i, "completion": "x" * (i % 7)}))
+            lines.append(json.dumps({"id": i, "prompt": "q", "completion": "x" * (i % 7)}))
             good.append(i)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return good, bad

@@ -151,9 +151,9 @@ def test_bad_rows_are_reported_with_the_field(tmp_path: Path) -> None:
         tmp_path / "in.jsonl",
         [
             {"prompt": "no completion"},
-            {"completion": 5},
+            {"prompt": "q", "completion": 5},
             {"prompt": 3, "completion": "x"},
-            {"completion": "fine"},
+            {"prompt": "q", "completion": "fine"},
         ],
     )
     out = tmp_path / "o.jsonl"
@@ -171,7 +171,12 @@ def test_bad_rows_are_reported_with_the_field(tmp_path: Path) -> None:
 def test_fail_on_error_stops_at_the_first_bad_row(tmp_path: Path) -> None:
     cfg = write_yaml(tmp_path / "r.yaml", reward_config("word_count"))
     inp = write_jsonl(
-        tmp_path / "in.jsonl", [{"completion": "a"}, {"completion": "b"}, {"response": None}]
+        tmp_path / "in.jsonl",
+        [
+            {"prompt": "q", "completion": "a"},
+            {"prompt": "q", "completion": "b"},
+            {"prompt": "q", "response": None},
+        ],
     )
     res = invoke(
         "score", cfg, "-i", inp, "-o", tmp_path / "o.jsonl", "--no-progress", "--fail-on-error"
@@ -211,7 +216,10 @@ def test_meta_routes_rows_to_terms(tmp_path: Path) -> None:
     cfg = write_yaml(tmp_path / "r.yaml", config)
     inp = write_jsonl(
         tmp_path / "in.jsonl",
-        [{"completion": "a b c", "task": "math"}, {"completion": "a b c", "task": "chat"}],
+        [
+            {"prompt": "q", "completion": "a b c", "task": "math"},
+            {"prompt": "q", "completion": "a b c", "task": "chat"},
+        ],
     )
     out = tmp_path / "o.jsonl"
     res = invoke("score", cfg, "-i", inp, "-o", out, "--no-progress")
@@ -231,10 +239,10 @@ def test_a_row_the_reward_rejects_is_a_bad_row(tmp_path: Path) -> None:
     }
     cfg = write_yaml(tmp_path / "r.yaml", config)
     rows = [
-        {"completion": "a", "task": "chat"},
-        {"completion": "a b", "task": "poetry"},
+        {"prompt": "q", "completion": "a", "task": "chat"},
+        {"prompt": "q", "completion": "a b", "task": "poetry"},
         '{"completion": ',
-        {"completion": "a b c", "task": "chat"},
+        {"prompt": "q", "completion": "a b c", "task": "chat"},
     ]
     inp = write_jsonl(tmp_path / "in.jsonl", rows)
     out = tmp_path / "o.jsonl"
@@ -252,7 +260,7 @@ def test_a_row_the_reward_rejects_is_a_bad_row(tmp_path: Path) -> None:
 
 def test_set_override_and_limit(tmp_path: Path) -> None:
     cfg = write_yaml(tmp_path / "r.yaml", reward_config("word_count"))
-    inp = write_jsonl(tmp_path / "in.jsonl", [{"completion": "a b"}] * 5)
+    inp = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "q", "completion": "a b"}] * 5)
     out = tmp_path / "o.jsonl"
     res = invoke(
         "score",
@@ -319,7 +327,7 @@ def test_every_input_format_gives_the_same_output(tmp_path: Path, fmt: str) -> N
 
 def test_format_flag_overrides_the_extension(tmp_path: Path) -> None:
     cfg = write_yaml(tmp_path / "r.yaml", reward_config("word_count"))
-    inp = write_jsonl(tmp_path / "rows.txt", [{"completion": "a"}])
+    inp = write_jsonl(tmp_path / "rows.txt", [{"prompt": "q", "completion": "a"}])
     assert (
         invoke("score", cfg, "-i", inp, "-o", tmp_path / "o.jsonl", "--no-progress").exit_code == 2
     )
@@ -344,7 +352,7 @@ def test_csv_json_column_flag(tmp_path: Path) -> None:
 
 def test_refuses_to_overwrite_without_the_flag(tmp_path: Path) -> None:
     cfg = write_yaml(tmp_path / "r.yaml", reward_config("word_count"))
-    inp = write_jsonl(tmp_path / "in.jsonl", [{"completion": "a"}])
+    inp = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "q", "completion": "a"}])
     out = tmp_path / "o.jsonl"
     out.write_text("precious\n")
     res = invoke("score", cfg, "-i", inp, "-o", out, "--no-progress")
@@ -359,23 +367,85 @@ def test_config_error_exits_2_naming_the_key(tmp_path: Path) -> None:
     bad = reward_config("word_count")
     bad["terms"][0]["wieght"] = 1.0
     cfg = write_yaml(tmp_path / "r.yaml", bad)
-    inp = write_jsonl(tmp_path / "in.jsonl", [{"completion": "a"}])
+    inp = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "q", "completion": "a"}])
     res = invoke("score", cfg, "-i", inp, "-o", tmp_path / "o.jsonl", "--no-progress")
     assert res.exit_code == 2
     assert "terms.0.wieght" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "o.jsonl").exists()
 
 
-def test_reward_exception_is_fatal_and_names_the_lines(tmp_path: Path) -> None:
+def test_a_row_a_verifier_raises_on_goes_to_the_errors_file_and_the_run_goes_on(
+    tmp_path: Path,
+) -> None:
     cfg = write_yaml(tmp_path / "r.yaml", reward_config("explode_on"))
-    inp = write_jsonl(tmp_path / "in.jsonl", [{"completion": "ok"}] * 3 + [{"completion": "boom"}])
+    rows = [{"prompt": "q", "completion": "ok"}] * 3 + [{"prompt": "q", "completion": "boom"}]
+    inp = write_jsonl(tmp_path / "in.jsonl", [*rows, {"prompt": "q", "completion": "ok"}])
+    res = invoke(
+        "score", cfg, "-i", inp, "-o", tmp_path / "o.jsonl", "--no-progress", "--batch-size", 2
+    )
+    assert res.exit_code == 0, res.stderr
+    assert len(read_jsonl(tmp_path / "o.jsonl")) == 4
+    errors = read_jsonl(tmp_path / "o.jsonl.errors.jsonl")
+    assert [e["line"] for e in errors] == [4]
+    assert errors[0]["error"] == "term 'score': ValueError: cannot handle 'boom'"
+    assert json.loads(errors[0]["raw"])["completion"] == "boom"
+    assert "bad rows: 1" in res.stdout and "o.jsonl.errors.jsonl" in res.stdout
+
+
+def test_a_broken_verifier_is_fatal_and_names_the_lines(tmp_path: Path) -> None:
+    cfg = write_yaml(tmp_path / "r.yaml", reward_config("broken_model"))
+    inp = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "q", "completion": "ok"}] * 3)
     res = invoke(
         "score", cfg, "-i", inp, "-o", tmp_path / "o.jsonl", "--no-progress", "--batch-size", 2
     )
     assert res.exit_code == 1
-    assert "lines 3-4" in res.stderr and "cannot handle 'boom'" in res.stderr
-    assert "Traceback" not in res.stderr  # a VerifierError is an expected failure
-    assert len(read_jsonl(tmp_path / "o.jsonl")) == 2  # the first batch was written
+    assert "lines 1-2" in res.stderr and "/nowhere does not exist" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("rows", "why"),
+    [([], "the input has no rows"), ([{"completion": "no prompt"}] * 2, "every row was bad")],
+)
+def test_nothing_scored_exits_1_with_the_first_errors(
+    tmp_path: Path, rows: list[Any], why: str
+) -> None:
+    cfg = write_yaml(tmp_path / "r.yaml", reward_config("word_count"))
+    inp = write_jsonl(tmp_path / "in.jsonl", rows)
+    res = invoke("score", cfg, "-i", inp, "-o", tmp_path / "o.jsonl", "--no-progress")
+    assert res.exit_code == 1
+    assert f"error: no row was scored: {why}" in res.stderr
+    if rows:
+        assert "line 1: missing field 'prompt' (looked for: prompt)" in res.stderr
+    assert f"output: {tmp_path / 'o.jsonl'}" in res.stdout
+
+
+def test_missing_prompts_are_bad_rows_unless_allowed(tmp_path: Path) -> None:
+    cfg = write_yaml(tmp_path / "r.yaml", reward_config("word_count"))
+    inp = write_jsonl(
+        tmp_path / "in.jsonl",
+        [
+            {"prompt": "q", "completion": "a b"},
+            {"completion": "a"},
+            {"prompt": None, "completion": "a"},
+        ],
+    )
+    res = invoke("score", cfg, "-i", inp, "-o", tmp_path / "o.jsonl", "--no-progress")
+    assert res.exit_code == 0
+    assert [e["line"] for e in read_jsonl(tmp_path / "o.jsonl.errors.jsonl")] == [2, 3]
+    res = invoke(
+        "score",
+        cfg,
+        "-i",
+        inp,
+        "-o",
+        tmp_path / "o.jsonl",
+        "--no-progress",
+        "--overwrite",
+        "--allow-missing-prompt",
+    )
+    assert res.exit_code == 0
+    assert [r["reward"] for r in read_jsonl(tmp_path / "o.jsonl")] == [2.0, 1.0, 1.0]
 
 
 def test_corrupt_parquet_exits_1_without_traceback(tmp_path: Path) -> None:
@@ -397,7 +467,7 @@ def test_corrupt_parquet_exits_1_without_traceback(tmp_path: Path) -> None:
 )
 def test_usage_errors_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
     cfg = write_yaml(tmp_path / "r.yaml", reward_config("word_count"))
-    inp = write_jsonl(tmp_path / "in.jsonl", [{"completion": "a"}])
+    inp = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "q", "completion": "a"}])
     base = ["score", str(cfg), "-o", str(tmp_path / "o.jsonl"), "--no-progress"]
     if "--input" not in args:
         base += ["-i", str(inp)]
@@ -410,7 +480,10 @@ def test_usage_errors_exit_2(tmp_path: Path, args: list[str], message: str) -> N
 
 def test_resume_refusals_and_complete_run(tmp_path: Path) -> None:
     cfg = write_yaml(tmp_path / "r.yaml", reward_config("word_count"))
-    inp = write_jsonl(tmp_path / "in.jsonl", [{"completion": "a b"}, {"completion": "c"}])
+    inp = write_jsonl(
+        tmp_path / "in.jsonl",
+        [{"prompt": "q", "completion": "a b"}, {"prompt": "q", "completion": "c"}],
+    )
     out = tmp_path / "o.jsonl"
     res = invoke("score", cfg, "-i", inp, "-o", out, "--no-progress", "--resume")
     assert res.exit_code == 2 and "no checkpoint" in res.stderr
@@ -431,14 +504,14 @@ def test_resume_refusals_and_complete_run(tmp_path: Path) -> None:
     )
     assert res.exit_code == 2 and "field" in res.stderr
     with open(inp, "a") as fh:
-        fh.write(json.dumps({"completion": "new"}) + "\n")
+        fh.write(json.dumps({"prompt": "q", "completion": "new"}) + "\n")
     res = invoke("score", cfg, "-i", inp, "-o", out, "--no-progress", "--resume")
     assert res.exit_code == 2 and "input file" in res.stderr
 
 
 def test_existing_reward_columns_are_replaced_with_a_warning(tmp_path: Path) -> None:
     cfg = write_yaml(tmp_path / "r.yaml", reward_config("word_count"))
-    inp = write_jsonl(tmp_path / "in.jsonl", [{"completion": "a b", "reward": 9.0}])
+    inp = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "q", "completion": "a b", "reward": 9.0}])
     out = tmp_path / "o.jsonl"
     res = invoke("score", cfg, "-i", inp, "-o", out, "--no-progress")
     assert res.exit_code == 0

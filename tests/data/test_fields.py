@@ -26,15 +26,22 @@ def test_fallback_names_response_and_answer() -> None:
 
 
 def test_first_candidate_wins_and_the_other_goes_to_meta() -> None:
-    s = to_sample({"completion": "a", "response": "b", "reference": "r", "answer": "x"})
+    s = to_sample(
+        {"prompt": "q", "completion": "a", "response": "b", "reference": "r", "answer": "x"}
+    )
     assert (s.completion, s.reference) == ("a", "r")
     assert s.meta == {"response": "b", "answer": "x"}
 
 
-def test_optional_prompt_and_reference() -> None:
-    s = to_sample({"completion": "c"})
+def test_a_missing_or_null_prompt_is_a_bad_row_unless_allowed() -> None:
+    with pytest.raises(InputError, match=r"missing field 'prompt' \(looked for: prompt\)"):
+        to_sample({"completion": "c"})
+    with pytest.raises(InputError, match="field 'prompt' \\(prompt\\) is null"):
+        to_sample({"prompt": None, "completion": "c"})
+    lenient = FieldMap.from_flags(allow_missing_prompt=True)
+    s = to_sample({"completion": "c"}, lenient)
     assert (s.prompt, s.reference, s.meta) == ("", None, {})
-    assert to_sample({"prompt": None, "completion": "c"}).prompt == ""
+    assert to_sample({"prompt": None, "completion": "c"}, lenient).prompt == ""
 
 
 def test_chat_prompt_and_conversational_completion() -> None:
@@ -45,7 +52,7 @@ def test_chat_prompt_and_conversational_completion() -> None:
 
 
 def test_nested_meta_is_unpacked_and_top_level_fields_win() -> None:
-    s = to_sample({"completion": "c", "meta": {"task": "math", "id": 1}, "id": 2})
+    s = to_sample({"prompt": "q", "completion": "c", "meta": {"task": "math", "id": 1}, "id": 2})
     assert s.meta == {"task": "math", "id": 2}
 
 
