@@ -20,7 +20,6 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-import re
 import sys
 import time
 from datetime import UTC, datetime
@@ -58,7 +57,7 @@ def wrong_rows(name: str, file: str, limit: int | None) -> list[dict[str, Any]]:
         )
         solution = row["solution"]
         if name == "gsm8k":
-            completion = re.sub(r"####.*$", lambda _: f"#### {other}", solution)
+            completion = solution[: solution.rfind("####")] + f"#### {other}"
         else:
             cut = solution.rfind("\\boxed")
             completion = (solution[:cut] if cut >= 0 else solution + " ") + f"\\boxed{{{other}}}."

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from safeladder import ConfigError, Sample, VerifierError
 from safeladder.verifiers import build_verifier
 from safeladder.verifiers import math_answer as ma
+from safeladder.verifiers.answer_extraction import last_boxed_run
 from safeladder.verifiers.math_answer import MathAnswerVerifier, extract_answer, parse_number
 from tests.helpers import (
     assert_batch_equals_rows,
@@ -212,6 +213,12 @@ def test_parse_number_rejects_non_numbers(text: str) -> None:
         ("72", "\\boxed{72 \\text{ or } 73}", "hedging is not an answer"),
         ("72", "The answer is not 72. It is 73", "a negated phrase is not read as its number"),
         ("72", "<answer>1 2 72</answer>", "a tag of candidates"),
+        ("72", "\\boxed{1}, \\boxed{2}, \\boxed{72}", "a run of boxes against one value is a list"),
+        ("72", "\\boxed{71} and \\boxed{72}", "a run of boxes against one value is a list"),
+        ("x^2", "\\boxed{x^2}, \\boxed{y}", "one expression: a run of boxes is a list"),
+        ("72", "First \\boxed{72}. Checking again: \\boxed{73}", "boxes apart: the last counts"),
+        ("72", "\\boxed{72}, hmm, no: \\boxed{73}", "prose between boxes: the last counts"),
+        ("1, 2", "\\boxed{1} so the rest is \\boxed{1}, \\boxed{3}", "only the final run"),
     ],
 )
 def test_listing_many_answers_is_not_rewarded(
@@ -219,6 +226,111 @@ def test_listing_many_answers_is_not_rewarded(
 ) -> None:
     sb = verifier.score([Sample(completion=completion, reference=reference)])
     assert sb.status[0] == "ok" and sb.scores[0] == 0.0, why
+
+
+# --------------------------------------------------------------------------- multi-box answers
+
+MULTI_BOX = [
+    # (reference, completion, expected) -- the final run of boxes joined by commas / "and"
+    ("{1,2,3}", "\\boxed{1}, \\boxed{2}, \\boxed{3}", 1.0),
+    ("1, 2, 3", "\\boxed{1} and \\boxed{2} and \\boxed{3}", 1.0),
+    ("1, 2, 3", "\\boxed{1}, \\boxed{2}, \\boxed{4}", 0.0),
+    ("(2, 2), (6, 2)", "$\\boxed{(2, 2)}$ \\quad \\text{and} \\quad $\\boxed{(6, 2)}$", 1.0),
+    # a reasoning trace that boxes the answer twice, then once more as two boxes after </think>
+    (
+        "n = \\boxed{1,-2}",
+        "**Final Answer** The integers are \\boxed{-2} and \\boxed{1}. </think> Thus the integers "
+        "are: \\[ \\boxed{-2} \\quad \\text{and} \\quad \\boxed{1}. \\]",
+        1.0,
+    ),
+    # a reference written as several boxes
+    ("\\(\\boxed{1}\\) and \\(\\boxed{-2}\\).", "\\boxed{-2,1}", 1.0),
+    ("\\(\\boxed{1}\\) and \\(\\boxed{-2}\\).", "\\boxed{-2,3}", 0.0),
+]
+
+
+def test_multi_box_answers(verifier: MathAnswerVerifier) -> None:
+    sb = verifier.score(rows([(r, c) for r, c, _ in MULTI_BOX]))
+    assert list(sb.status) == ["ok"] * len(MULTI_BOX)
+    assert list(sb.scores) == [e for _, _, e in MULTI_BOX]
+
+
+def test_multi_box_against_single_value_never_reaches_math_verify() -> None:
+    v = build_verifier({"type": "math_answer"})
+    assert isinstance(v, MathAnswerVerifier)
+    sb = v.score([Sample(completion="\\boxed{3}, \\boxed{x+1}", reference="x+1")])
+    assert sb.scores[0] == 0.0 and v.pool is None
+    assert sb.details[0]["answer_parts"] == 2
+    assert "several boxed answers" in sb.details[0]["reason"]
+
+
+def test_combine_boxes_off_judges_the_last_box(verifier: MathAnswerVerifier) -> None:
+    v = build_verifier({"type": "math_answer", "combine_boxes": False})
+    pairs = [("1, 2, 3", "\\boxed{1}, \\boxed{2}, \\boxed{3}"), ("72", "\\boxed{1}, \\boxed{72}")]
+    assert list(v.score(rows(pairs)).scores) == [0.0, 1.0]
+    v.close()
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("\\boxed{1},\\boxed{2},\\boxed{3}", ["1", "2", "3"]),
+        ("\\boxed{1} and \\boxed{2}", ["1", "2"]),
+        ("$\\boxed{1}\\boxed{2}$", ["1", "2"]),  # touching boxes
+        ("$$\\boxed{20}$$ \\boxed{143}", ["143"]),  # spacing only: a correction, not a list
+        ("\\boxed{(3, 3)} \\text{ for part (a) and } \\boxed{(1, 1)}", ["(1, 1)"]),
+        ("\\boxed{1}. Then \\boxed{2}", ["2"]),
+        ("no box", None),
+    ],
+)
+def test_last_boxed_run(text: str, expected: list[str] | None) -> None:
+    assert last_boxed_run(text) == expected
+
+
+# --------------------------------------------------------------------------- comparison options
+
+
+@pytest.mark.parametrize(
+    "options,reference,completion,default,with_options",
+    [
+        # Math-Verify test_all.py test_precision: 1/3 equals 0.3333 at 4 places, not at 6
+        ({"float_rounding": 4}, "\\frac{1}{3}", "\\boxed{0.3333}", 0.0, 1.0),
+        ({"float_rounding": 2}, "(\\frac{3}{5},\\frac{8}{3}]", "\\boxed{(0.6,2.6667]}", 0.0, 1.0),
+        # test_strict.py: variable names matter only in strict mode
+        ({"strict": False}, "f(x)", "\\boxed{f(y)}", 0.0, 1.0),
+        # test_set_rel_assymetry: a set in the reference may equal a relation only when allowed
+        ({"allow_set_relation": True}, "x \\in [-2,7]", "$-2 \\le x \\le 7$", 0.0, 1.0),
+        # test_latex_notation: LaTeX only, and inline math may not span lines
+        ({"extraction": "latex"}, "9", "Answer $ \n 9 \n $", 1.0, 0.0),
+        ({"extraction": "latex"}, "9", "Answer $$ \n 9 \n $$", 1.0, 1.0),
+    ],
+)
+def test_comparison_options(
+    verifier: MathAnswerVerifier,
+    options: dict[str, Any],
+    reference: str,
+    completion: str,
+    default: float,
+    with_options: float,
+) -> None:
+    row = [Sample(completion=completion, reference=reference)]
+    assert verifier.score(row).scores[0] == default
+    v = build_verifier({"type": "math_answer", **options})
+    assert v.score(row).scores[0] == with_options
+    v.close()
+
+
+def test_expression_only_extraction_does_not_read_latex() -> None:
+    v = build_verifier({"type": "math_answer", "extraction": "expr"})
+    sb = v.score(
+        [
+            Sample(completion="\\boxed{\\sqrt{1/4}}", reference="\\frac{1}{2}"),
+            Sample(completion="so 1000.99 in all", reference="1000.99"),
+        ]
+    )
+    assert sb.status[0] == "abstain" and "could not be parsed" in sb.details[0]["reason"]
+    assert sb.status[1] == "ok" and sb.scores[1] == 1.0
+    v.close()
 
 
 def test_symbolic_equivalence(verifier: MathAnswerVerifier) -> None:
@@ -267,9 +379,9 @@ def test_math_gold_solutions_score_one_and_wrong_answers_zero(verifier: MathAnsw
     # Numeric answers: box the answer plus one. Others: box another problem's (different) answer.
     wrong = [
         Sample(
-            completion=f"... so \\boxed{{{parse_number(r['answer']).value + 1}}}",
+            completion=f"... so \\boxed{{{parse_number(r['answer']).value + 1}}}",  # type: ignore[union-attr]
             reference=r["answer"],
-        )  # type: ignore[union-attr]
+        )
         for r in numeric
     ]
     others = [r["answer"] for r in symbolic]
