@@ -193,7 +193,10 @@ def train_demo_policy(
         pad_token_id=eos_id,
         eos_token_id=eos_id,
         bos_token_id=eos_id,
-        **r.model,
+        hidden_size=r.model["hidden_size"],
+        intermediate_size=r.model["intermediate_size"],
+        num_hidden_layers=r.model["num_hidden_layers"],
+        num_attention_heads=r.model["num_attention_heads"],
     )
     torch.manual_seed(r.seed)
     model = Qwen2ForCausalLM(cfg)
