@@ -50,9 +50,12 @@ How a row is judged:
    Results (timeouts included) are cached per (reference, answer) pair.
 
 Hack resistance: only the designated answer is judged -- the *last* box / tag / marker, never
-"the reference appears somewhere". Several boxes (``\\boxed{1} \\boxed{72}``) count as the last
-one; a box listing candidates (``\\boxed{1, 2, 72}``, ``72 or 73``) is a set, not 72, and scores
-0.0; math-verify's own "join all boxes" behaviour is deliberately not used.
+"the reference appears somewhere". Boxes apart in the text (``\\boxed{1} ... so \\boxed{72}``,
+or with only spacing between them) count as the last one. The final run of boxes joined by commas
+or "and" (``\\boxed{1}, \\boxed{2}``, ``combine_boxes``) is one answer of several parts, compared
+as a set -- and against a single-value reference it scores 0.0 without asking math-verify, so
+listing candidates never pays; a box listing candidates (``\\boxed{1, 2, 72}``, ``72 or 73``) is a
+set, not 72. math-verify's own "join all boxes anywhere" behaviour is deliberately not used.
 
 Sources: extraction order follows the conventions of GSM8K (``#### n``, openai/grade-school-math),
 MATH (last ``\\boxed``, hendrycks/math) and DeepSeek-R1-style ``<answer>`` tags; the symbolic

@@ -2,9 +2,17 @@
 
 Each case is copied verbatim from a parametrize table of huggingface/Math-Verify (the file is named
 per case; the test function is named in the group comments below). Math-Verify's tests call
-``verify(parse(gold), parse(pred))`` with a per-test extraction config; ``math_answer`` runs every
-case through its own extraction (last box / tag / marker / number, see the module docstring), so
-where that choice intentionally differs the case carries ``skip`` with the reason. Three slow
+``verify(parse(gold), parse(pred))`` with per-test options (match_types, precision, strict,
+allow_set_relation_comp); each case here carries them as ``options`` (math_answer config fields:
+``extraction``, ``float_rounding``, ``strict``, ``allow_set_relation``) and runs with them.
+``math_answer`` uses its own extraction (last box run / tag / marker / number, see the module
+docstring), so where that choice intentionally differs the case carries ``skip`` with the reason.
+Left out (not transcribed, too long to keep readable): the multi-kilobyte predictions of
+test_all.py (the stock-loss 28 %, 14916 x2, 12-and-13, polar (3, pi/2), 3/56, the long 90 degree,
+pi r/(h+r), 189, (7,6), [-3,2], 16386.20, 5 sqrt42/27, 20 percent, [-2,7] precedence, 100 %,
+(-6,10), 1112112_3 and the <think> 1,-2 cases; an abridged copy of the last is in
+test_math_answer.py's multi-box tests), and test_open_thoughts.py's long 143 <think> case.
+test_string_extraction.py tests parse() alone (no gold), so it has no rows here. Three slow
 cases (sums of Fibonacci-like terms, an ellipse equation: ~1 s of sympy each) were left out to
 keep the test file fast.
 
