@@ -529,3 +529,27 @@ def test_without_config_the_default_reward_is_used(tmp_path: Path) -> None:
     res = invoke("score", "-i", inp, "-o", out, "--no-progress")
     assert res.exit_code == 0, res.stderr
     assert "reward" in read_jsonl(out)[0]
+
+
+@pytest.mark.slow
+def test_a_lone_surrogate_row_with_the_default_reward_is_isolated_and_resume_works(
+    tmp_path: Path,
+) -> None:
+    """A JSON lone surrogate made the tokenizer raise: score stopped at its chunk, forever."""
+    inp = tmp_path / "in.jsonl"
+    lines = [
+        json.dumps({"prompt": "How do I bake bread?", "completion": f"Knead the dough {i}."})
+        for i in range(6)
+    ]
+    lines[3] = '{"prompt": "hi", "completion": "bad \\ud800 text"}'
+    inp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "o.jsonl"
+    res = invoke("score", "-i", inp, "-o", out, "--no-progress", "--batch-size", 4)
+    assert res.exit_code == 0, res.stderr
+    assert len(read_jsonl(out)) == 5
+    errors = read_jsonl(tmp_path / "o.jsonl.errors.jsonl")
+    assert [e["line"] for e in errors] == [4]
+    assert "term 'safe'" in errors[0]["error"] and "surrogate" in errors[0]["error"]
+    res = invoke("score", "-i", inp, "-o", out, "--no-progress", "--resume")
+    assert res.exit_code == 0, res.stderr
+    assert len(read_jsonl(out)) == 5
