@@ -63,6 +63,7 @@ def cli_output(verbose: bool = False) -> Iterator[None]:
             for key, value in _QUIET_ENV.items():
                 os.environ.setdefault(key, value)
             undo = _quiet_loaded_libraries()
+
         def show(
             message: Warning | str,
             category: type[Warning],
