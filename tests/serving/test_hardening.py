@@ -277,3 +277,39 @@ def test_docs_reference_no_external_url_and_their_assets_are_served(page: str) -
     assert any(ref.endswith("openapi.json") for ref in assets) or "openapi.json" in html.text
     for ref, r in assets.items():
         assert r.status_code == 200 and r.content, ref
+
+
+@pytest.mark.slow
+def test_get_reward_with_the_default_reward_uses_the_labels() -> None:
+    """OpenRLHF's exact payload, the default reward, no settings: right labels outscore wrong
+    ones (before: 0 of 32 rows differed; "2+2? The answer is 4." scored P(safe) = 0.82)."""
+    from safeladder import load_reward
+    from tests.helpers import read_shared
+
+    rows = read_shared("gsm8k_train.jsonl.gz", 32)
+    reward = load_reward(None)
+
+    async def main() -> list[tuple[Any, Any]]:
+        async with serving(reward) as c:
+            posts = []
+            for i, row in enumerate(rows):
+                prompt = f"<|im_start|>user\nQ{i}<|im_end|>\n<|im_start|>assistant\n"
+                for label in (row["answer"], "123456789"):
+                    posts.append(
+                        c.post("/get_reward", json=openrlhf(prompt, row["solution"], label))
+                    )
+            got = [strict(r.text)["rewards"][0] for r in await asyncio.gather(*posts)]
+            return list(zip(got[::2], got[1::2], strict=True))
+
+    async def one() -> Any:
+        async with serving(reward) as c:
+            r = await c.post("/get_reward", json=openrlhf("2+2? ", "The answer is 4.", "4"))
+            return strict(r.text)
+
+    try:
+        pairs = run(main)
+        assert sum(r > w for r, w in pairs) == 32
+        body = run(one)
+        assert body["rewards"] == [1.0] and body["extra_logs"]["answer_correct"] == [1.0]
+    finally:
+        reward.close()
