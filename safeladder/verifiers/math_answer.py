@@ -186,7 +186,7 @@ class MathAnswerConfig(VerifierConfig):
     )
     worker_memory_mb: int | None = Field(
         default=2048,
-        ge=256,
+        ge=512,
         description="Address-space cap of each worker process in MiB (RLIMIT_AS, Linux); a row "
         "that runs out of it gets status 'timeout' with the reason. A warmed-up worker uses "
         "~210 MiB. null: no cap.",
