@@ -15,6 +15,7 @@ Examples::
 from __future__ import annotations
 
 import json
+import math
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -666,7 +667,7 @@ def serve(
                 access_log=access_log,
                 # In-flight requests finish (the batcher drains) before the process exits.
                 timeout_graceful_shutdown=int(settings.request_timeout_s) + 5,
-                timeout_keep_alive=settings.keep_alive_timeout_s,
+                timeout_keep_alive=max(1, math.ceil(settings.keep_alive_timeout_s)),
             )
         finally:
             reward.close()  # idempotent; the app's shutdown already closed it on SIGTERM / Ctrl-C
