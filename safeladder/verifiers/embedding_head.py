@@ -74,8 +74,13 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from safeladder.config import format_validation_error
-from safeladder.errors import ConfigError
+from safeladder.errors import ConfigError, InputError, VerifierError
 from safeladder.neural.packaged import PACKAGED_MINILM, is_packaged, resolve_packaged
+from safeladder.neural.rendering import (
+    DEFAULT_CHARS_PER_TOKEN,
+    check_encodable,
+    longest_token_chars,
+)
 from safeladder.neural.runtime import (
     RuntimeConfig,
     apply_threads,
@@ -626,13 +631,30 @@ class Embedder:
         ids = tok(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
         return np.array([len(x) > limit for x in ids], dtype=bool)
 
+    def char_bound(self) -> int | None:
+        """Characters of a text kept before tokenizing: ``max_seq_length x max(32, longest
+        vocabulary entry)``. The encoder keeps a text's first ``max_seq_length`` tokens, which
+        never span more characters, so cutting there changes no embedding and spares the
+        tokenizer megabytes (None: the encoder has no length limit)."""
+        limit = self.max_seq_length
+        if limit is None:
+            return None
+        tok = getattr(self.model, "tokenizer", None)
+        longest = longest_token_chars(tok) if tok is not None else 0
+        return limit * max(DEFAULT_CHARS_PER_TOKEN, longest)
+
     def encode(self, texts: Sequence[str], normalize: bool) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings of ``texts`` (identical texts encoded once; cached across calls).
 
         Returns ``(emb, truncated)``: ``emb`` float32 ``(len(texts), dim)``, ``truncated`` bool
-        ``(len(texts),)`` — True where the text was longer than ``max_seq_length`` tokens.
+        ``(len(texts),)`` — True where the text was longer than ``max_seq_length`` tokens (or
+        than ``char_bound()`` characters: its start is what gets embedded).
         """
         texts = list(texts)
+        bound = self.char_bound() if texts else None
+        cut = np.array([bound is not None and len(t) > bound for t in texts], dtype=bool)
+        if cut.any():
+            texts = [t[:bound] if c else t for t, c in zip(texts, cut, strict=True)]
         unique = list(dict.fromkeys(texts))
         keys = {
             t: (normalize, hashlib.blake2b(t.encode("utf-8"), digest_size=16).digest())
@@ -675,7 +697,7 @@ class Embedder:
         if not texts:
             return np.zeros((0, 0), dtype=np.float32), np.zeros(0, dtype=bool)
         out = np.stack([found[t][0] for t in texts]).astype(np.float32, copy=False)
-        return out, np.array([found[t][1] for t in texts], dtype=bool)
+        return out, np.array([found[t][1] for t in texts], dtype=bool) | cut
 
     def features(
         self, prompts: Sequence[Prompt], completions: Sequence[str], spec: FeatureSpec
@@ -820,6 +842,26 @@ class EmbeddingHeadVerifier(Verifier):
         if n == 0:
             return ScoreBatch(self.name, np.zeros(0, np.float32), np.zeros(0, object), [])
         self._check_loaded_encoder()
+        bad: dict[int, str] = {}
+        for i in range(n):
+            try:
+                check_encodable(i, "prompt", prompt_text(batch.prompts[i]))
+                check_encodable(i, "completion", batch.completions[i])
+            except InputError as exc:
+                if self.cfg.on_error == "raise":
+                    raise VerifierError(f"{self.name}: {exc}") from exc
+                bad[i] = f"InputError: {exc}"
+        if bad:
+            # Score the valid rows; the others are errors that say what was wrong.
+            good = [i for i in range(n) if i not in bad]
+            sub = self._score_batch(batch.take(good), context) if good else None
+            rows: list[tuple[float, str, dict[str, Any]]] = [
+                (float("nan"), "error", {"reason": bad.get(i, "not scored")}) for i in range(n)
+            ]
+            if sub is not None:
+                for k, i in enumerate(good):
+                    rows[i] = (float(sub.scores[k]), str(sub.status[k]), dict(sub.details[k]))
+            return ScoreBatch.from_rows(self.name, rows)
         try:
             x, truncated = self.embedder.features(
                 batch.prompts, batch.completions, self.head.spec.features

