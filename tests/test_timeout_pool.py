@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -101,7 +102,9 @@ def test_many_threads_at_once(pool: TimeoutPool) -> None:
         except BaseException as exc:  # reported by the assertions below
             results[name] = exc
 
-    jobs = {f"abs{k}": (abs, list(range(-40, 0)), 30.0) for k in range(4)}
+    jobs: dict[str, tuple[object, list[int], float]] = {
+        f"abs{k}": (abs, list(range(-40, 0)), 30.0) for k in range(4)
+    }
     jobs["hang"] = (time.sleep, [3600], LIMIT)
     threads = [threading.Thread(target=call, args=(name, *job)) for name, job in jobs.items()]
     for t in threads:
@@ -175,7 +178,7 @@ print([o.value for o in out])
 
 
 @pytest.mark.parametrize("how", ["file", "stdin"])
-def test_callers_main_is_never_rerun_in_workers(tmp_path, how: str) -> None:  # type: ignore[no-untyped-def]
+def test_callers_main_is_never_rerun_in_workers(tmp_path: Path, how: str) -> None:
     # A training script without an `if __name__ == "__main__":` guard, or code piped to
     # `python -`, must work: workers are fresh interpreters that never import the caller's main.
     marker = tmp_path / "ran"
@@ -264,7 +267,7 @@ def test_memory_cap_turns_a_huge_allocation_into_an_outcome() -> None:
 def test_bad_pool_and_budget_arguments() -> None:
     for kwargs in ({"spares": -1}, {"memory_limit_mb": 0}, {"spares": True}):
         with pytest.raises(ValueError, match=next(iter(kwargs))):
-            TimeoutPool(**kwargs)  # type: ignore[arg-type]
+            TimeoutPool(**kwargs)
     with TimeoutPool(workers=1) as p:
         for bad in (0, -1.0, float("inf"), float("nan")):
             with pytest.raises(ValueError, match="budget_s"):
@@ -299,7 +302,7 @@ def _running(pid: int) -> bool:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_workers_die_when_their_parent_is_killed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_workers_die_when_their_parent_is_killed() -> None:
     parent = subprocess.Popen(
         [sys.executable, "-c", _ORPHAN_SCRIPT],
         stdout=subprocess.PIPE,
