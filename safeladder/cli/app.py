@@ -655,9 +655,10 @@ def serve(
         try:
             application = create_app(reward, settings, close_reward=True)
             if settings.api_key is None and settings.host not in ("127.0.0.1", "localhost", "::1"):
-                _err(
+                typer.echo(
                     f"warning: serving on {settings.host} without an API key; anyone who can "
-                    "reach the port can use it (set $SAFELADDER_API_KEY or --api-key-file)"
+                    "reach the port can use it (set $SAFELADDER_API_KEY or --api-key-file)",
+                    err=True,
                 )
             uvicorn.run(
                 application,
@@ -698,9 +699,10 @@ def _serve_on_ray(
     cfg = parse_reward_config(config, overrides)  # a bad config fails here, not in replicas
     import_serve()  # a missing / too old Ray fails before a cluster starts
     if settings.api_key is None and settings.host not in ("127.0.0.1", "localhost", "::1"):
-        _err(
+        typer.echo(
             f"warning: serving on {settings.host} without an API key; anyone who can reach the "
-            "port can use it (set $SAFELADDER_API_KEY or --api-key-file)"
+            "port can use it (set $SAFELADDER_API_KEY or --api-key-file)",
+            err=True,
         )
     session = RaySession("safeladder serve --ray", submodules=("serve",))
     ray = session.start()

@@ -553,3 +553,19 @@ def test_a_lone_surrogate_row_with_the_default_reward_is_isolated_and_resume_wor
     res = invoke("score", "-i", inp, "-o", out, "--no-progress", "--resume")
     assert res.exit_code == 0, res.stderr
     assert len(read_jsonl(out)) == 5
+
+
+def test_the_readme_math_grpo_example_scores_the_shipped_demo(tmp_path: Path) -> None:
+    """It rejected every demo row (no prompt_id) and exited 0 with a table of dashes."""
+    out = tmp_path / "o.jsonl"
+    cfg = Path(__file__).resolve().parents[2] / "configs" / "reward" / "math_grpo.yaml"
+    res = invoke("score", cfg, "-o", out, "--no-progress")
+    assert res.exit_code == 0, res.stderr
+    rows = read_jsonl(out)
+    assert len(rows) == 28 and not (tmp_path / "o.jsonl.errors.jsonl").read_text()
+    math_rows = [r for r in rows if r.get("task") == "math"]
+    assert math_rows and all(r["status/correct"] == "ok" for r in math_rows)
+    res = invoke(
+        "score", cfg, "-o", out, "--no-progress", "--overwrite", "--set", "terms.1.normalize=none"
+    )
+    assert res.exit_code == 0, res.stderr

@@ -85,12 +85,12 @@ MIXED_ROWS = [
         "task": "chat",
     },
     "",
-    {"id": 5, "completion": "x y z", "task": "math"},
-    {"id": 6, "completion": "one two three", "reward": 99, "task": "chat"},
+    {"id": 5, "prompt": "p", "completion": "x y z", "task": "math"},
+    {"id": 6, "prompt": "p", "completion": "one two three", "reward": 99, "task": "chat"},
     {"id": 7, "prompt": "p", "task": "chat"},
-    {"id": 8, "completion": "a b", "task": "poetry"},
-    {"id": 9, "completion": "", "task": "chat"},
-    {"id": 10, "completion": "the end of it", "task": "chat"},
+    {"id": 8, "prompt": "p", "completion": "a b", "task": "poetry"},
+    {"id": 9, "prompt": "p", "completion": "", "task": "chat"},
+    {"id": 10, "prompt": "p", "completion": "the end of it", "task": "chat"},
 ]
 
 
@@ -165,14 +165,20 @@ def test_resume_with_ray_finishes_a_run_started_locally(local_ray: Any, tmp_path
 @needs_ray
 @pytest.mark.slow
 def test_failures_stop_where_the_local_engine_stops(local_ray: Any, tmp_path: Path) -> None:
-    # A reward that raises on line 5: chunks [1,2] and [3,4] are written, then exit 1.
-    boom = write_yaml(tmp_path / "boom.yaml", reward_config("explode_on"))
+    # A verifier that raises on line 5 only: that row goes to the errors file in both engines.
+    # A broken verifier (a ConfigError on every row): chunk [1,2] fails, exit 1, nothing written.
     inp = write_jsonl(
         tmp_path / "in.jsonl",
-        [{"completion": f"w{i}" + (" boom" if i == 5 else "")} for i in range(1, 8)],
+        [{"prompt": "p", "completion": f"w{i}" + (" boom" if i == 5 else "")} for i in range(1, 8)],
     )
     runs = {}
-    for engine in ("local", "ray"):
+    for engine, target in (
+        ("local", "explode_on"),
+        ("ray", "explode_on"),
+        ("local-broken", "broken_model"),
+        ("ray-broken", "broken_model"),
+    ):
+        boom = write_yaml(tmp_path / f"{target}.yaml", reward_config(target))
         out = tmp_path / f"boom-{engine}.jsonl"
         res = invoke(
             "score",
@@ -185,7 +191,7 @@ def test_failures_stop_where_the_local_engine_stops(local_ray: Any, tmp_path: Pa
             2,
             "--no-progress",
             "--engine",
-            engine,
+            engine.removesuffix("-broken"),
         )
         # Only safeladder's own message lines: under load Ray may log warnings of its own.
         ours = [
@@ -195,13 +201,25 @@ def test_failures_stop_where_the_local_engine_stops(local_ray: Any, tmp_path: Pa
         ]
         runs[engine] = (res.exit_code, "\n".join(ours), files(out))
     assert runs["ray"] == runs["local"]
-    assert runs["ray"][0] == 1 and "the reward failed on input lines 5-6" in runs["ray"][1]
-    assert "Traceback" not in runs["ray"][1]
+    assert runs["ray"][0] == 0
+    errors = [json.loads(line) for line in runs["ray"][2][1].splitlines()]
+    assert [(e["line"], e["error"]) for e in errors] == [
+        (5, "term 'score': ValueError: cannot handle 'boom'")
+    ]
+    assert runs["ray-broken"] == runs["local-broken"]
+    assert runs["ray-broken"][0] == 1
+    assert "the reward failed on input lines 1-2" in runs["ray-broken"][1]
+    assert "Traceback" not in runs["ray-broken"][1]
 
     # --fail-on-error: the first bad row (line 3) stops the run, naming the row.
     words = write_yaml(tmp_path / "words.yaml", reward_config("word_count"))
     inp = write_jsonl(
-        tmp_path / "in2.jsonl", [{"completion": "a"}, {"completion": "b"}, {"response": None}]
+        tmp_path / "in2.jsonl",
+        [
+            {"prompt": "p", "completion": "a"},
+            {"prompt": "p", "completion": "b"},
+            {"prompt": "p", "response": None},
+        ],
     )
     res = invoke(
         "score",
@@ -229,7 +247,7 @@ def test_without_ray_the_error_says_how_to_install_it(
 ) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     cfg = write_yaml(tmp_path / "r.yaml", reward_config("word_count"))
-    inp = write_jsonl(tmp_path / "in.jsonl", [{"completion": "a"}])
+    inp = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "p", "completion": "a"}])
     out = tmp_path / "o.jsonl"
     res = invoke("score", cfg, "-i", inp, "-o", out, "--no-progress", "--engine", "ray")
     assert res.exit_code == 2
@@ -241,7 +259,7 @@ def test_without_ray_the_error_says_how_to_install_it(
 @pytest.mark.parametrize("flag", [["--num-workers", "2"], ["--gpus-per-worker", "1"]])
 def test_the_local_engine_refuses_ray_options(tmp_path: Path, flag: list[str]) -> None:
     cfg = write_yaml(tmp_path / "r.yaml", reward_config("word_count"))
-    inp = write_jsonl(tmp_path / "in.jsonl", [{"completion": "a"}])
+    inp = write_jsonl(tmp_path / "in.jsonl", [{"prompt": "p", "completion": "a"}])
     res = invoke("score", cfg, "-i", inp, "-o", tmp_path / "o.jsonl", "--no-progress", *flag)
     assert res.exit_code == 2 and "apply to --engine ray only" in res.stderr
 

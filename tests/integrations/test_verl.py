@@ -99,7 +99,12 @@ def test_naive_call_returns_score_and_terms(reward_yaml: str) -> None:
     assert all(type(v) is float for v in out.values())
     wrong = naive_call(fn, "openai/gsm8k", "71 71 71\n#### 71", "72", {"index": 4})
     # correct = 0; rep: bigrams "71 71", "71 71", "71 ####", "#### 71" → 3 distinct of 4 → -0.25
-    assert wrong == {"score": pytest.approx(0.5 * -0.25), "correct": 0.0, "rep": -0.25}
+    assert wrong == {
+        "score": pytest.approx(0.5 * -0.25),
+        "correct": 0.0,
+        "rep": -0.25,
+        "reference_unread": 0.0,
+    }
 
 
 def test_reward_loop_extra_kwargs_are_accepted(reward_yaml: str) -> None:
@@ -145,7 +150,8 @@ def test_batch_call_matches_single_calls(reward_yaml: str) -> None:
         for i, (ds, s, g) in enumerate(rows)
     ]
     assert out == singles
-    assert all(set(o) == {"score", "correct", "rep"} for o in out)  # same keys on every row
+    # same keys on every row
+    assert all(set(o) == {"score", "correct", "rep", "reference_unread"} for o in out)
 
 
 def test_batch_lengths_must_align() -> None:
@@ -168,11 +174,12 @@ def test_config_sources(reward_yaml: str, monkeypatch: pytest.MonkeyPatch) -> No
         "score",
         "correct",
         "rep",
+        "reference_unread",
     }
     # reward_kwargs win over the environment; inline mappings (OmegaConf dicts) and overrides work
     inline = {"name": "inline", "terms": [{"name": "em", "verifier": {"type": "qa_match"}}]}
     out = compute_score(data_source="x", solution_str="Paris", ground_truth="Paris", config=inline)
-    assert out == {"score": 1.0, "em": 1.0}
+    assert out == {"score": 1.0, "em": 1.0, "reference_unread": 0.0}
     out = compute_score(
         data_source="x",
         solution_str="#### 1",

@@ -1,12 +1,15 @@
 """Helpers shared by the server tests (not a test module): the app in-process with a client,
-a loop runner, OpenRLHF's payload, strict JSON, and parsed /metrics."""
+a real uvicorn on loopback, a loop runner, OpenRLHF's payload, strict JSON, and parsed
+/metrics."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
@@ -30,6 +33,30 @@ async def serving(
     ):
         c.app = app  # type: ignore[attr-defined]
         yield c
+
+
+@contextmanager
+def running_server(reward: Reward, **settings: Any) -> Iterator[tuple[str, Any, Any]]:
+    """uvicorn in a thread on a free loopback port; yields (base url, server, app)."""
+    import uvicorn
+
+    app = create_app(reward, ServeSettings(**settings))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}", server, app
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+        assert not thread.is_alive(), "uvicorn did not stop"
 
 
 def run(fn: Callable[[], Awaitable[Any]]) -> Any:

@@ -5,40 +5,15 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pytest
 
-from safeladder.rewards import Reward
-from safeladder.serving import ServeSettings, create_app
 from tests.helpers import PROBE_GATES, probe_reward
+from tests.serving.support import running_server
 
 uvicorn = pytest.importorskip("uvicorn")
-
-
-@contextmanager
-def running_server(reward: Reward, **settings: Any) -> Iterator[tuple[str, Any, Any]]:
-    """uvicorn in a thread on a free loopback port; yields (base url, server, app)."""
-    app = create_app(reward, ServeSettings(**settings))
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}", server, app
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
-        assert not thread.is_alive(), "uvicorn did not stop"
 
 
 def test_64_concurrent_single_sample_clients_all_answered_correctly() -> None:

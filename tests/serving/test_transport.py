@@ -18,9 +18,8 @@ import httpx
 import pytest
 
 from safeladder.rewards import Reward
-from safeladder.serving import ServeSettings, create_app
 from tests.helpers import PROBE_GATES, probe_reward
-from tests.serving.support import metric, metric_values
+from tests.serving.support import metric, metric_values, running_server
 
 uvicorn = pytest.importorskip("uvicorn")
 
@@ -28,25 +27,10 @@ GUARD_S = 15.0  # longest any socket read may block before the test fails
 
 
 @contextmanager
-def running_server(reward: Reward, **settings: Any) -> Iterator[tuple[int, Any]]:
-    """uvicorn in a thread on a free loopback port; yields (port, app)."""
-    app = create_app(reward, ServeSettings(**settings))
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield port, app
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
-        assert not thread.is_alive(), "uvicorn did not stop"
+def serving_on_port(reward: Reward, **settings: Any) -> Iterator[tuple[int, Any]]:
+    """``running_server``, yielding (port, app) for raw sockets."""
+    with running_server(reward, **settings) as (url, _server, app):
+        yield int(url.rsplit(":", 1)[1]), app
 
 
 def connect(port: int) -> socket.socket:
@@ -108,7 +92,7 @@ def test_disconnected_clients_are_499_not_500_and_their_queued_rows_are_never_sc
     PROBE_GATES["gone"] = gate = threading.Event()
     reward = probe_reward(gate="gone")
     try:
-        with running_server(reward, max_batch_size=1, max_wait_ms=0) as (port, app):
+        with serving_on_port(reward, max_batch_size=1, max_wait_ms=0) as (port, app):
             batcher = app.state.batcher
             holder = connect(port)  # its row runs and holds the scoring thread at the gate
             holder.sendall(head("/get_reward", len(payload("a"))) + payload("a"))
@@ -152,7 +136,7 @@ def test_disconnected_clients_are_499_not_500_and_their_queued_rows_are_never_sc
 
 # ---------------------------------------------------------------------------- slow clients
 def test_a_client_that_stalls_mid_body_gets_408_and_is_let_go() -> None:
-    with running_server(probe_reward(), body_timeout_s=0.5) as (port, _app):
+    with serving_on_port(probe_reward(), body_timeout_s=0.5) as (port, _app):
         stalled = [connect(port) for _ in range(20)]
         for s in stalled:
             s.sendall(head("/get_reward", 200) + b'{"query": ["P')  # and nothing more
@@ -174,7 +158,7 @@ def test_a_full_queue_refuses_before_reading_the_body() -> None:
     PROBE_GATES["full_early"] = gate = threading.Event()
     reward = probe_reward(gate="full_early")
     try:
-        with running_server(
+        with serving_on_port(
             reward, max_batch_size=1, max_wait_ms=0, max_queue=1, max_request_samples=1
         ) as (port, app):
             batcher = app.state.batcher
