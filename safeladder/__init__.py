@@ -15,8 +15,7 @@ from safeladder.errors import (
 from safeladder.rewards import Reward, load_reward
 from safeladder.types import RewardResult, Sample, SampleBatch, ScoreBatch
 from safeladder.verifiers import build_verifier
-
-__version__ = "0.1.0"
+from safeladder.version import __version__
 
 __all__ = [
     "ConfigError",

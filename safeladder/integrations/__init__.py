@@ -1,6 +1,6 @@
 """Thin adapters from trainers to ``Reward.score``.
 
-- ``safeladder.integrations.trl``: ``reward.as_trl()`` / ``reward.as_trl_terms()`` for TRL's
+- ``safeladder.integrations.trl``: ``as_trl(reward)`` / ``as_trl_terms(reward)`` for TRL's
   ``GRPOTrainer(reward_funcs=...)``.
 - ``safeladder.integrations.verl``: module-level ``compute_score`` / ``compute_score_batch`` for
   verl's ``reward.custom_reward_function.path`` (naive / batch reward managers).

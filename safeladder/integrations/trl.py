@@ -12,9 +12,9 @@ function's display name is ``getattr(f, "__name__", type(f).__name__)``
 
 Two ways in:
 
-- ``reward.as_trl()`` → one callable whose value is the reward's ``total`` (gates, routes and
+- ``as_trl(reward)`` → one callable whose value is the reward's ``total`` (gates, routes and
   weights applied by safeladder). TRL sees a single objective.
-- ``reward.as_trl_terms()`` → ``(callables, weights)``: one callable per *objective* term
+- ``as_trl_terms(reward)`` → ``(callables, weights)``: one callable per *objective* term
   (weight ≠ 0) plus the matching ``GRPOConfig(reward_weights=...)``, so TRL does the weighting
   and, with ``multi_objective_aggregation="normalize_then_sum"`` (GDPO), normalizes each term
   per group before summing. Rows a routed term does not apply to return None, exactly as
@@ -51,11 +51,12 @@ Example::
 
     from trl import GRPOConfig, GRPOTrainer
     from safeladder import load_reward
+    from safeladder.integrations.trl import as_trl, as_trl_terms
 
     reward = load_reward("configs/reward/math.yaml")
-    trainer = GRPOTrainer(model=..., train_dataset=ds, reward_funcs=reward.as_trl(), args=GRPOConfig(...))
+    trainer = GRPOTrainer(model=..., train_dataset=ds, reward_funcs=as_trl(reward), args=GRPOConfig(...))
 
-    funcs, weights = reward.as_trl_terms()
+    funcs, weights = as_trl_terms(reward)
     args = GRPOConfig(..., reward_weights=weights, multi_objective_aggregation="normalize_then_sum")
     trainer = GRPOTrainer(model=..., train_dataset=ds, reward_funcs=funcs, args=args)
 
@@ -259,7 +260,7 @@ class _BatchScorer:
 
 
 class TRLReward:
-    """``reward.as_trl()``: ``(prompts, completions, **kwargs) -> list[float | None]``.
+    """``as_trl(reward)``: ``(prompts, completions, **kwargs) -> list[float | None]``.
 
     The value of a row is the reward's ``total`` (None where it is NaN). ``__name__`` is the
     reward's name (or ``name=``); TRL logs ``rewards/<__name__>/mean``.
@@ -284,7 +285,7 @@ class TRLReward:
 
 
 class TRLTermReward:
-    """One objective term of ``reward.as_trl_terms()``; ``__name__`` is ``<name>/<term>``."""
+    """One objective term of ``as_trl_terms(reward)``; ``__name__`` is ``<name>/<term>``."""
 
     def __init__(self, scorer: _BatchScorer, term: str):
         self._scorer = scorer
@@ -372,7 +373,7 @@ def as_trl_terms(
     if gated:
         raise ConfigError(
             f"reward {reward.name!r}: terms {gated} have a gate; TRL combines reward functions "
-            "as a weighted sum, which cannot express a veto. Use reward.as_trl() (safeladder "
+            "as a weighted sum, which cannot express a veto. Use as_trl(reward) (safeladder "
             "applies the gate to the total) or remove the gate."
         )
     scorer = _BatchScorer(

@@ -382,13 +382,28 @@ class Reward:
         return ScoreBatch(sb.name, scores, sb.status.copy(), sb.details)
 
     def as_trl(self, **kw: Any) -> Any:
-        """This reward as one TRL ``GRPOTrainer`` reward function; see ``safeladder.integrations.trl.as_trl``."""
+        """Deprecated: use ``safeladder.integrations.trl.as_trl(reward)``.
+
+        Rewards know nothing of trainers (the adapters depend on rewards, not the reverse);
+        this shim stays for code written against the old README and will be removed.
+        """
+        warnings.warn(
+            "Reward.as_trl() is deprecated; use safeladder.integrations.trl.as_trl(reward)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         from safeladder.integrations.trl import as_trl
 
         return as_trl(self, **kw)
 
     def as_trl_terms(self, **kw: Any) -> Any:
-        """``(funcs, reward_weights)``, one TRL reward function per objective term; see ``safeladder.integrations.trl.as_trl_terms``."""
+        """Deprecated: use ``safeladder.integrations.trl.as_trl_terms(reward)`` (see ``as_trl``)."""
+        warnings.warn(
+            "Reward.as_trl_terms() is deprecated; use "
+            "safeladder.integrations.trl.as_trl_terms(reward)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         from safeladder.integrations.trl import as_trl_terms
 
         return as_trl_terms(self, **kw)

@@ -381,7 +381,7 @@ class _Service:
         return Response(dumps(payload), media_type=JSON_TYPE)
 
     def health(self) -> tuple[int, dict[str, Any]]:
-        from safeladder import __version__
+        from safeladder.version import __version__
 
         age = self.batcher.batch_age_s
         if self.draining or self.batcher.closing:

@@ -68,7 +68,7 @@ EXPECTED = [1.0, 2 / 3, -0.3, 0.0]
 
 
 def test_standard_format_returns_totals(reward: Any) -> None:
-    f = reward.as_trl()
+    f = as_trl(reward)
     out = f(
         prompts=PROMPTS,
         completions=COMPLETIONS,
@@ -80,7 +80,7 @@ def test_standard_format_returns_totals(reward: Any) -> None:
 
 
 def test_conversational_format_reads_the_assistant_message(reward: Any) -> None:
-    f = reward.as_trl()
+    f = as_trl(reward)
     prompts = [[{"role": "user", "content": p}] for p in PROMPTS]
     completions: list[Any] = [[{"role": "assistant", "content": c}] for c in COMPLETIONS]
     # content blocks, and a tool exchange whose last assistant message is the answer
@@ -100,7 +100,7 @@ def test_conversational_format_reads_the_assistant_message(reward: Any) -> None:
 
 def test_conversational_completion_without_assistant_names_the_row(reward: Any) -> None:
     with pytest.raises(InputError, match="row 1: .*assistant"):
-        reward.as_trl()(
+        as_trl(reward)(
             prompts=["a", "b"],
             completions=[
                 [{"role": "assistant", "content": "x"}],
@@ -114,7 +114,7 @@ def test_nan_total_is_none(reward: Any) -> None:
     # qa row without a reference: f1 abstains, repetition scores 0 → total 0 (not None);
     # a reward whose only term abstains gives None.
     only_f1 = load_reward({"name": "f1only", "terms": [REWARD["terms"][0]]})
-    out = only_f1.as_trl()(
+    out = as_trl(only_f1)(
         prompts=["q", "q"], completions=["Paris", "Paris"], reference=[None, "Paris"]
     )
     assert out == [None, 1.0]
@@ -143,7 +143,7 @@ def test_reference_column_default_order_and_meta() -> None:
 
 
 def test_reference_key_option(reward: Any) -> None:
-    f = reward.as_trl(reference_key="gold")
+    f = as_trl(reward, reference_key="gold")
     out = f(
         prompts=["q"],
         completions=["Paris"],
@@ -158,13 +158,13 @@ def test_reference_key_from_the_reward_config() -> None:
     from safeladder import load_reward
 
     cfg = {"reference_key": "gold", "terms": [{"name": "em", "verifier": {"type": "qa_match"}}]}
-    f = load_reward(cfg).as_trl()
+    f = as_trl(load_reward(cfg))
     # 'answer' would win by default; the config names 'gold'
     assert f(
         prompts=["q"], completions=["Paris"], **trl_kwargs(gold=["Paris"], answer=["Rome"])
     ) == [1.0]
     # an explicit adapter option still wins over the config
-    g = load_reward(cfg).as_trl(reference_key="answer")
+    g = as_trl(load_reward(cfg), reference_key="answer")
     assert g(
         prompts=["q"], completions=["Paris"], **trl_kwargs(gold=["Paris"], answer=["Rome"])
     ) == [0.0]
@@ -172,12 +172,12 @@ def test_reference_key_from_the_reward_config() -> None:
 
 def test_misaligned_column_is_an_error(reward: Any) -> None:
     with pytest.raises(InputError, match="column 'task' has 1 values for 2 completions"):
-        reward.as_trl()(prompts=["a", "b"], completions=["x", "y"], task=["qa"])
+        as_trl(reward)(prompts=["a", "b"], completions=["x", "y"], task=["qa"])
 
 
 def test_logging_hooks(reward: Any) -> None:
     hooks = Hooks()
-    reward.as_trl()(
+    as_trl(reward)(
         prompts=PROMPTS,
         completions=COMPLETIONS,
         **trl_kwargs(
@@ -200,14 +200,14 @@ def test_logging_hooks(reward: Any) -> None:
 
 def test_nan_metrics_are_not_sent(reward: Any) -> None:
     hooks = Hooks()
-    reward.as_trl()(prompts=["q"], completions=["a b a b"], **trl_kwargs(hooks, task=["chat"]))
+    as_trl(reward)(prompts=["q"], completions=["a b a b"], **trl_kwargs(hooks, task=["chat"]))
     assert "sl/f1/mean" not in hooks.metrics  # f1 applied to no row
     assert hooks.metrics["sl/rep/mean"] == [pytest.approx(-(1 - 2 / 3))]
 
 
 def test_logging_can_be_turned_off(reward: Any) -> None:
     hooks = Hooks()
-    reward.as_trl(log_metrics=False, log_columns=False)(
+    as_trl(reward, log_metrics=False, log_columns=False)(
         prompts=["q"], completions=["x"], **trl_kwargs(hooks, task=["chat"])
     )
     assert hooks.metrics == {} and hooks.extra == {}
@@ -221,7 +221,7 @@ def test_name_option() -> None:
 
 
 def test_terms_names_weights_and_values(reward: Any) -> None:
-    funcs, weights = reward.as_trl_terms()
+    funcs, weights = as_trl_terms(reward)
     assert [f.__name__ for f in funcs] == ["sl/f1", "sl/rep"]  # metric-only 'fmt' is not one
     assert weights == [1.0, 0.5]
     kw = trl_kwargs(reference=["Paris", "Paris", None, "Rome"], task=["qa", "qa", "chat", "qa"])
@@ -244,7 +244,7 @@ def test_term_callables_share_one_score_per_batch(monkeypatch: pytest.MonkeyPatc
     real = r.score
     monkeypatch.setattr(r, "score", lambda batch: calls.append(len(batch)) or real(batch))
     hooks = Hooks()
-    funcs, _ = r.as_trl_terms()
+    funcs, _ = as_trl_terms(r)
     kw = trl_kwargs(
         hooks, reference=["Paris", "Paris", None, "Rome"], task=["qa", "qa", "chat", "qa"]
     )
@@ -282,16 +282,16 @@ def test_terms_refuse_gates() -> None:
         ],
     }
     r = load_reward(cfg)
-    with pytest.raises(ConfigError, match="gate.*as_trl\\(\\)"):
-        r.as_trl_terms()
-    assert r.as_trl().__name__ == "g"  # the total applies the gate itself
+    with pytest.raises(ConfigError, match=r"gate.*as_trl\(reward\)"):
+        as_trl_terms(r)
+    assert as_trl(r).__name__ == "g"  # the total applies the gate itself
     r.close()
 
 
 def test_pickle_round_trip(reward: Any) -> None:
-    f = pickle.loads(pickle.dumps(reward.as_trl()))
+    f = pickle.loads(pickle.dumps(as_trl(reward)))
     assert f(prompts=["q"], completions=["Paris"], reference=["Paris"], task=["qa"]) == [1.0]
-    funcs, _ = reward.as_trl_terms()
+    funcs, _ = as_trl_terms(reward)
     g1, g2 = pickle.loads(pickle.dumps(funcs))
     assert g1._scorer is g2._scorer  # pickled together, they still share one scorer
     assert g2(prompts=["q"], completions=["a b a b"], task=["chat"]) == [pytest.approx(-1 / 3)]
@@ -394,7 +394,7 @@ def test_grpo_trainer_logs_safeladder_terms(tmp_path: Any, monkeypatch: pytest.M
     batches: list[int] = []
     real = reward.score
     monkeypatch.setattr(reward, "score", lambda b: batches.append(len(b)) or real(b))
-    logs = _train(tmp_path, reward.as_trl())
+    logs = _train(tmp_path, as_trl(reward))
     assert len(logs) == 2
     for step in logs:
         assert "rewards/sl/mean" in step  # TRL's own metric for the callable named "sl"
@@ -416,7 +416,7 @@ def test_grpo_trainer_with_term_functions_gdpo(
     batches: list[int] = []
     real = reward.score
     monkeypatch.setattr(reward, "score", lambda b: batches.append(len(b)) or real(b))
-    funcs, weights = reward.as_trl_terms()
+    funcs, weights = as_trl_terms(reward)
     logs = _train(
         tmp_path, funcs, reward_weights=weights, multi_objective_aggregation="normalize_then_sum"
     )
@@ -427,3 +427,15 @@ def test_grpo_trainer_with_term_functions_gdpo(
         assert "rewards/sl/fmt/mean" not in step
     assert batches == [4, 4]  # three term functions, still one Reward.score per batch
     reward.close()
+
+
+def test_reward_methods_are_deprecated_shims_for_the_adapter() -> None:
+    reward = load_reward({"name": "r", "terms": [{"name": "qa", "verifier": {"type": "qa_match"}}]})
+    with pytest.warns(
+        DeprecationWarning, match=r"use safeladder.integrations.trl.as_trl\(reward\)"
+    ):
+        f = reward.as_trl()
+    assert f(prompts=["q"], completions=["Paris"], reference=["Paris"]) == [1.0]
+    with pytest.warns(DeprecationWarning, match="as_trl_terms"):
+        funcs, weights = reward.as_trl_terms()
+    assert [g.__name__ for g in funcs] == ["r/qa"] and weights == [1.0]
