@@ -5,14 +5,18 @@ model states a confidence with its answer; answers are pooled by *what* they ans
 group weighs as much as the confidences its members stated. Plain majority voting (self-
 consistency) is computed alongside and the trace says whether the two agree.
 
-Reading and comparing answers reuses the answer verifiers (nothing is re-implemented here):
+Reading and comparing answers reuses the public readers of the answer checks (nothing is
+re-implemented here):
 
-- ``math``: ``math_answer.extract_answer`` on the text after the last ``</think>`` (``\\boxed{}``,
-  ``<answer>``, ``#### n``, "the answer is", last number); two answers are equal when both read
-  as numbers and ``numbers_equal`` holds (``1/2`` = ``0.5``, ``50%`` = ``0.5``), else when
-  their texts match ignoring spaces (the symbolic math-verify path is not used for grouping);
-- ``choice``: ``choice_answer``'s letter extraction; exactly one distinct letter is an answer;
-- ``qa``: ``qa_match``'s final answer, SQuAD-normalized; equal normalized texts are equal.
+- ``math``: ``safeladder.answers.extract_answer`` on the text after the last ``</think>``
+  (``\\boxed{}``, ``<answer>``, ``#### n``, "the answer is", last number); two answers are
+  equal when both read as numbers and ``numbers_equal`` holds (``1/2`` = ``0.5``, ``50%`` =
+  ``0.5``), else when their texts match ignoring spaces (the symbolic math-verify path is not
+  used for grouping);
+- ``choice``: ``choice_answer.extract_choice`` (the verifier's letter extraction); exactly one
+  distinct letter is an answer;
+- ``qa``: ``safeladder.answers.final_answer``, normalized by ``qa_match.normalize_answer``;
+  equal normalized texts are equal.
 
 The stated confidence is ``confidence_calibration.parse_confidence`` (the last one in the text),
 read on ``confidence_scale``; a sample without one weighs ``missing_confidence``. A sample with
@@ -27,24 +31,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
+from safeladder.answers import (
+    extract_answer,
+    final_answer,
+    numbers_equal,
+    parse_number,
+    text_after_think,
+)
 from safeladder.guidance.best_of_n import as_samples, result_rows, score_texts
 from safeladder.guidance.config import VoteConfig
 from safeladder.guidance.generator import TextGenerator
 from safeladder.guidance.trace import Candidate, Trace, candidates_from
 from safeladder.rewards.reward import Reward
 from safeladder.types import Prompt, Sample
-from safeladder.verifiers.choice_answer import ChoiceAnswerConfig, ChoiceAnswerVerifier
+from safeladder.verifiers.choice_answer import extract_choice
 from safeladder.verifiers.confidence_calibration import parse_confidence
-from safeladder.verifiers.math_answer import extract_answer, numbers_equal, parse_number
-from safeladder.verifiers.qa_match import final_answer, normalize_answer, text_after_think
-
-
-@lru_cache(maxsize=1)
-def _choice_reader() -> ChoiceAnswerVerifier:
-    return ChoiceAnswerVerifier(ChoiceAnswerConfig())
+from safeladder.verifiers.qa_match import normalize_answer
 
 
 def read_answer(text: str, kind: str) -> str | None:
@@ -59,7 +63,7 @@ def read_answer(text: str, kind: str) -> str | None:
         found = extract_answer(text_after_think(text))
         return found[0] if found is not None and found[0] else None
     if kind == "choice":
-        _, letters = _choice_reader().extract(text_after_think(text))
+        _, letters = extract_choice(text_after_think(text))
         return letters[0] if len(set(letters)) == 1 else None
     if kind == "qa":
         return normalize_answer(final_answer(text)) or None

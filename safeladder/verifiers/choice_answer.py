@@ -51,18 +51,18 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Mapping
+from functools import lru_cache
 from numbers import Integral
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
+from safeladder.answers import ANSWER_CLOSE, ANSWER_OPEN, text_after_think
 from safeladder.types import Sample
 from safeladder.verifiers.base import RowResult, RuleVerifier, Verifier, VerifierConfig, abstain, ok
 
 Kind = Literal["statement", "boxed", "answer_tag", "line_start", "lone", "delimited"]
 
-_THINK_CLOSE = "</think>"
-_ANSWER_OPEN, _ANSWER_CLOSE = "<answer>", "</answer>"
 _BOXED = "\\boxed{"
 #: Longest ``\\boxed{…}`` content read; a longer box is not a letter.
 _MAX_BOX = 300
@@ -132,21 +132,16 @@ def _norm_text(text: str) -> str:
     return " ".join(text.split()).lstrip("*_`\"'$ ").rstrip(".*_`\"'$ ").casefold()
 
 
-def _after_think(text: str) -> str:
-    cut = text.rfind(_THINK_CLOSE)
-    return text if cut == -1 else text[cut + len(_THINK_CLOSE) :]
-
-
 def _tag_contents(text: str) -> list[str]:
     """Contents of every ``<answer>…</answer>`` pair, by plain string search (linear)."""
     out: list[str] = []
-    start = text.find(_ANSWER_OPEN)
+    start = text.find(ANSWER_OPEN)
     while start != -1:
-        end = text.find(_ANSWER_CLOSE, start + len(_ANSWER_OPEN))
+        end = text.find(ANSWER_CLOSE, start + len(ANSWER_OPEN))
         if end == -1:
             break
-        out.append(text[start + len(_ANSWER_OPEN) : end])
-        start = text.find(_ANSWER_OPEN, end + len(_ANSWER_CLOSE))
+        out.append(text[start + len(ANSWER_OPEN) : end])
+        start = text.find(ANSWER_OPEN, end + len(ANSWER_CLOSE))
     return out
 
 
@@ -195,17 +190,16 @@ def _gold_index(value: Any, letters: str) -> tuple[int | None, str]:
     return None, f"reference must be a letter, an index or a dict, got {type(value).__name__}"
 
 
-class ChoiceAnswerVerifier(RuleVerifier):
-    """1.0 for the gold letter, 0.0 otherwise; see the module docstring."""
+class ChoiceReader:
+    """Reads the option letters a text offers as its answer (see the module docstring).
 
-    _reads_reference: ClassVar[bool] = True
+    Args:
+        letters: the allowed option letters, upper case (``"ABCD"``).
+    """
 
-    score_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
-
-    def __init__(self, config: ChoiceAnswerConfig):
-        super().__init__(config)
-        self.cfg = config
-        let = f"[{config.letters}]"
+    def __init__(self, letters: str = "ABCDEFGHIJ"):
+        self.letters = letters
+        let = f"[{letters}]"
         # One letter form: "B", "(B)", "[B]", "**B**", "**(B)**"; never glued to a word character.
         self._one = re.compile(rf"(\*{{0,2}}[(\[]?)({let})([)\]]?\*{{0,2}})(?!\w)")
         self._line = re.compile(
@@ -215,13 +209,11 @@ class ChoiceAnswerVerifier(RuleVerifier):
         )
         self._delimited = re.compile(rf"(?<!\w)\(({let})\)|\*\*\(?({let})\)?\*\*")
 
-    # --- extraction -------------------------------------------------------------------------
-
     def letters_at(self, text: str, pos: int) -> list[str]:
         """The letter, or list of letters ("A, B or C"), that starts at ``pos``; [] if none.
 
-        >>> v = ChoiceAnswerVerifier(ChoiceAnswerConfig())
-        >>> v.letters_at("(B) Paris", 0), v.letters_at("A or C", 0), v.letters_at("A train", 0)
+        >>> r = ChoiceReader()
+        >>> r.letters_at("(B) Paris", 0), r.letters_at("A or C", 0), r.letters_at("A train", 0)
         (['B'], ['A', 'C'], [])
         """
         return self._letters_span(text, pos)[0]
@@ -246,7 +238,7 @@ class ChoiceAnswerVerifier(RuleVerifier):
     def extract(self, text: str) -> tuple[Kind | None, list[str]]:
         """``(kind, letters)`` of the highest-priority kind with any letter, else ``(None, [])``.
 
-        >>> ChoiceAnswerVerifier(ChoiceAnswerConfig()).extract("\\boxed{C}. The answer is (B).")
+        >>> ChoiceReader().extract("\\boxed{C}. The answer is (B).")
         ('statement', ['B'])
         """
         found = [x for m in _LEAD.finditer(text) for x in self.letters_at(text, m.end())]
@@ -285,6 +277,51 @@ class ChoiceAnswerVerifier(RuleVerifier):
             if any(normed):
                 return normed
         return []
+
+
+@lru_cache(maxsize=32)
+def choice_reader(letters: str = "ABCDEFGHIJ") -> ChoiceReader:
+    """The (shared, cached) ``ChoiceReader`` for ``letters``."""
+    return ChoiceReader(letters)
+
+
+def extract_choice(text: str, letters: str = "ABCDEFGHIJ") -> tuple[Kind | None, list[str]]:
+    """``(kind, letters)`` the text offers as its answer, by priority; ``(None, [])`` if none.
+
+    Reads ``text`` as given: drop a reasoning block first (``safeladder.answers.text_after_think``)
+    if only the final answer should count. Several different letters mean no single answer.
+
+    >>> extract_choice("Between A and C... The answer is (C).")
+    ('statement', ['C'])
+    """
+    return choice_reader(letters).extract(text)
+
+
+class ChoiceAnswerVerifier(RuleVerifier):
+    """1.0 for the gold letter, 0.0 otherwise; see the module docstring."""
+
+    _reads_reference: ClassVar[bool] = True
+
+    score_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+
+    def __init__(self, config: ChoiceAnswerConfig):
+        super().__init__(config)
+        self.cfg = config
+        self.reader = choice_reader(config.letters)
+
+    # --- extraction (``ChoiceReader``) --------------------------------------------------------
+
+    def letters_at(self, text: str, pos: int) -> list[str]:
+        """The letter, or list of letters ("A, B or C"), that starts at ``pos``; [] if none."""
+        return self.reader.letters_at(text, pos)
+
+    def extract(self, text: str) -> tuple[Kind | None, list[str]]:
+        """``(kind, letters)`` of the highest-priority kind with any letter, else ``(None, [])``."""
+        return self.reader.extract(text)
+
+    def text_candidates(self, text: str) -> list[str]:
+        """Answer texts for ``match_text``, by the same priority as the letters."""
+        return self.reader.text_candidates(text)
 
     # --- reference --------------------------------------------------------------------------
 
@@ -335,7 +372,7 @@ class ChoiceAnswerVerifier(RuleVerifier):
         if index is None:
             return abstain(why)
         gold = self.cfg.letters[index]
-        text = _after_think(sample.completion) if self.cfg.strip_think else sample.completion
+        text = text_after_think(sample.completion) if self.cfg.strip_think else sample.completion
         kind, found = self.extract(text)
         if kind is not None:
             distinct = sorted(set(found))

@@ -73,28 +73,34 @@ Example::
 from __future__ import annotations
 
 import math
-import re
 import threading
 import weakref
 from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from numbers import Real
-from typing import Any, ClassVar, Literal, NamedTuple
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from safeladder.timeout_pool import Outcome, TimeoutPool
-from safeladder.types import Sample, SampleBatch, ScoreBatch
-from safeladder.verifiers.answer_extraction import (
+from safeladder.answers import (
     DEFAULT_EXTRACTORS,
+    THINK_CLOSE,
+    THINK_OPEN,
     Extractor,
+    Number,
     clean_answer,
     extract_answer,
     extract_answer_parts,
     join_parts,
+    lists_several_values,
+    numbers_equal,
+    parse_number,
     reference_answer,
+    text_after_think,
 )
+from safeladder.timeout_pool import Outcome, TimeoutPool
+from safeladder.types import Sample, SampleBatch, ScoreBatch
 from safeladder.verifiers.base import (
     RowResult,
     RuleVerifier,
@@ -104,10 +110,23 @@ from safeladder.verifiers.base import (
     ok,
     timed_out,
 )
-from safeladder.verifiers.math_cost import MAX_POWER_DIGITS, power_digits, symbolic_cost
-from safeladder.verifiers.math_numbers import Number, numbers_equal, parse_number
+from safeladder.verifiers.math_cost import (
+    MAX_POWER_DIGITS,
+    power_digits,
+    symbolic_cost,
+    too_large_reason,
+)
+from safeladder.verifiers.math_symbolic import (
+    Comparison,
+    SymbolicTask,
+    acquire_pool,
+    release_pool,
+    symbolic_check,
+    warm_up,
+)
 
-# Re-exported: callers (guidance.voting, tests) import these from here.
+# Re-exported: the answer readers live in safeladder.answers and the symbolic stage in
+# math_symbolic; callers and tests still import them from here.
 __all__ = [
     "DEFAULT_EXTRACTORS",
     "Extractor",
@@ -123,6 +142,7 @@ __all__ = [
 ]
 
 _DETAIL_CHARS = 200
+_warm_up = warm_up  # its old name here; benchmarks/bench_hostile_math.py imports it
 
 
 class MathAnswerConfig(VerifierConfig):
@@ -277,137 +297,6 @@ class MathAnswerConfig(VerifierConfig):
         return MathAnswerVerifier(self)
 
 
-# --------------------------------------------------------------------------- symbolic path (workers)
-
-
-def _as_latex(answer: str) -> str:
-    # math-verify reads LaTeX only inside math delimiters, and inline math may not span lines.
-    flat = " ".join(answer.split()).rstrip("\\")
-    return flat if "$" in flat else f"${flat}$"
-
-
-class Comparison(NamedTuple):
-    """How math-verify parses and compares one row (see the fields of ``MathAnswerConfig``)."""
-
-    float_rounding: int = 6
-    strict: bool = True
-    allow_set_relation: bool = False
-    extraction: str = "latex_and_expr"
-
-
-# (reference answers, answer or None, Comparison -- or only its float_rounding)
-SymbolicTask = tuple[tuple[str, ...], str | None, "int | Comparison"]
-
-
-def _extraction_config(extraction: str) -> list[Any] | None:
-    from math_verify import ExprExtractionConfig, LatexExtractionConfig
-
-    if extraction == "latex":
-        return [LatexExtractionConfig()]
-    if extraction == "expr":
-        return [ExprExtractionConfig()]
-    return None  # parse()'s default: LaTeX, then expressions
-
-
-def _has_expression(parsed: list[Any]) -> bool:
-    return any(not isinstance(x, str) for x in parsed)
-
-
-def symbolic_check(task: SymbolicTask) -> str:
-    """Run in a worker: ``equal | different | no_gold | no_pred | gold_ok`` for one row.
-
-    ``task`` is ``(reference answers, answer or None, Comparison or float_rounding)``. Sympy
-    objects are never turned into strings here: printing a pathological expression can itself
-    hang.
-    """
-    golds, pred, how = task
-    cmp = how if isinstance(how, Comparison) else Comparison(float_rounding=how)
-    from math_verify import parse, verify
-
-    config = _extraction_config(cmp.extraction)
-    kwargs: dict[str, Any] = {"parsing_timeout": None}
-    if config is not None:
-        kwargs["extraction_config"] = config
-    # Expressions are read as written; LaTeX only inside math delimiters.
-    wrap = (lambda a: " ".join(a.split())) if cmp.extraction == "expr" else _as_latex
-    # parse() falls back to the raw string when it cannot build an expression; a reference that
-    # yields nothing but that string cannot be compared, so the row abstains.
-    parsed = [p for p in (parse(wrap(g), **kwargs) for g in golds) if _has_expression(p)]
-    if not parsed:
-        return "no_gold"
-    if pred is None:
-        return "gold_ok"
-    target = parse(wrap(pred), **kwargs)
-    if not target:
-        return "no_pred"
-    for gold in parsed:
-        if verify(
-            gold,
-            target,
-            float_rounding=cmp.float_rounding,
-            strict=cmp.strict,
-            allow_set_relation_comp=cmp.allow_set_relation,
-            timeout_seconds=None,
-        ):
-            return "equal"
-    return "different"
-
-
-def _warm_up() -> None:
-    """Worker initializer: import math-verify and its LaTeX grammar once, quiet its warnings."""
-    import logging
-
-    # With timeouts disabled math-verify warns once per process that the caller must enforce
-    # them; the pool does.
-    logging.getLogger("math_verify").setLevel(logging.ERROR)
-    # One check of each common kind: sympy builds its simplification machinery on first use
-    # (~0.5 s for the first polynomial), which must not count against the first row's deadline.
-    for task in _WARM_UP_TASKS:
-        symbolic_check(task)
-
-
-_WARM_UP_TASKS: tuple[SymbolicTask, ...] = (
-    (("\\frac{2}{2}",), "1", 6),
-    (("x^2+7x+10",), "(x+2)(x+5)", 6),
-    (("\\frac{\\sqrt{3}}{2}",), "0.866", 6),
-    (("(1,2)",), "[1, 2)", 6),
-    (("x > 1",), "x < 1", 6),
-)
-
-
-# --------------------------------------------------------------------------- shared pools
-
-_PoolKey = tuple[int, int, int | None]  # (workers, spare_workers, worker_memory_mb)
-_POOLS_LOCK = threading.Lock()
-_POOLS: dict[_PoolKey, list[Any]] = {}  # key -> [pool, users]
-
-
-def _acquire_pool(key: _PoolKey) -> TimeoutPool:
-    with _POOLS_LOCK:
-        entry = _POOLS.get(key)
-        if entry is None or entry[0].closed:
-            workers, spares, memory_mb = key
-            pool = TimeoutPool(
-                workers, spares=spares, memory_limit_mb=memory_mb, initializer=_warm_up
-            )
-            _POOLS[key] = [pool, 1]
-            return pool
-        entry[1] += 1
-        return entry[0]
-
-
-def _release_pool(key: _PoolKey, pool: TimeoutPool) -> None:
-    with _POOLS_LOCK:
-        entry = _POOLS.get(key)
-        if entry is None or entry[0] is not pool:
-            return
-        entry[1] -= 1
-        if entry[1] > 0:
-            return
-        del _POOLS[key]
-    pool.close()
-
-
 # --------------------------------------------------------------------------- verifier
 
 
@@ -417,37 +306,6 @@ class _Pending:
 
     task: SymbolicTask
     detail: dict[str, Any]
-
-
-_SEVERAL_VALUES_RE = re.compile(r"\\cup|\\(?:pm|mp)\b|\band\b|\bor\b|^\s*\\?\{")
-
-
-def _has_several_values(gold: str) -> bool:
-    """Whether a reference answer lists values: ``1, 2``, ``\\{1, 2\\}``, ``(1,2),(3,4)``, ``a \\cup b``.
-
-    A plain number, a single tuple ``(1, 2)`` or an expression is one value.
-    """
-    if parse_number(gold) is not None:
-        return False
-    if _SEVERAL_VALUES_RE.search(gold):
-        return True
-    depth = 0
-    for i, ch in enumerate(gold):
-        if ch in "([{" and not (ch == "{" and i and gold[i - 1] == "\\"):
-            depth += 1
-        elif ch in ")]}":
-            depth -= 1
-        elif ch in ",;" and depth <= 0:
-            return True
-    return False
-
-
-def _too_large(digits: float) -> str:
-    size = "infinitely many" if digits == math.inf else f"~{digits:.3g}"
-    return (
-        f"answer holds a number with {size} digits (a power or factorial above "
-        f"{MAX_POWER_DIGITS} digits); not checked"
-    )
 
 
 def _short(s: str | None) -> str | None:
@@ -538,10 +396,9 @@ class MathAnswerVerifier(RuleVerifier):
         """
         text = completion
         if self.cfg.after_think:
-            k = text.rfind("</think>")
-            if k >= 0:
-                text = text[k + len("</think>") :]
-            elif "<think>" in text:
+            if THINK_CLOSE in text:
+                text = text_after_think(text)
+            elif THINK_OPEN in text:
                 return None, None, "unfinished <think> block: no final answer", 1
         extractors: tuple[str, ...] = self.cfg.extractors
         if self.cfg.extraction == "latex":  # no bare numbers: the last math span instead
@@ -594,7 +451,7 @@ class MathAnswerVerifier(RuleVerifier):
                 )
             # Still ask math-verify whether the reference parses: if not, the row abstains.
             return _Pending((tuple(golds), None, self._comparison()), {**detail, "reason": why})
-        if parts > 1 and not any(_has_several_values(g) for g in golds):
+        if parts > 1 and not any(lists_several_values(g) for g in golds):
             # Several boxes against one value is a list of candidates, not an answer: never ask
             # math-verify, which may accept a list that contains the value.
             return ok(0.0, reason="several boxed answers for a single-value reference", **detail)
@@ -658,7 +515,7 @@ class MathAnswerVerifier(RuleVerifier):
             if digits > MAX_POWER_DIGITS:
                 # Never sent: sympy would build the number exactly and the worker would only be
                 # killed at timeout_s (a power tower has more digits than atoms in the universe).
-                results[t] = Outcome("timeout", message=_too_large(digits))
+                results[t] = Outcome("timeout", message=too_large_reason(digits))
                 self._count("too_large")
             else:
                 todo.append(t)
@@ -708,9 +565,9 @@ class MathAnswerVerifier(RuleVerifier):
                 key = (self.cfg.workers, self.cfg.spare_workers, self.cfg.worker_memory_mb)
                 if self._finalizer is not None:
                     self._finalizer()
-                self._pool = _acquire_pool(key)
+                self._pool = acquire_pool(key)
                 # Release our share of the pool when this verifier is closed or collected.
-                self._finalizer = weakref.finalize(self, _release_pool, key, self._pool)
+                self._finalizer = weakref.finalize(self, release_pool, key, self._pool)
             return self._pool
 
     def _count(self, what: str) -> None:

@@ -198,3 +198,12 @@ def symbolic_cost(golds: tuple[str, ...], pred: str | None) -> float:
         cost += len(s) + 20 * (s.count("^") + s.count("!") + s.count("{"))
         cost += _largest_exponent(s)
     return cost
+
+
+def too_large_reason(digits: float) -> str:
+    """Why an answer holding a number of ``digits`` digits is not checked (a timeout reason)."""
+    size = "infinitely many" if digits == math.inf else f"~{digits:.3g}"
+    return (
+        f"answer holds a number with {size} digits (a power or factorial above "
+        f"{MAX_POWER_DIGITS} digits); not checked"
+    )

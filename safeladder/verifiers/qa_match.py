@@ -42,43 +42,27 @@ from typing import Any, ClassVar, Literal
 import regex
 from pydantic import Field
 
+from safeladder.answers import THINK_CLOSE, final_answer, text_after_think
 from safeladder.types import Sample
 from safeladder.verifiers.base import RowResult, RuleVerifier, Verifier, VerifierConfig, abstain, ok
-
-THINK_CLOSE = "</think>"
-_ANSWER_OPEN, _ANSWER_CLOSE = "<answer>", "</answer>"
 
 _PUNCT = regex.compile("[\\p{P}" + regex.escape(string.punctuation) + "]")
 _ARTICLES = regex.compile(r"\b(?:a|an|the)\b")
 # Han (incl. extension A and compatibility), Hiragana, Katakana: one token per character.
 _CJK = regex.compile(r"([\p{Han}\p{Hiragana}\p{Katakana}])")
 
-
-def text_after_think(text: str) -> str:
-    """The text after the last ``</think>``; the whole text when there is none.
-
-    >>> text_after_think("<think>2+2=4?</think> 4")
-    ' 4'
-    """
-    cut = text.rfind(THINK_CLOSE)
-    return text if cut < 0 else text[cut + len(THINK_CLOSE) :]
-
-
-def final_answer(text: str) -> str:
-    """The final answer: after the last ``</think>``, inside the last ``<answer>`` tag if any.
-
-    An unclosed last ``<answer>`` yields the text after it.
-
-    >>> final_answer("<think>maybe Lyon</think><answer> Paris </answer>")
-    ' Paris '
-    """
-    text = text_after_think(text)
-    start = text.rfind(_ANSWER_OPEN)
-    if start < 0:
-        return text
-    inner = text[start + len(_ANSWER_OPEN) :]
-    end = inner.find(_ANSWER_CLOSE)
-    return inner if end < 0 else inner[:end]
+# Re-exported: THINK_CLOSE, final_answer and text_after_think lived here before safeladder.answers.
+__all__ = [
+    "THINK_CLOSE",
+    "QAMatchConfig",
+    "QAMatchVerifier",
+    "answer_tokens",
+    "final_answer",
+    "normalize_answer",
+    "reference_answers",
+    "text_after_think",
+    "token_f1",
+]
 
 
 def normalize_answer(text: str) -> str:

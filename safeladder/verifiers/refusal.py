@@ -57,6 +57,7 @@ from typing import Any, ClassVar, Literal
 import regex
 from pydantic import Field, field_validator, model_validator
 
+from safeladder.answers import text_after_think
 from safeladder.types import Sample
 from safeladder.verifiers.base import (
     RowResult,
@@ -66,7 +67,6 @@ from safeladder.verifiers.base import (
     ok,
     timed_out,
 )
-from safeladder.verifiers.qa_match import text_after_think
 
 # --- English -------------------------------------------------------------------------------------
 # Apostrophes are normalised to ' before matching and matching is case-insensitive.
