@@ -21,18 +21,11 @@ Design:
 - a ``map`` call may carry a ``budget_s``: when the call's wall-clock budget is spent, its
   tasks still queued or running end as ``expired`` (running ones are killed), whatever their
   own ``timeout_s``; tasks run in the order given, so callers put cheap tasks first;
-- workers die with their parent: on Linux ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` kills a worker
-  the moment the thread that started it (the dispatcher) or its process dies, even a worker
-  stuck in C code that holds the GIL; elsewhere a watch thread in the worker notices the new
-  parent pid within a second (an idle worker also sees its socket close);
 - ``memory_limit_mb`` caps each worker's address space (``RLIMIT_AS``, Linux); a task that
   runs out of it ends as ``memory`` and the worker is replaced, the caller is unaffected;
-- workers are fresh interpreters (``python -c``) talking over a socket pair, not
-  ``multiprocessing`` children: forking a process that runs threads (or torch) is unsafe, and
-  the ``spawn`` start method re-imports the caller's ``__main__`` in every worker, which fails
-  for ``python -`` / notebooks and re-runs a training script that lacks an
-  ``if __name__ == "__main__":`` guard. The parent's ``sys.path`` is sent to each worker first,
-  so functions defined in any importable module can run there.
+- workers are fresh interpreters that die with their parent; how they are started and what
+  they say over their socket is ``safeladder.timeout_worker``'s job. The parent's ``sys.path``
+  is sent to each worker first, so functions defined in any importable module can run there.
 
 Functions and items must be picklable (module-level functions, builtins).
 
@@ -52,10 +45,6 @@ import atexit
 import contextlib
 import math
 import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import weakref
@@ -65,164 +54,16 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any, Literal
 
-OutcomeStatus = Literal["ok", "error", "timeout", "expired", "memory"]
+from safeladder.timeout_worker import (
+    Outcome,
+    OutcomeStatus,
+    WorkerProcess,
+    send_setup,
+    start_worker,
+)
 
-
-@dataclass(frozen=True)
-class Outcome:
-    """What became of one task.
-
-    Attributes:
-        status: ``ok`` (``value`` holds the return value), ``error`` (the function raised, the
-            worker died, or the task could not be sent; ``message`` says which), ``timeout``
-            (the worker ran past the task's deadline and was killed), ``expired`` (the ``map``
-            call's ``budget_s`` ran out before the task finished: it never ran, or its worker
-            was killed) or ``memory`` (the function raised ``MemoryError``, e.g. at the
-            worker's ``memory_limit_mb``; the worker is replaced).
-        value: the function's return value for ``ok``, else None.
-        message: ``"ExceptionType: text"`` for ``error`` and ``memory``, a short note for
-            ``timeout`` and ``expired``.
-        elapsed_s: wall-clock seconds from hand-off to a worker until the outcome (0.0 for
-            tasks that never reached a worker).
-    """
-
-    status: OutcomeStatus
-    value: Any = None
-    message: str = ""
-    elapsed_s: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    @property
-    def timed_out(self) -> bool:
-        """True for ``timeout`` only (the task's own deadline), not for ``expired``."""
-        return self.status == "timeout"
-
-
-def _worker_main(conn: Connection) -> None:
-    """Body of a worker process: take sys.path and the initializer, say ready, run tasks."""
-    # Ctrl-C in a terminal reaches the whole process group; the parent decides what stops.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        sys.path[:] = conn.recv()  # a list of str: unpickling it imports nothing
-        initializer, initargs = conn.recv()
-        if initializer is not None:
-            initializer(*initargs)
-    except BaseException as exc:
-        with contextlib.suppress(Exception):
-            conn.send(("init_error", f"{type(exc).__name__}: {exc}"))
-        return
-    conn.send(("ready", os.getpid()))
-    while True:
-        try:
-            msg = conn.recv()
-        except (EOFError, OSError):  # the parent went away
-            return
-        if msg is None:
-            return
-        fn, item = msg
-        try:
-            reply: tuple[str, Any] = ("ok", fn(item))
-        except MemoryError as exc:
-            # The heap may be left fragmented or half-built objects cached: report and exit, the
-            # pool starts a fresh worker.
-            reply = ("memory", f"MemoryError: {exc}")
-        except Exception as exc:
-            reply = ("error", f"{type(exc).__name__}: {exc}")
-        try:
-            conn.send(reply)
-        except Exception as exc:  # pickling fails before anything is written: the pipe is intact
-            conn.send(("error", f"result could not be sent back: {type(exc).__name__}: {exc}"))
-        if reply[0] == "memory":
-            return
-
-
-# linux/prctl.h
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """Make this worker exit when the process that started it dies, however it dies."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(Exception):
-            import ctypes
-
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    # The parent may have died before prctl took effect: we were re-parented already.
-    if os.getppid() != parent_pid:
-        os._exit(1)
-    # Portable fallback (and a second line on Linux): poll the parent pid. It cannot interrupt C
-    # code that holds the GIL; PDEATHSIG can.
-    threading.Thread(
-        target=_watch_parent, args=(parent_pid,), name="parent-watch", daemon=True
-    ).start()
-
-
-def _watch_parent(parent_pid: int) -> None:
-    while os.getppid() == parent_pid:
-        time.sleep(1.0)
-    os._exit(1)
-
-
-def _limit_memory(limit_bytes: int) -> None:
-    """Cap this process's address space; over it, allocations raise ``MemoryError``."""
-    import resource
-
-    with contextlib.suppress(ValueError, OSError, AttributeError):  # not on every platform
-        _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
-        cap = limit_bytes if hard == resource.RLIM_INFINITY else min(limit_bytes, hard)
-        resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
-
-
-def _child_entry(fd: int, parent_pid: int, memory_limit_bytes: int | None = None) -> None:
-    """Entry point of ``python -c`` in a new worker: guard, wrap the inherited socket, serve."""
-    _die_with_parent(parent_pid)
-    if memory_limit_bytes is not None:
-        _limit_memory(memory_limit_bytes)
-    _worker_main(Connection(fd))
-
-
-# The package directory's parent, so the fresh interpreter can import safeladder itself before
-# it receives the parent's full sys.path.
-_PKG_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-class _Process:
-    """A worker interpreter started with ``subprocess``; the subset of ``Process`` the pool uses."""
-
-    def __init__(self, child_fd: int, memory_limit_bytes: int | None = None):
-        code = (
-            f"import sys; sys.path.insert(0, {_PKG_ROOT!r}); "
-            "from safeladder.timeout_pool import _child_entry; "
-            f"_child_entry({child_fd}, {os.getpid()}, {memory_limit_bytes!r})"
-        )
-        self._popen = subprocess.Popen(
-            [sys.executable, "-c", code],
-            pass_fds=(child_fd,),
-            stdin=subprocess.DEVNULL,
-            close_fds=True,
-        )
-        self.pid: int | None = self._popen.pid
-
-    def is_alive(self) -> bool:
-        return self._popen.poll() is None
-
-    def kill(self) -> None:
-        self._popen.kill()
-
-    def join(self, timeout: float | None = None) -> None:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self._popen.wait(timeout)
-
-    @property
-    def exitcode(self) -> int | None:
-        return self._popen.poll()
-
-    def close(self) -> None:
-        return None
+# Outcome lives with the worker protocol; it is re-exported here, where callers meet it.
+__all__ = ["Outcome", "OutcomeStatus", "TimeoutPool"]
 
 
 class _Call:
@@ -258,7 +99,7 @@ class _Task:
 
 @dataclass
 class _Worker:
-    proc: _Process
+    proc: WorkerProcess
     conn: Connection
     state: Literal["starting", "idle", "busy"] = "starting"
     task: _Task | None = None
@@ -511,19 +352,12 @@ class TimeoutPool:
             wanted += self.spares
         limit = None if self.memory_limit_mb is None else self.memory_limit_mb * 1024 * 1024
         for _ in range(wanted - len(self._workers)):
-            parent_sock, child_sock = socket.socketpair()
-            try:
-                proc = _Process(child_sock.fileno(), limit)
-            finally:
-                # Keep only the parent's end open here, so each side sees EOF when the other dies.
-                child_sock.close()
-            conn = Connection(parent_sock.detach())
+            proc, conn = start_worker(limit)
             self.processes_started += 1
             worker = _Worker(proc=proc, conn=conn)
             self._workers.append(worker)
             try:
-                conn.send(list(sys.path))
-                conn.send((self._initializer, self._initargs))
+                send_setup(conn, self._initializer, self._initargs)
             except Exception as exc:  # e.g. an initializer that cannot be pickled
                 self._kill(worker)
                 self._start_failed = True
