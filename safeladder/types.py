@@ -14,6 +14,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from safeladder.errors import InputError
+from safeladder.numeric import nan_to_none
 
 Status = Literal["ok", "abstain", "timeout", "error", "skipped"]
 #: Row outcomes a verifier may report. ``skipped`` is only used by ``Reward`` for rows a routed
@@ -349,15 +350,12 @@ class RewardResult:
         ``reference_unread: true`` (the row's reference was read by no term).
         """
 
-        def num(x: float) -> float | None:
-            return None if np.isnan(x) else float(x)
-
         routed = any(r is not None for r in self.route)
         records: list[dict[str, Any]] = []
         for i in range(len(self)):
-            rec: dict[str, Any] = {prefix: num(self.total[i])}
+            rec: dict[str, Any] = {prefix: nan_to_none(self.total[i])}
             for name, sb in self.terms.items():
-                rec[f"{prefix}/{name}"] = num(sb.scores[i])
+                rec[f"{prefix}/{name}"] = nan_to_none(sb.scores[i])
             for name, sb in self.terms.items():
                 rec[f"status/{name}"] = str(sb.status[i])
             rec["gated"] = bool(self.gated[i])

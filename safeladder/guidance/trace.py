@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from safeladder.errors import InputError
+from safeladder.numeric import nan_to_none
 from safeladder.types import Prompt, RewardResult, prompt_text
 
 
@@ -84,10 +85,6 @@ class Trace(_Model):
     generated_tokens: int = Field(default=0, description="Tokens sampled for this prompt.")
 
 
-def _num(x: float) -> float | None:
-    return None if x != x else float(x)  # NaN → None
-
-
 def candidates_from(
     texts: Sequence[str], result: RewardResult, **per_row: Sequence[Any]
 ) -> list[Candidate]:
@@ -103,10 +100,10 @@ def candidates_from(
         out.append(
             Candidate(
                 text=text,
-                score=_num(float(result.total[i])),
+                score=nan_to_none(result.total[i]),
                 gated=bool(result.gated[i]),
                 gated_by=result.gate_by[i] if result.gate_by else None,
-                terms={name: _num(float(sb.scores[i])) for name, sb in result.terms.items()},
+                terms={name: nan_to_none(sb.scores[i]) for name, sb in result.terms.items()},
                 **extra,
             )
         )
