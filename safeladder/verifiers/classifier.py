@@ -38,10 +38,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from safeladder.errors import ConfigError
+from safeladder.neural.activations import sigmoid, softmax
 from safeladder.neural.rendering import RenderConfig
 from safeladder.neural.runtime import RuntimeConfig
-from safeladder.neural.verifier import NeuralVerifier, sigmoid, softmax
 from safeladder.verifiers.base import RowResult, Verifier, VerifierConfig
+from safeladder.verifiers.neural_base import NeuralVerifier
 
 CALIBRATION_FILE = "safeladder_calibration.json"
 

@@ -61,18 +61,30 @@ Example::
 
 from __future__ import annotations
 
-import inspect
-import json
 import math
-import re
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from collections.abc import Mapping
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from pydantic import Field, model_validator
 
 from safeladder.config import load_yaml, preset_path
 from safeladder.errors import ConfigError, VerifierError
+from safeladder.neural.batching import Forward
+from safeladder.neural.judge_prompt import (
+    JudgeRenderer,
+    fill_template,
+    has_chat_template,
+    prompt_for_judge,
+    reference_text,
+)
+from safeladder.neural.label_likelihood import (
+    aggregate_scores,
+    label_forward,
+    label_loglik_duplicate,
+    label_loglik_shared_prefix,
+    label_probabilities,
+)
 from safeladder.neural.rendering import (
     DEFAULT_CHARS_PER_TOKEN,
     char_bound,
@@ -81,11 +93,24 @@ from safeladder.neural.rendering import (
     keep_end,
 )
 from safeladder.neural.runtime import RuntimeConfig
-from safeladder.types import Prompt, SampleBatch, ScoreBatch
+from safeladder.types import SampleBatch
 from safeladder.verifiers.base import RowResult, Verifier, VerifierConfig, abstain, ok
+from safeladder.verifiers.neural_base import NeuralVerifier, PreparedRows
 
-if TYPE_CHECKING:
-    import torch
+# The likelihood algorithms and the templating moved to the engine; re-exported here.
+__all__ = [
+    "PRESETS",
+    "LabelJudge",
+    "LabelJudgeConfig",
+    "aggregate_scores",
+    "fill_template",
+    "label_loglik_duplicate",
+    "label_loglik_shared_prefix",
+    "label_probabilities",
+    "load_preset",
+    "prompt_for_judge",
+    "reference_text",
+]
 
 PRESETS = ("safework_safety", "safework_value", "safework_knowledge")
 #: Fields a preset file may set (everything about what is asked and how it is scored; never
@@ -107,7 +132,6 @@ _PRESET_FIELDS = frozenset(
         "empty_score",
     }
 )
-_PLACEHOLDER = re.compile(r"\{(prompt|completion|reference)\}")
 
 
 def load_preset(name: str) -> dict[str, Any]:
@@ -324,218 +348,6 @@ class LabelJudgeConfig(VerifierConfig):
         return LabelJudge(self)
 
 
-# --- the model side (plain torch; the engine calls these per micro-batch) -------------------------
-
-
-def _left_pad(
-    seqs: Sequence[Sequence[int]], pad_id: int, device: Any
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Left-pad ``seqs`` → ``(input_ids, attention_mask, position_ids)``, each ``[b, L]``.
-
-    Left padding puts every row's last token in the last column, so the logits needed (the last
-    one, or the last k) are the same columns for every row and ``logits_to_keep`` applies;
-    explicit position ids keep each row's positions 0..n-1 as if it were alone.
-    """
-    import torch
-
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        if s:
-            ids[i, width - len(s) :] = torch.tensor(list(s), dtype=torch.long)
-            mask[i, width - len(s) :] = 1
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    return ids.to(device), mask.to(device), pos.to(device)
-
-
-def _accepts_logits_to_keep(model: Any) -> bool:
-    try:
-        return "logits_to_keep" in inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def label_loglik_duplicate(
-    model: Any,
-    prefixes: Sequence[Sequence[int]],
-    labels: Sequence[Sequence[int]],
-    pad_id: int,
-    device: Any,
-) -> np.ndarray:
-    """Summed label log-likelihoods from one forward over every ``prefix + label`` pair.
-
-    Args:
-        model: a causal LM (``model(input_ids, attention_mask, position_ids).logits``).
-        prefixes: ``b`` token-id lists (each non-empty).
-        labels: ``m`` non-empty token-id lists.
-
-    Returns:
-        float32 ``[b, m]``: ``Σ_t log p(label_j[t] | prefix_i, label_j[:t])``.
-    """
-    import torch
-
-    k = max(len(lab) for lab in labels)
-    seqs = [list(p) + list(lab) for p in prefixes for lab in labels]
-    ids, mask, pos = _left_pad(seqs, pad_id, device)
-    kwargs: dict[str, Any] = {"attention_mask": mask, "position_ids": pos, "use_cache": False}
-    if _accepts_logits_to_keep(model):
-        kwargs["logits_to_keep"] = k + 1
-    logits = model(input_ids=ids, **kwargs).logits[:, -(k + 1) : -1].float()  # [b*m, k, V]
-    logp = torch.log_softmax(logits, dim=-1)
-    # Column c of ``logp`` predicts the token at column width - k + c of ``ids``; label j fills
-    # the last n_j columns, i.e. columns k - n_j .. k - 1. One gather, one mask, one sum.
-    tok_lp = logp.gather(-1, ids[:, -k:].unsqueeze(-1)).squeeze(-1)  # [b*m, k]
-    n = torch.tensor([len(lab) for lab in labels], device=ids.device).repeat(len(prefixes))
-    keep = torch.arange(k, device=ids.device)[None, :] >= (k - n)[:, None]
-    # where, not multiply: columns before a short label may sit on padding (NaN-prone logits).
-    ll = torch.where(keep, tok_lp, torch.zeros_like(tok_lp)).double().sum(-1)
-    return ll.view(len(prefixes), len(labels)).detach().cpu().numpy().astype(np.float32)
-
-
-def label_loglik_shared_prefix(
-    model: Any,
-    prefixes: Sequence[Sequence[int]],
-    labels: Sequence[Sequence[int]],
-    pad_id: int,
-    device: Any,
-) -> np.ndarray:
-    """Summed label log-likelihoods, running each prefix once and the labels over its KV cache.
-
-    Same contract as ``label_loglik_duplicate`` (float32 ``[b, m]``). The first token of every
-    label is read from the prefix's last logits; each multi-token label's remaining tokens take
-    one small pass of ``[b, n - 1]`` tokens over the cached prefix, after which the cache is
-    cropped back to the prefix. Falls back to ``label_loglik_duplicate`` when the model returns
-    no croppable cache.
-    """
-    import torch
-
-    b = len(prefixes)
-    multi = any(len(lab) > 1 for lab in labels)
-    ids, mask, pos = _left_pad(prefixes, pad_id, device)
-    # Single-token labels need only the prefix's last logits: no cache to keep.
-    kwargs: dict[str, Any] = {"attention_mask": mask, "position_ids": pos, "use_cache": multi}
-    if _accepts_logits_to_keep(model):
-        kwargs["logits_to_keep"] = 1
-    out = model(input_ids=ids, **kwargs)
-    cache: Any = getattr(out, "past_key_values", None)
-    if multi and (cache is None or not getattr(cache, "is_croppable", False)):
-        return label_loglik_duplicate(model, prefixes, labels, pad_id, device)
-    first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # [b, V]
-    heads = torch.tensor([lab[0] for lab in labels], dtype=torch.long, device=first.device)
-    ll = first[:, heads].double()  # [b, m]: every label's first token, from the prefix pass
-    lengths = mask.sum(-1, keepdim=True)  # [b, 1] real prefix tokens
-    for j, lab in enumerate(labels):
-        n = len(lab)
-        if n == 1:
-            continue
-        step = torch.tensor(lab[:-1], dtype=torch.long, device=ids.device).expand(b, n - 1)
-        step_mask = torch.cat([mask, torch.ones_like(step)], dim=-1)
-        step_pos = lengths + torch.arange(n - 1, device=ids.device)
-        res = model(
-            input_ids=step,
-            attention_mask=step_mask,
-            position_ids=step_pos,
-            past_key_values=cache,
-            use_cache=True,
-        )
-        logp = torch.log_softmax(res.logits.float(), dim=-1)  # [b, n-1, V]
-        tgt = torch.tensor(lab[1:], dtype=torch.long, device=logp.device)
-        ll[:, j] += logp[:, torch.arange(n - 1, device=logp.device), tgt].double().sum(-1)
-        # Back to the prefix for the next label. A negative argument removes that many tokens in
-        # transformers 5 and means "keep all but that many" in 4.x: the same cut in both.
-        cache.crop(-(n - 1))
-    return ll.detach().cpu().numpy().astype(np.float32)
-
-
-def label_probabilities(loglik: np.ndarray, lengths: Sequence[int] | None = None) -> np.ndarray:
-    """Softmax over the allowed labels: ``[b, m]`` log-likelihoods → ``[b, m]`` probabilities.
-
-    ``lengths`` (tokens per label) turns sums into per-token means first (``length_normalize``).
-
-    >>> label_probabilities(np.log(np.array([[1.0, 3.0]]))).round(2).tolist()
-    [[0.25, 0.75]]
-    """
-    x = np.asarray(loglik, dtype=np.float64)
-    if lengths is not None:
-        x = x / np.asarray(lengths, dtype=np.float64)[None, :]
-    x = x - x.max(axis=1, keepdims=True)
-    e = np.exp(x)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def aggregate_scores(
-    probs: np.ndarray,
-    rewards: np.ndarray,
-    mode: str,
-    true_index: int | None = None,
-    false_index: int | None = None,
-) -> np.ndarray:
-    """``[b, m]`` label probabilities → ``[b]`` scores (see the module docstring for the modes).
-
-    >>> p = np.array([[0.25, 0.75]]); r = np.array([1.0, 0.0])
-    >>> aggregate_scores(p, r, "expected").tolist(), aggregate_scores(p, r, "argmax").tolist()
-    ([0.25], [0.0])
-    >>> aggregate_scores(p, r, "true_false", 0, 1).tolist()
-    [0.25]
-    """
-    if mode == "expected":
-        return probs @ rewards
-    if mode == "argmax":
-        return rewards[np.argmax(probs, axis=1)]
-    if mode == "true_false":
-        assert true_index is not None and false_index is not None
-        return (probs[:, true_index] + 1.0 - probs[:, false_index]) / 2.0
-    raise ValueError(f"aggregate: unknown mode {mode!r}")
-
-
-# --- text side -------------------------------------------------------------------------------------
-
-
-def prompt_for_judge(prompt: Prompt) -> str:
-    """The text that fills ``{prompt}``: a string as is; chat messages without system messages,
-    one message → its content, several → ``role: content`` lines.
-
-    >>> prompt_for_judge([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}])
-    'hi'
-    """
-    if isinstance(prompt, str):
-        return prompt
-    msgs = [m for m in prompt if m.get("role") != "system"]
-    if len(msgs) == 1:
-        return str(msgs[0].get("content") or "")
-    return "\n".join(f"{m.get('role')}: {m.get('content') or ''}" for m in msgs)
-
-
-def reference_text(reference: Any) -> str | None:
-    """The text that fills ``{reference}``; None when there is none.
-
-    >>> reference_text(["Paris", "paris, France"])
-    'Paris; paris, France'
-    """
-    if reference is None:
-        return None
-    if isinstance(reference, str):
-        return reference if reference.strip() else None
-    if isinstance(reference, (list, tuple)):
-        parts = [str(r) for r in reference if r is not None and str(r).strip()]
-        return "; ".join(parts) if parts else None
-    if isinstance(reference, Mapping):
-        return json.dumps(reference, ensure_ascii=False, sort_keys=True)
-    return str(reference)
-
-
-def fill_template(template: str, prompt: str, completion: str, reference: str) -> str:
-    """Fill ``{prompt}``, ``{completion}``, ``{reference}`` in one pass (text inserted for one
-    placeholder is never re-scanned; other braces stay as they are).
-
-    >>> fill_template("Q: {prompt} A: {completion} {x}", "{completion}", "4", "")
-    'Q: {completion} A: 4 {x}'
-    """
-    values = {"prompt": prompt, "completion": completion, "reference": reference}
-    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)
-
-
 class _RowText(NamedTuple):
     """A row's pieces before rendering: template, prompt text, completion text, reference text."""
 
@@ -555,18 +367,17 @@ class _Prepared(NamedTuple):
     template: str | None
 
 
-class LabelJudge(Verifier):
+class LabelJudge(NeuralVerifier):
     """A causal LM judge; see the module docstring. Built from ``LabelJudgeConfig``."""
+
+    model_kind = "causal_lm"
 
     def __init__(self, config: LabelJudgeConfig):
         super().__init__(config)
-        from safeladder.neural.runtime import load_model
-
         self.cfg = config
         self.score_range = config.score_bounds()  # type: ignore[misc]
-        self._loaded: Any = load_model(config.path, "causal_lm", config.runtime)
-        tok = self._loaded.tokenizer
-        self._tok = tok
+        self._load(config.path, None, config.runtime)
+        tok = self.loaded.tokenizer
         self.label_names: list[str] = list(config.labels)
         self.label_ids: list[list[int]] = [
             list(tok.encode(config.label_prefix + name, add_special_tokens=False))
@@ -585,55 +396,36 @@ class LabelJudge(Verifier):
         self._rewards = np.array([config.labels[n] for n in self.label_names], dtype=np.float64)
         self._lengths = [len(ids) for ids in self.label_ids]
         self._max_label = max(self._lengths)
-        has_chat = bool(getattr(tok, "chat_template", None))
+        has_chat = has_chat_template(tok)
         if config.rendering == "chat" and not has_chat:
             raise ConfigError(
                 f"rendering: 'chat' but the tokenizer in {config.path!r} has no chat template; "
                 "use rendering: plain (or auto)"
             )
-        self._chat = config.rendering == "chat" or (config.rendering == "auto" and has_chat)
-        self._lead = self._leading_special_ids() if not self._chat else []
+        chat = config.rendering == "chat" or (config.rendering == "auto" and has_chat)
+        self._renderer = JudgeRenderer(tok, chat, config.system_prompt, config.response_prefix)
+        self.max_length = config.max_length
         # Characters kept per text part before tokenizing (rendering.char_bound).
         self._bound = char_bound(tok, config.max_length, config.chars_per_token)
-        #: Rows cut to fit ``max_length`` since this verifier was built.
-        self.truncated_rows = 0
+
+    @property
+    def _tok(self) -> Any:
+        """The judge tokenizer every text goes through (the renderer's)."""
+        return self._renderer.tok
+
+    @_tok.setter
+    def _tok(self, tok: Any) -> None:
+        self._renderer.tok = tok
 
     def _fingerprint_extra(self) -> str:
-        return "" if self._loaded is None else self._loaded.fingerprint
+        return self.loaded.fingerprint
 
-    def _leading_special_ids(self) -> list[int]:
-        # Plain text gets the tokenizer's leading special tokens (BOS) but not trailing ones: an
-        # EOS after the prefix would sit between the question and the label.
-        plain = list(self._tok.encode("a", add_special_tokens=False))
-        full = list(self._tok.encode("a", add_special_tokens=True))
-        for k in range(len(full) - len(plain) + 1):
-            if full[k : k + len(plain)] == plain:
-                return full[:k]
-        return []
+    @property
+    def reads_reference(self) -> bool:
+        templates = [self.cfg.template, *self.cfg.templates.values()]
+        return any("{reference}" in t for t in templates)
 
-    def _render(self, user: str) -> str:
-        """The judge input text for the filled template (leading special ids excepted)."""
-        cfg = self.cfg
-        if self._chat:
-            messages: list[dict[str, str]] = []
-            if cfg.system_prompt:
-                messages.append({"role": "system", "content": cfg.system_prompt})
-            messages.append({"role": "user", "content": user})
-            text = self._tok.apply_chat_template(
-                messages, tokenize=False, add_generation_prompt=True
-            )
-            return str(text) + cfg.response_prefix
-        return (
-            (cfg.system_prompt + "\n\n" if cfg.system_prompt else "") + user + cfg.response_prefix
-        )
-
-    def _encode(self, texts: list[str]) -> list[list[int]]:
-        # One tokenizer call for the whole batch (the fast tokenizer runs it in parallel). Chat
-        # text already holds its special tokens as text; no trailing special tokens either way.
-        if not texts:
-            return []
-        enc = self._tok(texts, add_special_tokens=False)["input_ids"]
-        return [self._lead + list(ids) for ids in enc]
+    # -- text ------------------------------------------------------------------------------------
 
     def _row_text(self, batch: SampleBatch, i: int) -> _RowText | RowResult:
         cfg = self.cfg
@@ -667,101 +459,59 @@ class LabelJudge(Verifier):
         check_encodable(i, "completion", completion)
         return _RowText(template, prompt, completion, ref, used, completion_cut or prompt_cut)
 
-    @property
-    def reads_reference(self) -> bool:
-        templates = [self.cfg.template, *self.cfg.templates.values()]
-        return any("{reference}" in t for t in templates)
-
     def _fit(self, row: _RowText, ids: list[int]) -> _Prepared | RowResult:
         """Cut ``row`` to ``max_length`` (with the longest label): the prompt first, from its
         start; then the start of the completion. Abstains when the fixed text alone is too long."""
         budget = self.cfg.max_length - self._max_label
-        truncated = row.cut
-        if len(ids) > budget:
-            truncated = True
-            tok = self._tok
-            prompt, completion = row.prompt, row.completion
-            p_ids = list(tok.encode(prompt, add_special_tokens=False))
-            c_ids = list(tok.encode(completion, add_special_tokens=False))
-            # Each round removes at least one token and re-renders, since tokens at the seams can
-            # merge differently once cut.
-            while len(ids) > budget:
-                excess = len(ids) - budget
-                if p_ids:
-                    p_ids = p_ids[min(excess, len(p_ids)) :]
-                    prompt = tok.decode(p_ids) if p_ids else ""
-                elif c_ids:
-                    c_ids = c_ids[min(excess, len(c_ids)) :]
-                    completion = tok.decode(c_ids) if c_ids else ""
-                else:
-                    return abstain(
-                        f"judge input exceeds max_length={self.cfg.max_length} tokens even with "
-                        "the prompt and completion removed"
-                    )
-                filled = fill_template(row.template, prompt, completion, row.reference)
-                ids = self._encode([self._render(filled)])[0]
-        if not ids:
+        got, cut = self._renderer.fit(
+            row.template, row.prompt, row.completion, row.reference, ids, budget
+        )
+        if got is None:
+            return abstain(
+                f"judge input exceeds max_length={self.cfg.max_length} tokens even with "
+                "the prompt and completion removed"
+            )
+        if not got:
             return abstain("empty judge input (template renders to no tokens)")
-        return _Prepared(ids, truncated, row.used)
+        return _Prepared(got, row.cut or cut, row.used)
 
-    def _prepare(self, batch: SampleBatch) -> list[_Prepared | RowResult]:
+    def _prepare_rows(self, batch: SampleBatch) -> list[_Prepared | RowResult]:
         """Per row: the prefix ids to judge, or the row's result when it is decided without the model."""
         rows: list[Any] = [self._guard(i, self._row_text, batch, i) for i in range(len(batch))]
         todo = [i for i, r in enumerate(rows) if isinstance(r, _RowText)]
         texts = [
-            self._render(fill_template(r.template, r.prompt, r.completion, r.reference))
+            self._renderer.render(fill_template(r.template, r.prompt, r.completion, r.reference))
             for r in (rows[i] for i in todo)
         ]
-        for i, ids in zip(todo, self._encode(texts), strict=True):
+        for i, ids in zip(todo, self._renderer.encode(texts), strict=True):
             rows[i] = self._guard(i, self._fit, rows[i], ids)
         return rows
 
     def _row_input(self, batch: SampleBatch, i: int) -> _Prepared | RowResult:
-        """``_prepare`` for one row (for inspection and tests)."""
-        return self._prepare(batch.take([i]))[0]
+        """``_prepare_rows`` for one row (for inspection and tests)."""
+        return self._prepare_rows(batch.take([i]))[0]
 
-    def _forward(self, batch_ids: list[list[int]], model: Any, device: Any) -> np.ndarray:
-        fn = (
-            label_loglik_shared_prefix
-            if self.cfg.scoring == "shared_prefix"
-            else label_loglik_duplicate
+    # -- the engine steps ------------------------------------------------------------------------
+
+    def _prepare(self, batch: SampleBatch) -> PreparedRows:
+        rows = self._prepare_rows(batch)
+        prepared = [r if isinstance(r, _Prepared) else None for r in rows]
+        return PreparedRows(
+            inputs=[p.ids if p is not None else None for p in prepared],
+            results=[None if isinstance(r, _Prepared) else r for r in rows],
+            truncated=np.array([p is not None and p.truncated for p in prepared], dtype=bool),
+            extra=[
+                {"template": p.template} if p and p.template is not None else {} for p in prepared
+            ],
         )
-        return fn(model, batch_ids, self.label_ids, self._loaded.pad_id, device)
 
-    def _score_batch(self, batch: SampleBatch, context: Mapping[str, ScoreBatch]) -> ScoreBatch:
-        if self._loaded is None:
-            raise RuntimeError(f"{self.name}: the verifier was closed")
-        rows: list[RowResult | None] = [None] * len(batch)
-        pending: list[tuple[int, _Prepared]] = []
-        for i, got in enumerate(self._prepare(batch)):
-            if isinstance(got, _Prepared):
-                pending.append((i, got))
-            else:
-                rows[i] = got
-        if pending:
-            try:
-                judged = self._judge([p.ids for _, p in pending])
-            except Exception as exc:
-                if self.cfg.on_error == "raise":
-                    raise VerifierError(
-                        f"{self.name}: judge forward failed on {len(pending)} rows: "
-                        f"{type(exc).__name__}: {exc}"
-                    ) from exc
-                reason = f"{type(exc).__name__}: {exc}"
-                judged = [(float("nan"), "error", {"reason": reason}) for _ in pending]
-            for (idx, prep), row in zip(pending, judged, strict=True):
-                if row[1] == "ok":
-                    if prep.truncated:
-                        row[2]["truncated"] = True
-                        self.truncated_rows += 1
-                    if prep.template is not None:
-                        row[2]["template"] = prep.template
-                rows[idx] = row
-        return ScoreBatch.from_rows(self.name, [r for r in rows if r is not None])
+    def _truncation_how(self) -> str:
+        return "the prompt from its start first, then the completion's start"
 
-    def _judge(self, prefixes: list[list[int]]) -> list[RowResult]:
-        from safeladder.neural.batching import run_batched
+    def _forward(self) -> Forward:
+        return label_forward(self.label_ids, self.loaded.pad_id, self.cfg.scoring)
 
+    def _batch_runtime(self) -> RuntimeConfig:
         runtime = self.cfg.runtime
         if "cudnn_attention" not in runtime.model_fields_set:
             # Many small cached passes of new shapes: cuDNN's per-shape planning costs more
@@ -776,7 +526,11 @@ class LabelJudge(Verifier):
                     "max_batch_size": max(1, runtime.max_batch_size // m),
                 }
             )
-        ll = run_batched(prefixes, self._forward, self._loaded, runtime, cache_key=self.fingerprint)
+        return runtime
+
+    def _rows_from_outputs(self, outputs: np.ndarray) -> list[RowResult]:
+        """Label log-likelihoods ``(rows, m)`` → label distribution → the aggregate score."""
+        ll = outputs
         probs = label_probabilities(ll, self._lengths if self.cfg.length_normalize else None)
         names = self.label_names
         ti = names.index(self.cfg.true_label) if self.cfg.true_label in names else None
@@ -807,7 +561,3 @@ class LabelJudge(Verifier):
                 )
             )
         return out
-
-    def close(self) -> None:
-        # The engine's cache keeps a model alive only while someone references it.
-        self._loaded = None

@@ -27,10 +27,11 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from safeladder.errors import ConfigError
+from safeladder.neural.activations import sigmoid
 from safeladder.neural.rendering import RenderConfig
 from safeladder.neural.runtime import RuntimeConfig
-from safeladder.neural.verifier import NeuralVerifier, sigmoid
 from safeladder.verifiers.base import RowResult, Verifier, VerifierConfig
+from safeladder.verifiers.neural_base import NeuralVerifier
 
 STATS_FILE = "safeladder_reward_stats.json"
 

@@ -1,0 +1,208 @@
+"""Label log-likelihoods of a causal LM judge: the two algorithms, the label softmax, aggregation.
+
+A judge "answers" with one of ``m`` fixed labels; nothing is generated. For each prefix (the
+judge input ids) and each label ``j`` (its token ids)::
+
+    ll_ij = Σ_t log p(label_j[t] | prefix_i, label_j[:t])
+    p_ij  = softmax_j(ll_ij)   (``length_normalize``: ll_ij / len(label_j) first)
+
+- ``label_loglik_duplicate``: one forward over every ``prefix + label`` pair (``b·m`` rows).
+- ``label_loglik_shared_prefix``: each prefix once with the KV cache; every label's first token
+  from the prefix's last logits, the rest of each multi-token label in one small cached pass.
+  Both give the same numbers (the label_judge tests check 1e-4).
+- ``label_forward``: either one as a ``forward`` for ``run_batched``.
+- ``aggregate_scores``: probabilities → one score per row (``expected`` / ``argmax`` /
+  ``true_false``).
+
+torch is imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from safeladder.neural.activations import softmax
+from safeladder.neural.batching import Forward
+
+if TYPE_CHECKING:
+    import torch
+
+
+def left_pad(
+    seqs: Sequence[Sequence[int]], pad_id: int, device: Any
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Left-pad ``seqs`` → ``(input_ids, attention_mask, position_ids)``, each ``[b, L]``.
+
+    Left padding puts every row's last token in the last column, so the logits needed (the last
+    one, or the last k) are the same columns for every row and ``logits_to_keep`` applies;
+    explicit position ids keep each row's positions 0..n-1 as if it were alone.
+    """
+    import torch
+
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        if s:
+            ids[i, width - len(s) :] = torch.tensor(list(s), dtype=torch.long)
+            mask[i, width - len(s) :] = 1
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    return ids.to(device), mask.to(device), pos.to(device)
+
+
+def accepts_logits_to_keep(model: Any) -> bool:
+    """Whether ``model.forward`` takes ``logits_to_keep`` (transformers >= 4.45 causal LMs)."""
+    try:
+        return "logits_to_keep" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def label_loglik_duplicate(
+    model: Any,
+    prefixes: Sequence[Sequence[int]],
+    labels: Sequence[Sequence[int]],
+    pad_id: int,
+    device: Any,
+) -> np.ndarray:
+    """Summed label log-likelihoods from one forward over every ``prefix + label`` pair.
+
+    Args:
+        model: a causal LM (``model(input_ids, attention_mask, position_ids).logits``).
+        prefixes: ``b`` token-id lists (each non-empty).
+        labels: ``m`` non-empty token-id lists.
+
+    Returns:
+        float32 ``[b, m]``: ``Σ_t log p(label_j[t] | prefix_i, label_j[:t])``.
+    """
+    import torch
+
+    k = max(len(lab) for lab in labels)
+    seqs = [list(p) + list(lab) for p in prefixes for lab in labels]
+    ids, mask, pos = left_pad(seqs, pad_id, device)
+    kwargs: dict[str, Any] = {"attention_mask": mask, "position_ids": pos, "use_cache": False}
+    if accepts_logits_to_keep(model):
+        kwargs["logits_to_keep"] = k + 1
+    logits = model(input_ids=ids, **kwargs).logits[:, -(k + 1) : -1].float()  # [b*m, k, V]
+    logp = torch.log_softmax(logits, dim=-1)
+    # Column c of ``logp`` predicts the token at column width - k + c of ``ids``; label j fills
+    # the last n_j columns, i.e. columns k - n_j .. k - 1. One gather, one mask, one sum.
+    tok_lp = logp.gather(-1, ids[:, -k:].unsqueeze(-1)).squeeze(-1)  # [b*m, k]
+    n = torch.tensor([len(lab) for lab in labels], device=ids.device).repeat(len(prefixes))
+    keep = torch.arange(k, device=ids.device)[None, :] >= (k - n)[:, None]
+    # where, not multiply: columns before a short label may sit on padding (NaN-prone logits).
+    ll = torch.where(keep, tok_lp, torch.zeros_like(tok_lp)).double().sum(-1)
+    return ll.view(len(prefixes), len(labels)).detach().cpu().numpy().astype(np.float32)
+
+
+def label_loglik_shared_prefix(
+    model: Any,
+    prefixes: Sequence[Sequence[int]],
+    labels: Sequence[Sequence[int]],
+    pad_id: int,
+    device: Any,
+) -> np.ndarray:
+    """Summed label log-likelihoods, running each prefix once and the labels over its KV cache.
+
+    Same contract as ``label_loglik_duplicate`` (float32 ``[b, m]``). The first token of every
+    label is read from the prefix's last logits; each multi-token label's remaining tokens take
+    one small pass of ``[b, n - 1]`` tokens over the cached prefix, after which the cache is
+    cropped back to the prefix. Falls back to ``label_loglik_duplicate`` when the model returns
+    no croppable cache.
+    """
+    import torch
+
+    b = len(prefixes)
+    multi = any(len(lab) > 1 for lab in labels)
+    ids, mask, pos = left_pad(prefixes, pad_id, device)
+    # Single-token labels need only the prefix's last logits: no cache to keep.
+    kwargs: dict[str, Any] = {"attention_mask": mask, "position_ids": pos, "use_cache": multi}
+    if accepts_logits_to_keep(model):
+        kwargs["logits_to_keep"] = 1
+    out = model(input_ids=ids, **kwargs)
+    cache: Any = getattr(out, "past_key_values", None)
+    if multi and (cache is None or not getattr(cache, "is_croppable", False)):
+        return label_loglik_duplicate(model, prefixes, labels, pad_id, device)
+    first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # [b, V]
+    heads = torch.tensor([lab[0] for lab in labels], dtype=torch.long, device=first.device)
+    ll = first[:, heads].double()  # [b, m]: every label's first token, from the prefix pass
+    lengths = mask.sum(-1, keepdim=True)  # [b, 1] real prefix tokens
+    for j, lab in enumerate(labels):
+        n = len(lab)
+        if n == 1:
+            continue
+        step = torch.tensor(lab[:-1], dtype=torch.long, device=ids.device).expand(b, n - 1)
+        step_mask = torch.cat([mask, torch.ones_like(step)], dim=-1)
+        step_pos = lengths + torch.arange(n - 1, device=ids.device)
+        res = model(
+            input_ids=step,
+            attention_mask=step_mask,
+            position_ids=step_pos,
+            past_key_values=cache,
+            use_cache=True,
+        )
+        logp = torch.log_softmax(res.logits.float(), dim=-1)  # [b, n-1, V]
+        tgt = torch.tensor(lab[1:], dtype=torch.long, device=logp.device)
+        ll[:, j] += logp[:, torch.arange(n - 1, device=logp.device), tgt].double().sum(-1)
+        # Back to the prefix for the next label. A negative argument removes that many tokens in
+        # transformers 5 and means "keep all but that many" in 4.x: the same cut in both.
+        cache.crop(-(n - 1))
+    return ll.detach().cpu().numpy().astype(np.float32)
+
+
+def label_probabilities(loglik: np.ndarray, lengths: Sequence[int] | None = None) -> np.ndarray:
+    """Softmax over the allowed labels: ``[b, m]`` log-likelihoods → ``[b, m]`` probabilities.
+
+    ``lengths`` (tokens per label) turns sums into per-token means first (``length_normalize``).
+
+    >>> label_probabilities(np.log(np.array([[1.0, 3.0]]))).round(2).tolist()
+    [[0.25, 0.75]]
+    """
+    x = np.asarray(loglik, dtype=np.float64)
+    if lengths is not None:
+        x = x / np.asarray(lengths, dtype=np.float64)[None, :]
+    return softmax(x)
+
+
+def aggregate_scores(
+    probs: np.ndarray,
+    rewards: np.ndarray,
+    mode: str,
+    true_index: int | None = None,
+    false_index: int | None = None,
+) -> np.ndarray:
+    """``[b, m]`` label probabilities → ``[b]`` scores (see the module docstring for the modes).
+
+    >>> p = np.array([[0.25, 0.75]]); r = np.array([1.0, 0.0])
+    >>> aggregate_scores(p, r, "expected").tolist(), aggregate_scores(p, r, "argmax").tolist()
+    ([0.25], [0.0])
+    >>> aggregate_scores(p, r, "true_false", 0, 1).tolist()
+    [0.25]
+    """
+    if mode == "expected":
+        return probs @ rewards
+    if mode == "argmax":
+        return rewards[np.argmax(probs, axis=1)]
+    if mode == "true_false":
+        assert true_index is not None and false_index is not None
+        return (probs[:, true_index] + 1.0 - probs[:, false_index]) / 2.0
+    raise ValueError(f"aggregate: unknown mode {mode!r}")
+
+
+def label_forward(
+    labels: Sequence[Sequence[int]],
+    pad_id: int,
+    scoring: Literal["shared_prefix", "duplicate"] = "shared_prefix",
+) -> Forward:
+    """A ``run_batched`` forward: prefixes ``[b]`` → float32 label log-likelihoods ``[b, m]``."""
+    fn = label_loglik_shared_prefix if scoring == "shared_prefix" else label_loglik_duplicate
+    label_lists = [list(lab) for lab in labels]
+
+    def forward(batch_ids: list[list[int]], model: Any, device: Any) -> np.ndarray:
+        return fn(model, batch_ids, label_lists, pad_id, device)
+
+    return forward
