@@ -30,28 +30,11 @@ from pydantic import Field, model_validator
 
 from safeladder.errors import ConfigError, InputError
 from safeladder.neural.rendering import RenderConfig, encode_pairs
+from safeladder.training import models as hf
 from safeladder.training.common import PointRecord, TrainData, TrainOutcome
-from safeladder.training.models import (
-    HFTrainConfig,
-    apply_lora,
-    base_reference,
-    build_model,
-    early_stopping,
-    finish_checkpoints,
-    history_of,
-    loop_arguments,
-    predict_logits,
-    prepare_checkpoints,
-    quiet,
-    resolve_device,
-    save_model,
-    setup_torch,
-    token_limit,
-    unwrap,
-)
 
 
-class ClassifierTrainConfig(HFTrainConfig):
+class ClassifierTrainConfig(hf.HFTrainConfig):
     """Config of the ``classifier`` kind: single-label (softmax, weighted cross-entropy) or
     multi-label (sigmoid per label, BCE)."""
 
@@ -238,7 +221,7 @@ def train(
     from transformers import TrainingArguments
 
     t0 = time.monotonic()
-    setup_torch(cfg.train)
+    hf.setup_torch(cfg.train)
     labels = list(data.labels) or ["0", "1"]
     n_classes = len(labels)
     if not cfg.multi_label and n_classes < 2:
@@ -250,8 +233,8 @@ def train(
     y_dev = _labels_array(data.dev, n_classes, cfg.multi_label)
     weights = class_weight_vector(cfg.class_weights, y_train, n_classes, cfg.multi_label)
 
-    device = resolve_device(cfg.train)
-    model, tok = build_model(
+    device = hf.resolve_device(cfg.train)
+    model, tok = hf.build_model(
         cfg.model,
         "sequence_classification",
         labels=labels,
@@ -259,9 +242,9 @@ def train(
         seed=cfg.train.seed,
     )
     render = render_config(cfg, cfg.train.max_length)
-    limit = token_limit(model, tok, cfg.train.max_length)
+    limit = hf.token_limit(model, tok, cfg.train.max_length)
     if cfg.lora is not None:
-        model = apply_lora(model, cfg.lora, "sequence_classification")
+        model = hf.apply_lora(model, cfg.lora, "sequence_classification")
 
     def dataset(rows: list[PointRecord], y: np.ndarray) -> Any:
         ids = encode_pairs(
@@ -278,7 +261,7 @@ def train(
     has_dev = len(data.dev) > 0
     metric = cfg.metric_for_best_model
     args = TrainingArguments(
-        **loop_arguments(
+        **hf.loop_arguments(
             cfg,
             out_dir,
             device,
@@ -298,19 +281,19 @@ def train(
         eval_dataset=dev_ds if has_dev else None,
         data_collator=_Collator(tok.pad_token_id, cfg.multi_label),
         compute_metrics=_metrics_fn(cfg.multi_label) if has_dev else None,
-        callbacks=early_stopping(cfg, has_dev),
+        callbacks=hf.early_stopping(cfg, has_dev),
     )
-    quiet(trainer, progress)
-    resume_from = prepare_checkpoints(cfg, out_dir)
+    hf.quiet(trainer, progress)
+    resume_from = hf.prepare_checkpoints(cfg, out_dir)
     trainer.train(resume_from_checkpoint=resume_from)
-    final: Any = unwrap(trainer)
-    dev_logits = predict_logits(
+    final: Any = hf.unwrap(trainer)
+    dev_logits = hf.predict_logits(
         final, dev_ids, tok.pad_token_id, cfg.train.eval_batch_size, str(trainer.args.device)
     )
     final.to("cpu")
-    save_model(final, tok, out_dir, save=cfg.save, base_ref=base_reference(cfg.model))
-    history = history_of(trainer)
-    finish_checkpoints(cfg, out_dir)
+    hf.save_model(final, tok, out_dir, save=cfg.save, base_ref=hf.base_reference(cfg.model))
+    history = hf.history_of(trainer)
+    hf.finish_checkpoints(cfg, out_dir)
     verifier: dict[str, Any] = {
         "type": "classifier",
         "render": render.model_dump(),

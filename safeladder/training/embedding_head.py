@@ -37,6 +37,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from safeladder.errors import ConfigError
+from safeladder.neural.encoder import PACKAGED_MINILM, Embedder, FeatureSpec
+from safeladder.neural.head import head_from_sklearn, load_head, save_head
 from safeladder.training.common import (
     ModelSource,
     PairRecord,
@@ -45,7 +47,6 @@ from safeladder.training.common import (
     TrainData,
     TrainOutcome,
 )
-from safeladder.verifiers.embedding_head import PACKAGED_MINILM, FeatureSpec
 
 
 class TorchHeadSettings(BaseModel):
@@ -322,7 +323,6 @@ def _fit_pointwise(
 
 
 def _sklearn_layers(est: Any) -> list[tuple[np.ndarray, np.ndarray]]:
-    from safeladder.verifiers.embedding_head import head_from_sklearn
 
     return head_from_sklearn(est)
 
@@ -369,7 +369,6 @@ def train(
 ) -> TrainOutcome:
     """Embed the rows, fit the head, save it in ``out_dir``; see the module docstring."""
     from safeladder.neural.runtime import RuntimeConfig
-    from safeladder.verifiers.embedding_head import Embedder, load_head, save_head
 
     t0 = time.perf_counter()
     # Embed in float32 on every device: the head is fitted on these features, and the runner's
@@ -476,7 +475,6 @@ def fold_calibration(
     ``calibration`` is the calibration file dict (``{"kind": "temperature", "temperature": T}``);
     afterwards the head's logit is ``z / T``, so ``sigmoid`` gives the calibrated probability.
     """
-    from safeladder.verifiers.embedding_head import load_head, save_head
 
     if calibration.get("kind") != "temperature":
         raise ConfigError(

@@ -23,30 +23,23 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from safeladder.errors import ConfigError, InputError
-from safeladder.training.common import CalibrationSettings, PointRecord, TrainData, TrainOutcome
-from safeladder.training.models import (
-    HFTrainConfig,
-    apply_lora,
-    base_reference,
-    build_model,
-    early_stopping,
-    finish_checkpoints,
-    history_of,
-    loop_arguments,
-    prepare_checkpoints,
-    quiet,
-    resolve_device,
-    save_model,
-    setup_torch,
-    unwrap,
+from safeladder.neural.judge_prompt import JudgeRenderer, has_chat_template, prompt_for_judge
+from safeladder.neural.label_likelihood import (
+    aggregate_scores,
+    label_loglik_duplicate,
+    label_loglik_shared_prefix,
+    label_probabilities,
 )
+from safeladder.neural.rendering import final_answer
+from safeladder.training import models as hf
+from safeladder.training.common import CalibrationSettings, PointRecord, TrainData, TrainOutcome
 
 #: Verifier fields that the training config must not set inside ``judge``: the trained model
 #: directory is the path, and the runtime is a scoring-time choice.
 _JUDGE_RESERVED = ("type", "path", "runtime", "name")
 
 
-class LabelJudgeTrainConfig(HFTrainConfig):
+class LabelJudgeTrainConfig(hf.HFTrainConfig):
     """Config of the ``label_judge`` kind."""
 
     kind: Literal["label_judge"] = "label_judge"
@@ -102,7 +95,7 @@ class LabelJudgeTrainConfig(HFTrainConfig):
 
 class JudgeInputs:
     """Builds judge inputs token for token as ``safeladder.verifiers.label_judge`` does at
-    scoring time: the filled template rendered with the chat template (plus the generation
+    scoring time (both through ``safeladder.neural.judge_prompt.JudgeRenderer``): the filled template rendered with the chat template (plus the generation
     prompt and ``response_prefix``) or as plain text after the tokenizer's leading special
     tokens; labels tokenized on their own (``label_prefix`` + label, no special tokens); inputs
     over ``max_length`` (longest label included) cut from the prompt's start first, then the
@@ -112,11 +105,14 @@ class JudgeInputs:
         self.judge = judge
         self.tok = tokenizer
         self.max_length = max_length
-        has_chat = bool(getattr(tokenizer, "chat_template", None))
+        has_chat = has_chat_template(tokenizer)
         if judge.rendering == "chat" and not has_chat:
             raise ConfigError("judge.rendering: 'chat' but the tokenizer has no chat template")
         self.chat = judge.rendering == "chat" or (judge.rendering == "auto" and has_chat)
-        self.lead = [] if self.chat else self._leading_special_ids()
+        self.renderer = JudgeRenderer(
+            tokenizer, self.chat, judge.system_prompt, judge.response_prefix
+        )
+        self.lead = self.renderer.lead
         self.names = list(judge.labels)
         self.label_ids = [
             list(tokenizer.encode(judge.label_prefix + n, add_special_tokens=False))
@@ -131,58 +127,14 @@ class JudgeInputs:
             seen.add(tuple(ids))
         self.budget = max_length - max(len(ids) for ids in self.label_ids)
 
-    def _leading_special_ids(self) -> list[int]:
-        plain = list(self.tok.encode("a", add_special_tokens=False))
-        full = list(self.tok.encode("a", add_special_tokens=True))
-        for k in range(len(full) - len(plain) + 1):
-            if full[k : k + len(plain)] == plain:
-                return full[:k]
-        return []
-
-    def _render(self, user: str) -> str:
-        j = self.judge
-        if self.chat:
-            messages: list[dict[str, str]] = []
-            if j.system_prompt:
-                messages.append({"role": "system", "content": j.system_prompt})
-            messages.append({"role": "user", "content": user})
-            text = self.tok.apply_chat_template(
-                messages, tokenize=False, add_generation_prompt=True
-            )
-            return str(text) + j.response_prefix
-        return (j.system_prompt + "\n\n" if j.system_prompt else "") + user + j.response_prefix
-
-    def _ids(self, prompt: str, completion: str) -> list[int]:
-        from safeladder.verifiers.label_judge import fill_template
-
-        filled = fill_template(self.judge.template, prompt, completion, "")
-        return self.lead + list(
-            self.tok(self._render(filled), add_special_tokens=False)["input_ids"]
-        )
-
     def prefix(self, prompt: str, completion: str) -> list[int] | None:
         """The judge input ids for one row, or None when the fixed text alone is too long."""
-        from safeladder.neural.rendering import final_answer
-
         if self.judge.judge_final_answer:
             completion = final_answer(completion)
-        ids = self._ids(prompt, completion)
-        if len(ids) <= self.budget:
-            return ids
-        p_ids = list(self.tok.encode(prompt, add_special_tokens=False))
-        c_ids = list(self.tok.encode(completion, add_special_tokens=False))
-        while len(ids) > self.budget:
-            excess = len(ids) - self.budget
-            if p_ids:
-                p_ids = p_ids[min(excess, len(p_ids)) :]
-                prompt = self.tok.decode(p_ids) if p_ids else ""
-            elif c_ids:
-                c_ids = c_ids[min(excess, len(c_ids)) :]
-                completion = self.tok.decode(c_ids) if c_ids else ""
-            else:
-                return None
-            ids = self._ids(prompt, completion)
-        return ids
+        template = self.judge.template
+        ids = self.renderer.ids(template, prompt, completion, "")
+        got, _ = self.renderer.fit(template, prompt, completion, "", ids, self.budget)
+        return got
 
 
 def judge_scores(
@@ -192,9 +144,6 @@ def judge_scores(
     (already length-normalized when the judge says so): softmax over the labels, then the
     judge's aggregate; ``empty_score`` for empty (final) completions; NaN where a row's input
     did not fit."""
-    from safeladder.neural.rendering import final_answer
-    from safeladder.verifiers.label_judge import aggregate_scores, label_probabilities
-
     out = np.full(len(rows), np.nan)
     ok = ~np.isnan(loglik).any(axis=1)
     if ok.any():
@@ -238,15 +187,10 @@ def train(
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from safeladder.verifiers.label_judge import (
-        LabelJudgeConfig,
-        label_loglik_duplicate,
-        label_loglik_shared_prefix,
-        prompt_for_judge,
-    )
+    from safeladder.verifiers.label_judge import LabelJudgeConfig
 
     t0 = time.monotonic()
-    setup_torch(cfg.train)
+    hf.setup_torch(cfg.train)
     labels = list(data.labels) or ["0", "1"]
     max_length = int(cfg.judge.get("max_length", cfg.train.max_length))
     judge = LabelJudgeConfig(path=".", **{**cfg.judge, "max_length": max_length})
@@ -262,12 +206,12 @@ def train(
     if not data.train:
         raise InputError("data: the train split is empty")
 
-    device = resolve_device(cfg.train)
-    model, tok = build_model(cfg.model, "causal_lm", seed=cfg.train.seed)
+    device = hf.resolve_device(cfg.train)
+    model, tok = hf.build_model(cfg.model, "causal_lm", seed=cfg.train.seed)
     inputs = JudgeInputs(judge, tok, max_length)
     column = [inputs.names.index(text_of[c]) for c in labels]
     if cfg.lora is not None:
-        model = apply_lora(model, cfg.lora, "causal_lm")
+        model = hf.apply_lora(model, cfg.lora, "causal_lm")
 
     def rows_of(records: list[PointRecord]) -> tuple[list[list[int] | None], list[int]]:
         prefixes, ys = [], []
@@ -302,7 +246,7 @@ def train(
     dev_ds = dataset(dev_p, dev_y)
     has_dev = len(dev_ds) > 0
     args = SFTConfig(
-        **loop_arguments(
+        **hf.loop_arguments(
             cfg,
             out_dir,
             device,
@@ -321,12 +265,12 @@ def train(
         train_dataset=train_ds,
         eval_dataset=dev_ds if has_dev else None,
         processing_class=tok,
-        callbacks=early_stopping(cfg, has_dev),
+        callbacks=hf.early_stopping(cfg, has_dev),
     )
-    quiet(trainer, progress)
-    resume_from = prepare_checkpoints(cfg, out_dir)
+    hf.quiet(trainer, progress)
+    resume_from = hf.prepare_checkpoints(cfg, out_dir)
     trainer.train(resume_from_checkpoint=resume_from)
-    final: Any = unwrap(trainer)
+    final: Any = hf.unwrap(trainer)
     final.eval()
     run_on = trainer.args.device
     pad_id = getattr(final.config, "pad_token_id", None)
@@ -345,9 +289,9 @@ def train(
     dev_logits = all_ll[:, column]
     dev_scores = judge_scores(judge, inputs.names, all_ll, data.dev)
     final.to("cpu")
-    save_model(final, tok, out_dir, save=cfg.save, base_ref=base_reference(cfg.model))
-    history = history_of(trainer)
-    finish_checkpoints(cfg, out_dir)
+    hf.save_model(final, tok, out_dir, save=cfg.save, base_ref=hf.base_reference(cfg.model))
+    history = hf.history_of(trainer)
+    hf.finish_checkpoints(cfg, out_dir)
     return TrainOutcome(
         verifier={"type": "label_judge", **cfg.judge, "max_length": max_length},
         dev_logits=dev_logits,

@@ -259,10 +259,10 @@ def setup_torch(loop: LoopSettings) -> None:
 
 def token_limit(model: Any, tokenizer: Any, max_length: int) -> int:
     """``max_length`` capped by the model's positions, the cap the verifiers apply at scoring
-    time (``safeladder.neural.verifier.position_limit``)."""
-    from safeladder.neural.verifier import position_limit
+    time (``safeladder.neural.checkpoints.position_limit``)."""
+    from safeladder.neural.checkpoints import position_limit
 
-    limit = position_limit(SimpleNamespace(config=model.config, tokenizer=tokenizer))  # type: ignore[arg-type]
+    limit = position_limit(SimpleNamespace(config=model.config, tokenizer=tokenizer))
     return min(max_length, limit) if limit else max_length
 
 

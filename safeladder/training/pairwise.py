@@ -15,28 +15,11 @@ from pydantic import Field
 
 from safeladder.errors import InputError
 from safeladder.neural.rendering import RenderConfig, encode_pairs
+from safeladder.training import models as hf
 from safeladder.training.common import PairRecord, TrainData, TrainOutcome
-from safeladder.training.models import (
-    HFTrainConfig,
-    apply_lora,
-    base_reference,
-    build_model,
-    early_stopping,
-    finish_checkpoints,
-    history_of,
-    loop_arguments,
-    predict_logits,
-    prepare_checkpoints,
-    quiet,
-    resolve_device,
-    save_model,
-    setup_torch,
-    token_limit,
-    unwrap,
-)
 
 
-class PairwiseTrainConfig(HFTrainConfig):
+class PairwiseTrainConfig(hf.HFTrainConfig):
     """Config of the ``pairwise`` kind (a ``num_labels=1`` reward head)."""
 
     kind: Literal["pairwise"] = "pairwise"
@@ -98,7 +81,7 @@ def train(
     from trl import RewardConfig, RewardTrainer
 
     t0 = time.monotonic()
-    setup_torch(cfg.train)
+    hf.setup_torch(cfg.train)
     if not data.train:
         raise InputError("data: the train split is empty")
     for r in [*data.train, *data.dev]:
@@ -108,16 +91,16 @@ def train(
                 "preference pairs (prompt, chosen, rejected)",
                 row=getattr(r, "row", None),
             )
-    device = resolve_device(cfg.train)
-    model, tok = build_model(cfg.model, "sequence_classification", seed=cfg.train.seed)
+    device = hf.resolve_device(cfg.train)
+    model, tok = hf.build_model(cfg.model, "sequence_classification", seed=cfg.train.seed)
     render = RenderConfig(
         template=cfg.template,
         judge_final_answer=cfg.judge_final_answer,
         max_length=cfg.train.max_length,
     )
-    limit = token_limit(model, tok, cfg.train.max_length)
+    limit = hf.token_limit(model, tok, cfg.train.max_length)
     if cfg.lora is not None:
-        model = apply_lora(model, cfg.lora, "sequence_classification")
+        model = hf.apply_lora(model, cfg.lora, "sequence_classification")
 
     def encode(prompts: list[str], texts: list[str]) -> list[list[int]]:
         return encode_pairs(prompts, texts, tok, render, max_length=limit).ids
@@ -138,7 +121,7 @@ def train(
     dev_ds, dev_c, dev_r = dataset(data.dev) if has_dev else (None, [], [])
     metric = cfg.metric_for_best_model
     args = RewardConfig(
-        **loop_arguments(
+        **hf.loop_arguments(
             cfg,
             out_dir,
             device,
@@ -158,27 +141,27 @@ def train(
         train_dataset=train_ds,
         eval_dataset=dev_ds,
         processing_class=tok,
-        callbacks=early_stopping(cfg, has_dev),
+        callbacks=hf.early_stopping(cfg, has_dev),
     )
-    quiet(trainer, progress)
-    resume_from = prepare_checkpoints(cfg, out_dir)
+    hf.quiet(trainer, progress)
+    resume_from = hf.prepare_checkpoints(cfg, out_dir)
     trainer.train(resume_from_checkpoint=resume_from)
-    final: Any = unwrap(trainer)
+    final: Any = hf.unwrap(trainer)
     run_on = str(trainer.args.device)
     bs = cfg.train.eval_batch_size
     pad = tok.pad_token_id
-    dev_chosen = predict_logits(final, dev_c, pad, bs, run_on)[:, 0]
-    dev_rejected = predict_logits(final, dev_r, pad, bs, run_on)[:, 0]
+    dev_chosen = hf.predict_logits(final, dev_c, pad, bs, run_on)[:, 0]
+    dev_rejected = hf.predict_logits(final, dev_r, pad, bs, run_on)[:, 0]
     # Rewards of training responses (chosen and rejected alike) for the mean / std that
     # centre and scale the reward at scoring time; a seeded sample keeps it cheap.
     pool = [*train_c, *train_r]
     rng = np.random.default_rng(cfg.train.seed)
     pick = rng.permutation(len(pool))[: cfg.reward_sample]
-    train_rewards = predict_logits(final, [pool[i] for i in sorted(pick)], pad, bs, run_on)[:, 0]
+    train_rewards = hf.predict_logits(final, [pool[i] for i in sorted(pick)], pad, bs, run_on)[:, 0]
     final.to("cpu")
-    save_model(final, tok, out_dir, save=cfg.save, base_ref=base_reference(cfg.model))
-    history = history_of(trainer)
-    finish_checkpoints(cfg, out_dir)
+    hf.save_model(final, tok, out_dir, save=cfg.save, base_ref=hf.base_reference(cfg.model))
+    history = hf.history_of(trainer)
+    hf.finish_checkpoints(cfg, out_dir)
     verifier: dict[str, Any] = {"type": "reward_model", "render": render.model_dump()}
     if cfg.normalize is not None:
         verifier["normalize"] = cfg.normalize
