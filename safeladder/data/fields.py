@@ -22,6 +22,11 @@ safeladder.errors.InputError: missing field 'prompt' (looked for: prompt)
 A missing (or null) prompt is a bad row by default: scoring "" in its place would hand a
 safety verifier or a judge a question nobody asked. ``FieldMap(require_prompt=False)``
 (``safeladder score --allow-missing-prompt``) scores such rows with an empty prompt.
+
+A field whose value is bad raises ``FieldValueError`` (an ``InputError``) that also carries the
+field's role and the bare reason, so a caller that knows the row's place (training data: file
+and row number) can say where without a second copy of the checks. ``get_path`` and
+``value_matches`` read dotted paths and ``where`` filters for the training and eval readers.
 """
 
 from __future__ import annotations
@@ -85,7 +90,9 @@ class FieldMap:
         }
 
 
-def _pick(row: Mapping[str, Any], names: Sequence[str]) -> tuple[str | None, Any]:
+def pick_field(row: Mapping[str, Any], names: Sequence[str]) -> tuple[str | None, Any]:
+    """``(name, value)`` of the first of ``names`` present in ``row`` (a null value counts),
+    else ``(None, None)``."""
     for name in names:
         if name in row:
             return name, row[name]
@@ -101,6 +108,66 @@ def _missing(role: str, names: Sequence[str]) -> InputError:
 
 def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
+
+
+class FieldValueError(InputError):
+    """A field holds a value of the wrong shape: ``field 'NAME' (ROLE): REASON``.
+
+    ``role`` is ``prompt`` or ``completion``; ``reason`` is the message without the field
+    prefix, for callers that name the place their own way.
+    """
+
+    def __init__(self, name: str, role: str, reason: str):
+        super().__init__(f"field {name!r} ({role}): {reason}", field=name)
+        self.role = role
+        self.reason = reason
+
+
+#: What ``get_path`` returns for a path the row does not have (``None`` is a value: null).
+MISSING: Any = object()
+
+
+def get_path(row: Any, path: str) -> Any:
+    """The value at a dotted ``path`` in nested dicts / lists, or ``MISSING``.
+
+    A key containing dots is found whole first (``{"a.b": 1}`` has ``a.b``).
+
+    >>> get_path({"meta": {"tags": ["x", "y"]}}, "meta.tags.1")
+    'y'
+    >>> get_path({"a": 1}, "b") is MISSING
+    True
+    """
+    if isinstance(row, Mapping) and path in row:
+        return row[path]
+    node = row
+    for part in path.split("."):
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return MISSING
+    return node
+
+
+def value_matches(value: Any, want: Any) -> bool:
+    """Whether a row's ``value`` passes a ``where`` filter asking for ``want``.
+
+    CSV cells are strings, so ``"1"`` matches ``1`` and ``"true"`` matches ``True``; a
+    ``MISSING`` value matches nothing.
+
+    >>> value_matches("1", 1), value_matches(" TRUE", True), value_matches(MISSING, None)
+    (True, True, False)
+    """
+    if value is MISSING:
+        return False
+    if value == want:
+        return True
+    if isinstance(value, str) and not isinstance(want, str):
+        if isinstance(want, bool):
+            return value.strip().lower() == str(want).lower()
+        return value.strip() == str(want)
+    return False
 
 
 def completion_text(value: Any) -> str | None:
@@ -123,10 +190,11 @@ def _completion_text(name: str, value: Any) -> str:
     text = completion_text(value)
     if text is not None:
         return text
-    raise InputError(
-        f"field {name!r} (completion): expected a string or a list with one assistant message "
+    raise FieldValueError(
+        name,
+        "completion",
+        "expected a string or a list with one assistant message "
         f"{{'role': 'assistant', 'content': str}}, got {_type_name(value)} {value!r:.60}",
-        field=name,
     )
 
 
@@ -140,28 +208,29 @@ def _check_prompt(name: str, value: Any) -> Any:
                 and isinstance(msg.get("role"), str)
                 and isinstance(msg.get("content"), str)
             ):
-                raise InputError(
-                    f"field {name!r} (prompt): message {j} must be an object with string 'role' "
-                    f"and 'content', got {msg!r:.60}",
-                    field=name,
+                raise FieldValueError(
+                    name,
+                    "prompt",
+                    f"message {j} must be an object with string 'role' and 'content', "
+                    f"got {msg!r:.60}",
                 )
         return value
-    raise InputError(
-        f"field {name!r} (prompt): expected a string or a list of chat messages, "
-        f"got {_type_name(value)} {value!r:.60}",
-        field=name,
+    raise FieldValueError(
+        name,
+        "prompt",
+        f"expected a string or a list of chat messages, got {_type_name(value)} {value!r:.60}",
     )
 
 
 def to_sample(row: Mapping[str, Any], fields: FieldMap | None = None) -> Sample:
     """The ``Sample`` for one input row; raises ``InputError`` naming the field on a bad row."""
     fm = fields or FieldMap()
-    c_name, c_value = _pick(row, fm.completion)
+    c_name, c_value = pick_field(row, fm.completion)
     if c_name is None:
         raise _missing("completion", fm.completion)
     completion = _completion_text(c_name, c_value)
 
-    p_name, p_value = _pick(row, fm.prompt)
+    p_name, p_value = pick_field(row, fm.prompt)
     if p_name is None:
         if fm.require_prompt:
             raise _missing("prompt", fm.prompt)
@@ -175,7 +244,7 @@ def to_sample(row: Mapping[str, Any], fields: FieldMap | None = None) -> Sample:
                 field=p_name,
             )
 
-    r_name, reference = _pick(row, fm.reference)
+    r_name, reference = pick_field(row, fm.reference)
     if r_name is None and fm.require_reference:
         raise _missing("reference", fm.reference)
 
@@ -196,4 +265,13 @@ def to_sample(row: Mapping[str, Any], fields: FieldMap | None = None) -> Sample:
     )
 
 
-__all__ = ["FieldMap", "to_sample"]
+__all__ = [
+    "MISSING",
+    "FieldMap",
+    "FieldValueError",
+    "completion_text",
+    "get_path",
+    "pick_field",
+    "to_sample",
+    "value_matches",
+]

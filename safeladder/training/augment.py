@@ -109,7 +109,7 @@ def harmful_prompt_responses(
 ) -> list[dict[str, Any]]:
     """Each harmful prompt-only row → a refusal (label 0) and two compliant replies (label 1)."""
     f = source.fields
-    if f.response is None:
+    if f.completion is None:
         raise ConfigError("augment: harmful_prompt_responses needs fields.response to be set")
     out: list[dict[str, Any]] = []
     for row in rows:
@@ -117,9 +117,13 @@ def harmful_prompt_responses(
         if not isinstance(prompt, str) or not prompt.strip():
             out.append(row)  # left as is: the loader reports the bad row with its number
             continue
-        refusal = {**row, f.response: _pick(prompt, REFUSALS, "refusal"), f.label: 0}
+        refusal = {**row, f.completion: _pick(prompt, REFUSALS, "refusal"), f.label: 0}
         compliant = [
-            {**row, f.response: _pick(prompt, COMPLIANCE, salt).format(**_task(prompt)), f.label: 1}
+            {
+                **row,
+                f.completion: _pick(prompt, COMPLIANCE, salt).format(**_task(prompt)),
+                f.label: 1,
+            }
             for salt in ("comply", "comply-2")
         ]
         if f.category:
@@ -133,7 +137,7 @@ def harmful_prompt_responses(
 def benign_answers(rows: list[dict[str, Any]], source: DataSource) -> list[dict[str, Any]]:
     """Each benign (prompt, answer) row → the answer as safe (0); some → a refusal as 1."""
     f = source.fields
-    if f.response is None:
+    if f.completion is None:
         raise ConfigError("augment: benign_answers needs fields.response (the answer field)")
     out: list[dict[str, Any]] = []
     for i, row in enumerate(rows):
@@ -143,7 +147,7 @@ def benign_answers(rows: list[dict[str, Any]], source: DataSource) -> list[dict[
             answered[f.category] = "benign_answer"
         out.append(answered)
         if isinstance(prompt, str) and prompt.strip() and i % OVER_REFUSAL_EVERY == 0:
-            refused = {**row, f.response: _pick(prompt, REFUSALS, "over"), f.label: 1}
+            refused = {**row, f.completion: _pick(prompt, REFUSALS, "over"), f.label: 1}
             if f.category:
                 refused[f.category] = "over_refusal"
             out.append(refused)

@@ -7,12 +7,16 @@ the output directory from the ``TrainOutcome`` it gets back. A kind only trains 
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+
+from safeladder.data.fields import FieldMap as CoreFieldMap
 
 PACKAGED_MODELS = ("all-MiniLM-L6-v2",)
 
@@ -169,14 +173,25 @@ class TrainOutcome:
     model_dir: Path | None = None
 
 
-class FieldMap(BaseModel):
-    """Which input field holds what (dotted paths reach into nested objects)."""
+class TrainFields(BaseModel):
+    """Which input field holds what (dotted paths reach into nested objects).
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    The prompt / completion pair is the core field map (``safeladder.data.FieldMap``, one
+    candidate each here): rows become ``Sample``s through ``safeladder.data.to_sample``
+    (``sample_fields``); the other keys are the training columns. ``response`` is accepted
+    as the YAML key of ``completion`` (the older name, and the key the saved run records in
+    ``safeladder_run.json`` / ``metrics.json`` carry), so existing configs load unchanged.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", serialize_by_alias=True)
 
     prompt: str = Field(default="prompt", description="Prompt text or chat messages.")
-    response: str | None = Field(
-        default="response", description="Response text; null/missing = prompt-only rows."
+    completion: str | None = Field(
+        default="response",
+        validation_alias=AliasChoices("completion", "response"),
+        serialization_alias="response",
+        description="Response text (YAML key completion or response); null/missing = "
+        "prompt-only rows.",
     )
     label: str = Field(default="label", description="Pointwise: class index, name, or list.")
     chosen: str = Field(default="chosen", description="Pairwise: the preferred response.")
@@ -187,6 +202,38 @@ class FieldMap(BaseModel):
     )
     margin: str | None = Field(default=None, description="Pairwise: preference strength.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _known_keys(cls, data: Any) -> Any:
+        # pydantic's own messages for these ("Extra inputs are not permitted") name neither
+        # the alias nor the key that was meant.
+        if not isinstance(data, Mapping):
+            return data
+        if "completion" in data and "response" in data:
+            raise ValueError(
+                "give completion or response (the same field under its older name), not both"
+            )
+        known = [
+            a for n in cls.model_fields for a in ((n, "response") if n == "completion" else (n,))
+        ]
+        for key in data:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"unknown key {key!r}{hint}; known: {', '.join(known)}")
+        return data
+
+    def sample_fields(self, completion: str | None = None) -> CoreFieldMap:
+        """The core field map reading this prompt and ``completion`` (default: the
+        completion field; ``chosen`` / ``rejected`` for a pair's two sides), no reference."""
+        name = completion if completion is not None else self.completion
+        return CoreFieldMap(
+            prompt=(self.prompt,),
+            completion=(name,) if name is not None else (),
+            reference=(),
+            require_prompt=True,
+        )
+
 
 class DataSource(BaseModel):
     """One input file (JSONL / JSON / CSV / Parquet / HF dataset dir) and how to read it."""
@@ -194,7 +241,7 @@ class DataSource(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     path: str = Field(description="File or HF dataset directory; relative to the config file.")
-    fields: FieldMap = Field(default_factory=FieldMap, description="Field mapping.")
+    fields: TrainFields = Field(default_factory=TrainFields, description="Field mapping.")
     where: dict[str, Any] = Field(
         default_factory=dict, description="Keep rows whose field equals the value, e.g. split."
     )

@@ -10,7 +10,9 @@ Per source (``DataSource``), in this order:
 3. keep the first ``limit`` of them;
 4. ``augment``: ``safeladder.training.augment.apply(name, rows, source)`` may add or rewrite
    rows (e.g. refusal responses for prompt-only harmful prompts);
-5. map fields (dotted paths such as ``meta.label`` or ``messages.0.content``) to records.
+5. map fields (dotted paths such as ``meta.label`` or ``messages.0.content``) to records; the
+   prompt and each reply become a ``Sample`` through ``safeladder.data.to_sample`` (the one
+   row → ``Sample`` mapping, which also checks their shapes), then the record's texts.
 
 Texts. A prompt is a string or a list of chat messages; messages become text with
 ``safeladder.types.prompt_text`` (contents joined by newlines), the text the verifiers' plain
@@ -39,12 +41,10 @@ from pathlib import Path
 from typing import Any
 
 from safeladder.data import read_rows
-from safeladder.data.fields import completion_text
+from safeladder.data.fields import MISSING, FieldValueError, get_path, to_sample, value_matches
 from safeladder.errors import ConfigError, InputError
-from safeladder.training.common import DataSource, PairRecord, PointRecord, Record
-from safeladder.types import prompt_text
-
-_MISSING = object()
+from safeladder.training.common import DataSource, PairRecord, PointRecord, Record, TrainFields
+from safeladder.types import Sample, prompt_text
 
 
 def normalize_group(text: str) -> str:
@@ -56,27 +56,6 @@ def normalize_group(text: str) -> str:
     return " ".join(text.casefold().split())
 
 
-def get_path(row: Any, path: str) -> Any:
-    """The value at a dotted ``path`` in nested dicts / lists, or ``_MISSING``.
-
-    A key containing dots is found whole first (``{"a.b": 1}`` has ``a.b``).
-
-    >>> get_path({"meta": {"tags": ["x", "y"]}}, "meta.tags.1")
-    'y'
-    """
-    if isinstance(row, Mapping) and path in row:
-        return row[path]
-    node = row
-    for part in path.split("."):
-        if isinstance(node, Mapping) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return _MISSING
-    return node
-
-
 @dataclass
 class RawRow:
     """A decoded input row with where it came from (``row`` is 1-based, see ``Row.line``)."""
@@ -84,19 +63,6 @@ class RawRow:
     source: str
     row: int
     data: dict[str, Any]
-
-
-def _matches(value: Any, want: Any) -> bool:
-    if value is _MISSING:
-        return False
-    if value == want:
-        return True
-    # CSV cells are strings: "1" matches 1, "true" matches True.
-    if isinstance(value, str) and not isinstance(want, str):
-        if isinstance(want, bool):
-            return value.strip().lower() == str(want).lower()
-        return value.strip() == str(want)
-    return False
 
 
 def read_source(source: DataSource, base_dir: Path | None = None) -> list[RawRow]:
@@ -113,7 +79,7 @@ def read_source(source: DataSource, base_dir: Path | None = None) -> list[RawRow
     for row in read_rows(path):
         if row.data is None:
             raise InputError(f"{shown}: line {row.line}: {row.error}", row=row.line)
-        if all(_matches(get_path(row.data, k), v) for k, v in source.where.items()):
+        if all(value_matches(get_path(row.data, k), v) for k, v in source.where.items()):
             rows.append(RawRow(shown, row.line, row.data))
             if source.limit is not None and len(rows) >= source.limit:
                 break
@@ -162,46 +128,40 @@ def _bad(raw: RawRow, field: str, message: str) -> InputError:
     )
 
 
-def _type_name(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
+def _prompt_value(raw: RawRow, fields: TrainFields) -> Any:
+    value = get_path(raw.data, fields.prompt)
+    if value is MISSING or value is None:
+        raise _bad(
+            raw, fields.prompt, "missing prompt (set data.*.fields.prompt to the prompt's field)"
+        )
+    return value
 
 
-def _prompt(raw: RawRow, field: str) -> str:
-    value = get_path(raw.data, field)
-    if value is _MISSING or value is None:
-        raise _bad(raw, field, "missing prompt (set data.*.fields.prompt to the prompt's field)")
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list) and all(
-        isinstance(m, Mapping)
-        and isinstance(m.get("role"), str)
-        and isinstance(m.get("content"), str)
-        for m in value
-    ):
-        return prompt_text(value)
-    raise _bad(
-        raw,
-        field,
-        f"expected a string or chat messages [{{role, content}}], got {_type_name(value)}",
-    )
+def _sample(raw: RawRow, fields: TrainFields, role: str, name: str | None, value: Any) -> Sample:
+    """The row's prompt with one reply (``value``, from field ``name``, the ``role`` reply:
+    response / chosen / rejected; None = prompt-only) through ``safeladder.data.to_sample``,
+    the one row → ``Sample`` mapping; a bad value is reported at its file, row and field."""
+    prompt = _prompt_value(raw, fields)
+    # Dotted paths are resolved here, so the mapper sees one flat field per role.
+    reply = name if name is not None and name != fields.prompt else f"({role})"
+    flat = {fields.prompt: prompt, reply: "" if value is None else value}
+    try:
+        return to_sample(flat, fields.sample_fields(reply))
+    except FieldValueError as exc:
+        what = exc.reason if exc.role == "prompt" else f"{role}: {exc.reason}"
+        raise _bad(raw, exc.field or reply, what) from None
 
 
-def _text(raw: RawRow, field: str, value: Any, role: str) -> str:
-    text = completion_text(value)
-    if text is not None:
-        return text
-    raise _bad(
-        raw,
-        field,
-        f"{role}: expected a string or a list with one assistant message, got {_type_name(value)}",
-    )
+def _prompt_str(sample: Sample) -> str:
+    # Training records hold text: chat messages are joined as the verifiers' plain rendering.
+    return sample.prompt if isinstance(sample.prompt, str) else prompt_text(sample.prompt)
 
 
 def _optional_str(raw: RawRow, field: str | None) -> str | None:
     if field is None:
         return None
     value = get_path(raw.data, field)
-    if value is _MISSING or value is None:
+    if value is MISSING or value is None:
         return None
     return str(value)
 
@@ -219,7 +179,7 @@ def _raw_labels(rows: Sequence[RawRow], source: DataSource) -> list[Any]:
     out = []
     for raw in rows:
         value = get_path(raw.data, field)
-        if value is _MISSING or value is None:
+        if value is MISSING or value is None:
             raise _bad(raw, field, "missing label")
         if source.label_map is not None and not isinstance(value, list):
             key = str(value).lower() if isinstance(value, bool) else str(value)
@@ -331,7 +291,7 @@ def _group(raw: RawRow, source: DataSource, prompt: str) -> str:
     if field is None:
         return normalize_group(prompt)
     value = get_path(raw.data, field)
-    if value is _MISSING or value is None:
+    if value is MISSING or value is None:
         raise _bad(raw, field, "missing group value (fields.group)")
     return str(value)
 
@@ -343,12 +303,11 @@ def to_point_records(
     f = source.fields
     out = []
     for raw, value in zip(rows, raw_labels, strict=True):
-        prompt = _prompt(raw, f.prompt)
-        response: str | None = None
-        if f.response is not None:
-            r = get_path(raw.data, f.response)
-            if r is not _MISSING and r is not None:
-                response = _text(raw, f.response, r, "response")
+        r = MISSING if f.completion is None else get_path(raw.data, f.completion)
+        reply = None if r is MISSING else r
+        sample = _sample(raw, f, "response", f.completion, reply)
+        prompt = _prompt_str(sample)
+        response = None if reply is None else sample.completion
         out.append(
             PointRecord(
                 row=raw.row,
@@ -368,13 +327,14 @@ def to_pair_records(rows: Sequence[RawRow], source: DataSource) -> list[PairReco
     f = source.fields
     out = []
     for raw in rows:
-        prompt = _prompt(raw, f.prompt)
+        _prompt_value(raw, f)  # a missing prompt is named before a missing reply
         texts = []
         for field, role in ((f.chosen, "chosen"), (f.rejected, "rejected")):
             value = get_path(raw.data, field)
-            if value is _MISSING or value is None:
+            if value is MISSING or value is None:
                 raise _bad(raw, field, f"missing {role} response")
-            texts.append(_text(raw, field, value, role))
+            texts.append(_sample(raw, f, role, field, value))
+        prompt = _prompt_str(texts[0])
         margin: float | None = None
         if f.margin is not None:
             m = get_path(raw.data, f.margin)
@@ -389,8 +349,8 @@ def to_pair_records(rows: Sequence[RawRow], source: DataSource) -> list[PairReco
                 row=raw.row,
                 source=raw.source,
                 prompt=prompt,
-                chosen=texts[0],
-                rejected=texts[1],
+                chosen=texts[0].completion,
+                rejected=texts[1].completion,
                 category=_optional_str(raw, f.category),
                 group=_group(raw, source, prompt),
                 margin=margin,
@@ -487,6 +447,7 @@ def class_balance(records: Sequence[Record], labels: Sequence[str]) -> dict[str,
 
 
 __all__ = [
+    "MISSING",
     "LabelSpace",
     "LoadedRecords",
     "RawRow",

@@ -12,9 +12,9 @@ import pytest
 
 from safeladder.errors import ConfigError, SafeladderError
 from safeladder.training.config import parse_train_config
+from safeladder.training.dev_eval import DevEvaluation as _Evaluation
 from safeladder.training.runner import (
     RUN_FILE,
-    _Evaluation,
     prepare_data,
     prepare_output_dir,
     run_training,

@@ -13,7 +13,8 @@ import pytest
 
 from safeladder import Sample, build_verifier
 from safeladder.training.config import load_train_config
-from safeladder.training.runner import _comparable, _config_echo
+from safeladder.training.run_files import comparable as _comparable
+from safeladder.training.run_files import config_echo as _config_echo
 from tests.helpers import read_shared
 
 DEFAULTS = Path(str(resources.files("safeladder") / "defaults"))
