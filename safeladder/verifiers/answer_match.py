@@ -15,6 +15,10 @@ cases): the row abstains with that reason instead of being compared to nonsense,
 term makes it unscorable and the trainer hears about it. ``details["checked_as"]`` says which
 check scored the row.
 
+Inputs: ``completion`` (its final answer) and ``reference`` (which also decides the check).
+Score range: [0, 1] -- 1.0 equal, 0.0 not; NaN with status ``abstain`` (no or overlong
+reference) or ``timeout`` (math check).
+
 Example::
 
     {"type": "answer_match"}

@@ -41,6 +41,11 @@ line after a statement is read, so a multi-line option text is not matched by a 
 
 ``details``: ``pred``, ``gold``, ``via`` (the kind that decided), ``reason`` for a 0.0.
 
+Inputs: ``completion`` (the letter it picks), ``reference`` (gold letter, index or dict) and,
+with ``match_text``, ``meta["answer_text"]`` / ``meta["choices"]``.
+Score range: [0, 1] -- 1.0 the gold letter, 0.0 otherwise; NaN with status ``abstain`` for a
+missing or unusable reference.
+
 Example::
 
     {"type": "choice_answer", "letters": "ABCD", "match_text": true}

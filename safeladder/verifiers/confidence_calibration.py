@@ -37,6 +37,12 @@ interval". A number with an explicit scale ("7/10",
 ≤ 100 → ÷100; so under ``auto`` "Confidence: 1" means 1.0 — set the scale your prompt uses).
 Values outside the scale count as missing.
 
+Inputs: ``completion`` (the stated confidence), and correctness: ``context[correctness_from]``
+(another term's scores) or what the nested ``correctness`` verifier reads (usually
+``completion`` and ``reference``).
+Score range: [0, 1]; NaN with status ``abstain`` when correctness is unknown for the row (or
+the confidence is missing and ``missing: abstain``).
+
 Example::
 
     {"type": "confidence_calibration", "mode": "threshold", "scale": "0-10",

@@ -9,6 +9,11 @@
 Whatever it returns per row: a number is a score, ``None`` / NaN is an abstention, a
 ``(score, status, detail)`` triple is passed through, anything else is an error naming the row.
 
+Inputs: whatever the target reads: the whole ``Sample`` (``mode: row``) or ``SampleBatch``
+(``mode: batch``); ``reads_reference`` declares whether that includes ``reference``.
+Score range: the config's ``score_range`` when given (scores outside it are an error), else
+unbounded; ``None`` / NaN from the target is an abstention.
+
 Example::
 
     {"type": "custom", "target": "my_rewards:has_citation", "kwargs": {"min_refs": 2}}

@@ -31,6 +31,11 @@ with no parsable line **abstains** (NaN with the reason); none of these raise.
 ``details``: ``outcome`` (``correct | wrong | unparsed | no_answer | format_failed``),
 ``format_score``, ``answer_score``, ``prefilled``, and ``reason`` when the format failed.
 
+Inputs: ``completion``, ``prompt`` (whether it prefilled ``<think>``) and ``reference`` (the
+solution text, or a dict holding it).
+Score range: [-3, 3] (format + answer) or [-2, 2] (``include_format: false``); NaN with status
+``abstain`` for a missing or unusable reference.
+
 Example::
 
     {"type": "kk_logic", "prefilled_think": true}       # preset logic_rl

@@ -37,6 +37,10 @@ Rows never abstain in ``overlong`` mode; in ``budget`` mode a row abstains (NaN,
 details) when its ``meta[target_key]`` is missing and there is no ``target_length``, or is not a
 positive number (a wrong target type is an abstention, not an error).
 
+Inputs: ``completion`` (its length in ``unit``); in ``budget`` mode ``meta[target_key]``.
+Score range: [-1, 0] (0 = no penalty); NaN with status ``abstain`` in ``budget`` mode when
+the row has no usable target.
+
 Example::
 
     {"type": "length", "mode": "overlong", "unit": "tokens", "tokenizer": "/models/qwen",

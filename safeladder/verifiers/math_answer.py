@@ -61,6 +61,10 @@ Sources: extraction order follows the conventions of GSM8K (``#### n``, openai/g
 MATH (last ``\\boxed``, hendrycks/math) and DeepSeek-R1-style ``<answer>`` tags; the symbolic
 check is huggingface/Math-Verify (``parse`` / ``verify``, ``float_rounding=6`` default).
 
+Inputs: ``completion`` (its final answer is extracted) and ``reference`` (the gold answer: a
+string, a number or a list of them; a whole GSM8K / MATH solution works).
+Score range: [0, 1] -- 1.0 equal, 0.0 not; NaN with status ``abstain`` or ``timeout``.
+
 Example::
 
     >>> from safeladder.verifiers import build_verifier

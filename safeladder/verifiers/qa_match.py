@@ -26,6 +26,11 @@ raises). An empty answer scores 0.0: it is a real, wrong answer.
 ``judge_final_answer`` (default on) judges only the final answer: the text after the last
 ``</think>``, and within it the content of the last ``<answer>…</answer>`` if there is one.
 
+Inputs: ``completion`` (its final answer) and ``reference`` (string, number, list, or a dict
+with ``answers`` / ``correct_answers``).
+Score range: [0, 1] -- 0 / 1 for ``exact`` and ``contains``, token F1 for ``f1``; NaN with
+status ``abstain`` when the reference is missing or unusable.
+
 Example::
 
     {"type": "qa_match", "mode": "f1"}

@@ -43,6 +43,10 @@ mostly harmless lectures and general-information answers, which are not refusals
 are ``extra_<i>``) and the ``match`` text; a response whose refusing persona is followed by a
 complying one has ``pattern: None``, the persona's ``refusal`` and the ``complying_section``.
 
+Inputs: ``completion`` (its opening; the text after ``</think>`` with ``judge_final_answer``).
+Score range: [0, 1] -- 1.0 a refusal, 0.0 not; NaN with status ``timeout`` only when a user
+pattern runs past ``regex_timeout_s``.
+
 Example::
 
     {"type": "refusal", "window_sentences": 2, "extra_patterns": ["(?i)\\\\bno can do\\\\b"]}

@@ -26,6 +26,9 @@ A completion with fewer than ``ngram_size`` tokens (the empty one included) scor
 no n-gram, so none repeats — a real score, not an abstention. This verifier never abstains;
 short or empty answers are the business of a length or format term.
 
+Inputs: ``completion``.
+Score range: [-1, 0] (0 = no repeated n-gram). Never NaN.
+
 Example::
 
     {"type": "repetition", "ngram_size": 3}

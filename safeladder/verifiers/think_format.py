@@ -51,6 +51,9 @@ and scores the text after the first ``"Assistant:"`` or, when there is none, aft
    ``"<|im_start|>assistant"`` inside the completion never moves the split, because a real
    prompt always holds a header before it.
 
+Inputs: ``completion``; ``prompt`` only to decide whether it prefilled the think tag.
+Score range: ``strict`` [0, 1] (0 / 1); ``logic_rl`` [-1, 1] (-1 / +1). Never NaN.
+
 Example::
 
     {"type": "think_format"}                                        # strict, prefill by prompt
