@@ -36,20 +36,15 @@ TrainConfig = Annotated[
     Field(discriminator="kind"),
 ]
 
-#: kind tag → the module holding its config class and ``train`` (imported on use).
-KIND_MODULES: dict[str, str] = {
-    "classifier": "safeladder.training.classifier",
-    "pairwise": "safeladder.training.pairwise",
-    "label_judge": "safeladder.training.label_judge",
-    "embedding_head": "safeladder.training.embedding_head",
-}
-
-
 #: kind tag → its config class, derived from the union so the two cannot drift apart.
 KIND_CONFIGS: dict[str, type[TrainConfigBase]] = {
     cls.model_fields["kind"].default: cls
     for cls in TrainConfig.__origin__.__args__  # type: ignore[attr-defined]
 }
+
+#: kind tag → the module holding its config class and ``train`` (imported on use); derived
+#: too: a kind's config class lives in the module that trains it.
+KIND_MODULES: dict[str, str] = {kind: cls.__module__ for kind, cls in KIND_CONFIGS.items()}
 
 
 def kind_module(kind: str) -> ModuleType:
