@@ -18,7 +18,7 @@ import pytest
 
 from safeladder import ConfigError, Sample, SampleBatch
 from safeladder.verifiers import REGISTRY, build_verifier
-from safeladder.verifiers.base import Verifier
+from safeladder.verifiers.base import Verifier, VerifierConfig
 from tests.helpers import (
     assert_batch_equals_rows,
     assert_in_range_or_nan,
@@ -67,7 +67,7 @@ CONFIGS: dict[str, Callable[[], dict]] = {
 NEURAL_ATOL = 1e-5
 
 
-def kind_of(config_cls: type) -> str:
+def kind_of(config_cls: type[VerifierConfig]) -> str:
     """``neural`` for a type whose config carries the neural engine's ``runtime`` (it owns a
     model), ``rule`` for every other type (exact: batch equals row-by-row bit for bit)."""
     return "neural" if "runtime" in config_cls.model_fields else "rule"
@@ -213,9 +213,6 @@ def test_every_registered_type_is_in_exactly_one_contract_set() -> None:
 #: what it checks (its first line names the type), which Sample fields it reads, its score range
 #: and an example config.
 TEMPLATE = ("Inputs:", "Score range:", "Example")
-#: Modules not on the template yet (the neural verifiers, being rebuilt on one base). Entries
-#: must still lack it: one that follows the template must leave this set.
-TEMPLATE_PENDING = {"classifier", "reward_model", "label_judge", "step_scorer"}
 
 
 def _template_gaps(vtype: str) -> list[str]:
@@ -231,7 +228,4 @@ def _template_gaps(vtype: str) -> list[str]:
 @pytest.mark.parametrize("vtype", sorted(REGISTRY))
 def test_module_docstring_follows_the_verifier_template(vtype: str) -> None:
     gaps = _template_gaps(vtype)
-    if vtype in TEMPLATE_PENDING:
-        assert gaps, f"{vtype} follows the template now: remove it from TEMPLATE_PENDING"
-    else:
-        assert not gaps, f"{vtype}: module docstring lacks {gaps}"
+    assert not gaps, f"{vtype}: module docstring lacks {gaps}"
