@@ -1,5 +1,10 @@
 """``classifier``: a local Hugging Face sequence classifier; the score is a probability.
 
+What it checks: whatever the classifier was trained to tell apart (e.g. safe vs unsafe).
+Inputs: ``Sample.prompt`` and ``Sample.completion``, rendered by ``render`` (chat template or
+plain text; only the text after ``</think>`` with ``render.judge_final_answer``);
+``reference`` and ``meta`` are not read. Score range: [0, 1] (a probability of "good").
+
 - Single-label (softmax heads): the score is P(``good_label``), e.g. P("safe"), so higher is
   better. A one-logit head (binary BCE training) scores sigmoid(logit).
 - Multi-label (``problem_type: multi_label_classification`` in the model config, or

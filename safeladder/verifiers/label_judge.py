@@ -1,5 +1,11 @@
 """``label_judge``: a causal LM judge scored by the likelihood of each allowed label.
 
+What it checks: what the judge template asks (safety, value, correctness against a reference).
+Inputs: ``Sample.completion`` (``{completion}``), ``Sample.prompt`` (``{prompt}``),
+``Sample.reference`` (``{reference}``, only when the template uses it) and ``Sample.meta``
+(only ``meta[template_by_meta]``, to pick a template). Score range: [min reward, max reward] of
+``labels``; [0, 1] for ``aggregate: true_false``. Example configs are at the end.
+
 The judge reads a prompt built from a template (``{prompt}``, ``{completion}``, ``{reference}``)
 and "answers" with one of a fixed set of labels, each mapped to a reward
 (``labels: {label_text: reward}``). Nothing is generated: every label is scored by its

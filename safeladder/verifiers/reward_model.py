@@ -1,5 +1,10 @@
 """``reward_model``: a scalar-head (Bradley–Terry) reward model from a local directory.
 
+What it checks: how much the reward model prefers the completion for its prompt.
+Inputs: ``Sample.prompt`` and ``Sample.completion``, rendered by ``render``; ``reference`` and
+``meta`` are not read. Score range: unbounded (the raw or normalized reward), or (0, 1) with
+``squash: sigmoid``.
+
 The model is any ``AutoModelForSequenceClassification`` checkpoint with ``num_labels: 1`` (what
 TRL's RewardTrainer and OpenRLHF save). The score is the head's raw output by default;
 optionally standardized ``(r - mean) / std`` and then squashed by a sigmoid into (0, 1).

@@ -1,5 +1,10 @@
 """``step_scorer``: process reward over the steps of a chain of thought.
 
+What it checks: every step of the completion, with an inner verifier, aggregated per row.
+Inputs: ``Sample.completion`` (split into steps); each prefix keeps the row's ``prompt``,
+``reference`` and ``meta``, which the inner verifier reads as it would. Score range: the inner
+verifier's (``aggregate: product``: [0, inner max]). Example config below.
+
 The completion is split into steps; every prefix ``(prompt, steps[:k])`` becomes a ``Sample``
 whose completion is the original text up to the end of step ``k`` (the separators between steps
 kept exactly as they appeared); all prefixes of all rows are scored in **one** call to an inner
