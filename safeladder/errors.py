@@ -32,5 +32,25 @@ class VerifierError(SafeladderError, RuntimeError):
     """A verifier failed on a row while ``on_error: raise`` (the default)."""
 
 
+class ScoringError(SafeladderError, RuntimeError):
+    """A dataset scoring run (``safeladder.scoring``) failed: the reward raised, a bad row under
+    ``fail_on_error``, an I/O error, a Ray worker or node died. Every finished chunk is
+    checkpointed first, so the same job with ``resume=True`` continues.
+
+    Attributes:
+        show_cause: the cause (``__cause__``) is an unexpected exception, e.g. a bug in a
+            verifier, whose traceback helps whoever fixes it.
+    """
+
+    def __init__(self, message: str, *, show_cause: bool = False):
+        super().__init__(message)
+        self.show_cause = show_cause
+
+
+class ScoringJobError(ScoringError, ValueError):
+    """A scoring job cannot run as asked, and nothing was scored: options that exclude each
+    other, a missing input, a checkpoint that does not match the job it should resume."""
+
+
 class SafeladderWarning(UserWarning):
     """Something worth a look that does not stop the run (counted abstentions, truncation)."""

@@ -21,7 +21,7 @@ from typing import Annotated, Any
 
 import typer
 
-from safeladder.cli.app import InputFormat, _cli_errors, app
+from safeladder.cli.base import InputFormat, app, cli_errors
 from safeladder.cli.errors import EXIT_USAGE, CliError
 
 
@@ -172,7 +172,7 @@ def eval_command(
     diagram (pointwise) or pairwise accuracy (preferences), per category, against a baseline."""
     from safeladder.training.evaluate import EvalFields, EvalJob, format_summary, run_eval
 
-    with _cli_errors():
+    with cli_errors():
         where_filter = parse_where(list(where or ()))
     fields = EvalFields(
         prompt=_names(prompt_field, EvalFields.prompt),
@@ -199,7 +199,7 @@ def eval_command(
         progress=not no_progress,
         seed=seed,
     )
-    with _cli_errors():
+    with cli_errors():
         outcome = run_eval(job)
     typer.echo(format_summary(outcome))
     for kind, path in outcome.files.items():

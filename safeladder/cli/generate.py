@@ -28,7 +28,7 @@ from typing import Annotated, Any
 
 import typer
 
-from safeladder.cli.app import Overrides, _cli_errors, app
+from safeladder.cli.base import Overrides, app, cli_errors
 from safeladder.cli.errors import EXIT_USAGE, CliError
 
 
@@ -222,7 +222,7 @@ def generate(
     """Generate with a local causal LM guided by a reward: best-of-N, step-level search, or voting."""
     from safeladder.guidance import render_report, run_generate, save_traces
 
-    with _cli_errors():
+    with cli_errors():
         if demo:
             config, model, input = _demo_inputs(config, model, prompt, input)
         if (prompt is None) == (input is None):

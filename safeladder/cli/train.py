@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 import typer
 
-from safeladder.cli.app import Overrides, _cli_errors, app
+from safeladder.cli.base import Overrides, app, cli_errors
 
 #: Metrics shown in the summary table, in this order (others stay in metrics.json).
 POINTWISE_ROWS = ("accuracy", "precision", "recall", "f1", "auroc", "auprc", "ece", "brier")
@@ -110,7 +110,7 @@ def train(
         extra.append(f"output_dir={json.dumps(output_dir)}")  # a JSON string is YAML: stays a str
     if resume:
         extra.append("resume=true")
-    with _cli_errors("; rerun with --resume to continue from the last checkpoint"):
+    with cli_errors("; rerun with --resume to continue from the last checkpoint"):
         cfg = load_train_config(config, extra)
         summary = run_training(cfg, progress=not no_progress, overwrite=overwrite)
     typer.echo(format_train_summary(summary))

@@ -81,6 +81,11 @@ class JsonlWriter:
     def write_many(self, objs: Any) -> None:
         self._fh.write(b"".join(dumps(o).encode("utf-8") + b"\n" for o in objs))
 
+    def write_lines(self, data: bytes) -> None:
+        """Append JSON lines encoded elsewhere (UTF-8, each ending in a newline), e.g. by
+        ``dumps`` in a worker process: the file holds the same bytes as ``write_many`` writes."""
+        self._fh.write(data)
+
     def tell(self) -> int:
         """Bytes written so far (the file size once flushed)."""
         return self._fh.tell()

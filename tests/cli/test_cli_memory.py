@@ -21,7 +21,7 @@ N_ROWS = 200_000
 SCRIPT = r"""
 import json, sys
 from pathlib import Path
-from safeladder.cli.score import ScoreJob, run_score
+from safeladder.scoring import ScoreJob, run_score
 
 small, big, out = (Path(a) for a in sys.argv[1:4])
 cfg = {"terms": [{"name": "len", "weight": 1.0, "verifier": {

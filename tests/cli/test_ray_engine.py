@@ -265,8 +265,8 @@ def test_the_local_engine_refuses_ray_options(tmp_path: Path, flag: list[str]) -
 
 
 def test_worker_count_follows_the_cluster() -> None:
-    from safeladder.cli.errors import CliError
-    from safeladder.cli.ray_engine import plan_workers
+    from safeladder.errors import ScoringJobError
+    from safeladder.scoring.ray_cluster import plan_workers
 
     cluster = SimpleNamespace(cluster_resources=lambda: {"CPU": 16.0, "GPU": 8.0})
     assert plan_workers(cluster, None, 1.0) == 8  # one per GPU
@@ -274,7 +274,7 @@ def test_worker_count_follows_the_cluster() -> None:
     assert plan_workers(cluster, None, 0.0) == 16  # one per CPU
     assert plan_workers(cluster, 3, 1.0) == 3
     cpu_only = SimpleNamespace(cluster_resources=lambda: {"CPU": 4.0})
-    with pytest.raises(CliError, match="has 0 GPUs"):
+    with pytest.raises(ScoringJobError, match="has 0 GPUs"):
         plan_workers(cpu_only, None, 1.0)
 
 
@@ -302,7 +302,7 @@ class FakeRay:
 def test_ray_session_starts_and_stops_only_its_own_ray(
     monkeypatch: pytest.MonkeyPatch, case: str
 ) -> None:
-    from safeladder.cli.ray_engine import RaySession
+    from safeladder.scoring.ray_cluster import RaySession
 
     fake = FakeRay(initialized=case == "connected")
     monkeypatch.setitem(sys.modules, "ray", fake)
