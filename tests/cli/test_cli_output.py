@@ -95,9 +95,7 @@ def test_library_progress_bars_only_with_verbose(tmp_path: Path) -> None:
     env.pop("TRANSFORMERS_VERBOSITY", None)
 
     def run(*flags: str) -> str:
-        # Not `python -m safeladder.cli.app`: there the commands register on another module copy.
-        entry = "import sys; from safeladder.cli.app import main; main(sys.argv[1:])"
-        cmd = [sys.executable, "-c", entry, *flags, "eval", str(spec)]
+        cmd = [sys.executable, "-m", "safeladder.cli.app", *flags, "eval", str(spec)]
         cmd += ["--data", str(data), "--no-progress"]
         res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
         assert res.returncode == 0, res.stderr
