@@ -98,7 +98,15 @@ def cli_errors(interrupt_hint: str = "") -> Iterator[None]:
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
-# Shared by every command that takes a reward config: one definition, one help text.
+# Shared by the commands that take a reward config: one definition, one help text.
+RewardConfig = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="CONFIG",
+        help="Reward config YAML, or the name of a shipped reward preset "
+        "(default: the shipped default reward).",
+    ),
+]
 Overrides = Annotated[
     list[str] | None,
     typer.Option(
@@ -108,4 +116,4 @@ Overrides = Annotated[
     ),
 ]
 
-__all__ = ["InputFormat", "Overrides", "app", "cli_errors", "print_error"]
+__all__ = ["InputFormat", "Overrides", "RewardConfig", "app", "cli_errors", "print_error"]

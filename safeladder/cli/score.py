@@ -21,7 +21,7 @@ from typing import Annotated
 
 import typer
 
-from safeladder.cli.base import InputFormat, Overrides, app, cli_errors
+from safeladder.cli.base import InputFormat, Overrides, RewardConfig, app, cli_errors
 from safeladder.cli.errors import EXIT_FAILURE
 from safeladder.scoring import Progress, ScoreJob, SidePaths, input_fingerprint, run_score
 
@@ -53,14 +53,7 @@ def score(
             "(default: the demo rows shipped in the package).",
         ),
     ] = None,
-    config: Annotated[
-        str | None,
-        typer.Argument(
-            metavar="CONFIG",
-            help="Reward config YAML, or the name of a shipped reward preset "
-            "(default: the shipped default reward).",
-        ),
-    ] = None,
+    config: RewardConfig = None,
     overrides: Overrides = None,
     prompt_field: Annotated[
         str | None,

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 import typer
 
-from safeladder.cli.base import Overrides, app, cli_errors
+from safeladder.cli.base import Overrides, RewardConfig, app, cli_errors
 from safeladder.cli.errors import EXIT_USAGE, CliError
 
 
@@ -54,14 +54,7 @@ def _serve_default(field: str) -> str:
 
 @app.command()
 def serve(
-    config: Annotated[
-        str | None,
-        typer.Argument(
-            metavar="CONFIG",
-            help="Reward config YAML, or the name of a shipped reward preset "
-            "(default: the shipped default reward).",
-        ),
-    ] = None,
+    config: RewardConfig = None,
     settings_file: Annotated[
         Path | None,
         typer.Option(
