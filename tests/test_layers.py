@@ -38,6 +38,7 @@ LAYERS: dict[str, int] = {
     "training": 6,
     "cli": 7,
     "__init__": 8,  # the package root: the public API imports everything, nothing imports it
+    "__main__": 8,  # python -m safeladder: the command line
 }
 
 #: Upward imports that are deliberate, each with its reason.

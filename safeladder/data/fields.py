@@ -170,32 +170,66 @@ def value_matches(value: Any, want: Any) -> bool:
     return False
 
 
-def completion_text(value: Any) -> str | None:
-    """A completion as text: a string, or TRL's conversational form (a list holding one
-    assistant message) reduced to its content; None for anything else."""
+def read_completion(value: Any) -> str:
+    """A completion as text: a string as it is, or TRL's conversational form (a list of chat
+    messages) reduced to the content of its **last assistant message** -- a tool exchange ends
+    with the answer -- whose content may be a string or text blocks
+    (``[{"type": "text", "text": ...}]``, joined in order; a null content is "").
+
+    The one reader of conversational completions: TRL batches, input files and training rows
+    all go through it.
+
+    Raises:
+        ValueError: the reason the value is not a completion (no assistant message, a content of
+            another type, not a string or a list).
+
+    >>> read_completion([{"role": "assistant", "content": "let me look"}, {"role": "tool",
+    ...     "content": "42"}, {"role": "assistant", "content": [{"type": "text", "text": "42"}]}])
+    '42'
+    """
     if isinstance(value, str):
         return value
-    if (
-        isinstance(value, list)
-        and len(value) == 1
-        and isinstance(value[0], Mapping)
-        and value[0].get("role") == "assistant"
-        and isinstance(value[0].get("content"), str)
-    ):
-        return str(value[0]["content"])
-    return None
+    if isinstance(value, list):
+        for msg in reversed(value):
+            if isinstance(msg, Mapping) and msg.get("role") == "assistant":
+                content = msg.get("content")
+                if content is None:
+                    return ""
+                if isinstance(content, str):
+                    return content
+                if isinstance(content, list):
+                    return "".join(
+                        str(b.get("text") or "")
+                        for b in content
+                        if isinstance(b, Mapping) and b.get("type") == "text"
+                    )
+                raise ValueError(
+                    "assistant message content must be a string or text blocks, got "
+                    f"{_type_name(content)}"
+                )
+        roles = [m.get("role") if isinstance(m, Mapping) else _type_name(m) for m in value]
+        raise ValueError(
+            f"a conversational completion needs an assistant message, got roles {roles}"
+        )
+    raise ValueError(
+        "expected a string or a list of chat messages ending in an assistant message, got "
+        f"{_type_name(value)} {value!r:.60}"
+    )
+
+
+def completion_text(value: Any) -> str | None:
+    """``read_completion(value)``, or None where it raises."""
+    try:
+        return read_completion(value)
+    except ValueError:
+        return None
 
 
 def _completion_text(name: str, value: Any) -> str:
-    text = completion_text(value)
-    if text is not None:
-        return text
-    raise FieldValueError(
-        name,
-        "completion",
-        "expected a string or a list with one assistant message "
-        f"{{'role': 'assistant', 'content': str}}, got {_type_name(value)} {value!r:.60}",
-    )
+    try:
+        return read_completion(value)
+    except ValueError as exc:
+        raise FieldValueError(name, "completion", str(exc)) from None
 
 
 def _check_prompt(name: str, value: Any) -> Any:
@@ -272,6 +306,7 @@ __all__ = [
     "completion_text",
     "get_path",
     "pick_field",
+    "read_completion",
     "to_sample",
     "value_matches",
 ]

@@ -9,11 +9,12 @@ the old or the new content, never half of it.
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from safeladder.jsonsafe import jsonable
 
 
 def _default(value: Any) -> Any:
@@ -29,18 +30,6 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if hasattr(value, "tolist"):
-        return _finite(value.tolist())
-    return value
-
-
 def dumps(obj: Any) -> str:
     """One JSON line (no newline); NaN / ±inf become null, since JSON has no NaN.
 
@@ -50,7 +39,7 @@ def dumps(obj: Any) -> str:
     try:
         return json.dumps(obj, ensure_ascii=False, allow_nan=False, default=_default)
     except ValueError:  # a non-finite float somewhere: rare, so only then walk the object
-        return json.dumps(_finite(obj), ensure_ascii=False, allow_nan=False, default=_default)
+        return json.dumps(jsonable(obj), ensure_ascii=False, allow_nan=False, default=_default)
 
 
 class JsonlWriter:
@@ -115,7 +104,7 @@ def write_json_atomic(path: str | Path, obj: Any, *, indent: int | None = 2) -> 
     """Replace ``path`` with ``obj`` as JSON in one step (tmp file + fsync + ``os.replace``)."""
     p = Path(path)
     tmp = p.with_name(p.name + ".tmp")
-    data = json.dumps(_finite(obj), ensure_ascii=False, indent=indent, default=_default)
+    data = json.dumps(jsonable(obj), ensure_ascii=False, indent=indent, default=_default)
     with open(tmp, "wb") as fh:
         fh.write(data.encode("utf-8") + b"\n")
         fh.flush()

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from safeladder.errors import ConfigError, InputError
+from safeladder.jsonsafe import jsonable
 from safeladder.rewards import Reward, load_reward
 from safeladder.types import RewardResult
 
@@ -54,18 +55,9 @@ os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def plain(value: Any) -> Any:
-    """Nested mappings / sequences (OmegaConf ``DictConfig``, numpy arrays) as dicts and lists."""
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, np.ndarray):
-        return [plain(v) for v in value.tolist()]
-    if isinstance(value, (list, tuple)) or (
-        isinstance(value, Sequence) and not isinstance(value, (str, bytes))
-    ):
-        return [plain(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+    """Nested mappings / sequences (OmegaConf ``DictConfig``, numpy arrays) as dicts and lists;
+    NaN kept (these values are compared and routed on, not written)."""
+    return jsonable(value, finite=False)
 
 
 def _config_key(config: Any, overrides: Sequence[str]) -> str:

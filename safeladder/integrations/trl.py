@@ -71,7 +71,9 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from safeladder.data.fields import read_completion
 from safeladder.errors import ConfigError, InputError
+from safeladder.numeric import nan_to_none
 from safeladder.types import RewardResult, SampleBatch
 
 if TYPE_CHECKING:
@@ -86,41 +88,10 @@ TRL_KWARGS: frozenset[str] = frozenset(
 
 
 def _completion_text(completion: Any, row: int) -> str:
-    if isinstance(completion, str):
-        return completion
-    if isinstance(completion, list):
-        for msg in reversed(completion):
-            if isinstance(msg, Mapping) and msg.get("role") == "assistant":
-                return _content_text(msg.get("content"), row)
-        raise InputError(
-            f"row {row}: a conversational completion needs an assistant message, got roles "
-            f"{[m.get('role') if isinstance(m, Mapping) else type(m).__name__ for m in completion]}",
-            row=row,
-            field="completion",
-        )
-    raise InputError(
-        f"row {row}: completion must be a string or a list of chat messages, got {type(completion).__name__}",
-        row=row,
-        field="completion",
-    )
-
-
-def _content_text(content: Any, row: int) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # content blocks: keep the text parts, in order
-        return "".join(
-            str(b.get("text") or "")
-            for b in content
-            if isinstance(b, Mapping) and b.get("type") == "text"
-        )
-    raise InputError(
-        f"row {row}: assistant message content must be a string or content blocks, got {type(content).__name__}",
-        row=row,
-        field="completion",
-    )
+    try:
+        return read_completion(completion)
+    except ValueError as exc:
+        raise InputError(f"row {row}: {exc}", row=row, field="completion") from None
 
 
 def trl_batch(
@@ -169,10 +140,6 @@ def trl_batch(
     metas = [{k: v[i] for k, v in data.items() if k != ref_col} for i in range(n)]
     texts = [_completion_text(c, i) for i, c in enumerate(completions)]
     return SampleBatch.from_columns(list(prompts), texts, references, metas)
-
-
-def _num(x: float) -> float | None:
-    return None if math.isnan(x) else float(x)
 
 
 class _BatchScorer:
@@ -256,7 +223,7 @@ class _BatchScorer:
         log_extra = kwargs.get("log_extra")
         if self.log_columns and callable(log_extra):
             for term, sb in result.terms.items():
-                log_extra(f"{self.name}/{term}", [_num(float(s)) for s in sb.scores])
+                log_extra(f"{self.name}/{term}", [nan_to_none(s) for s in sb.scores])
 
 
 class TRLReward:
@@ -278,7 +245,7 @@ class TRLReward:
         self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any
     ) -> list[float | None]:
         result = self._scorer.score(prompts, completions, kwargs)
-        return [_num(float(x)) for x in result.total]
+        return [nan_to_none(x) for x in result.total]
 
     def __repr__(self) -> str:
         return f"TRLReward({self.__name__!r})"
@@ -299,7 +266,7 @@ class TRLTermReward:
         # An unscorable row (a required term did not score) is None in every term, so TRL's
         # weighted sum cannot rebuild a plausible total from the remaining terms.
         return [
-            None if bad else _num(float(x))
+            None if bad else nan_to_none(x)
             for x, bad in zip(result.terms[self.term].scores, result.unscorable, strict=True)
         ]
 

@@ -35,14 +35,11 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from safeladder.answers import text_after_think
 from safeladder.errors import ConfigError
 from safeladder.neural.checkpoints import checkpoint_fingerprint
 from safeladder.neural.packaged import PACKAGED_MINILM, is_packaged, resolve_packaged
-from safeladder.neural.rendering import (
-    DEFAULT_CHARS_PER_TOKEN,
-    longest_token_chars,
-    text_after_think,
-)
+from safeladder.neural.rendering import DEFAULT_CHARS_PER_TOKEN, longest_token_chars
 from safeladder.neural.runtime import RuntimeConfig, apply_threads, resolve_devices, resolve_dtype
 from safeladder.types import Prompt, prompt_text
 

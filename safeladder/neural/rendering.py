@@ -45,10 +45,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from safeladder.answers import THINK_CLOSE, text_after_think
 from safeladder.errors import ConfigError, InputError
 from safeladder.types import Prompt, prompt_text
 
-THINK_CLOSE = "</think>"
 #: Characters per token assumed by the character bound. English averages ~4 characters per
 #: token; 32 leaves room for code, whitespace runs and long words, and the bound is raised to
 #: the tokenizer's longest vocabulary entry anyway (``longest_token_chars``).
@@ -133,16 +133,6 @@ class Encoded:
         return len(self.ids)
 
 
-def text_after_think(text: str) -> str:
-    """The text after the last ``</think>``, as it is (not stripped); ``text`` without one.
-
-    >>> text_after_think("<think>2+2=4?</think> 4")
-    ' 4'
-    """
-    k = text.rfind(THINK_CLOSE)
-    return text if k < 0 else text[k + len(THINK_CLOSE) :]
-
-
 def final_answer(text: str) -> str:
     """The part of ``text`` after its last ``</think>``, stripped; ``text`` itself without one.
 
@@ -151,10 +141,9 @@ def final_answer(text: str) -> str:
     >>> final_answer("no reasoning here")
     'no reasoning here'
     """
-    k = text.rfind(THINK_CLOSE)
-    if k < 0:
-        return text
-    return text[k + len(THINK_CLOSE) :].strip()
+    # Not safeladder.answers.final_answer: a judge reads the whole final part, <answer> tags
+    # and all, only without the reasoning before it.
+    return text_after_think(text).strip() if THINK_CLOSE in text else text
 
 
 _LONGEST: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()

@@ -8,7 +8,6 @@ Every JSON the server sends is strict (RFC 8259): a number that is NaN or infini
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
+from safeladder.jsonsafe import jsonable as to_json_values
+from safeladder.numeric import finite_or_none
 from safeladder.types import RewardResult
 
 
@@ -66,25 +67,14 @@ def rows_of(result: RewardResult, terms: Sequence[str]) -> list[Row]:
     ]
 
 
-def num(x: float) -> float | None:
-    """A finite float, else None (JSON null)."""
-    return x if math.isfinite(x) else None
+#: A finite float, else None (JSON null).
+num = finite_or_none
 
 
 def jsonable(x: Any) -> Any:
     """Details as strict JSON values: numpy scalars → numbers, NaN / ±inf → null, tuples →
-    lists, anything else → ``str``."""
-    if x is None or isinstance(x, (bool, int, str)):
-        return x
-    if isinstance(x, float):
-        return num(x)
-    if isinstance(x, np.generic):
-        return jsonable(x.item())
-    if isinstance(x, Mapping):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple, np.ndarray)):
-        return [jsonable(v) for v in x]
-    return str(x)
+    lists, anything else (a user's verifier may put any object there) → ``str``."""
+    return to_json_values(x, default=str)
 
 
 def dumps(payload: Any, *, allow_nan: bool = False) -> str:

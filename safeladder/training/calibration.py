@@ -41,6 +41,8 @@ from typing import Any, Literal
 import numpy as np
 
 from safeladder.errors import ConfigError
+from safeladder.jsonsafe import jsonable
+from safeladder.numeric import sigmoid, softmax
 from safeladder.training.common import CalibrationSettings
 from safeladder.training.metrics import expected_calibration_error
 
@@ -52,15 +54,6 @@ CALIBRATION_FILE = "safeladder_calibration.json"  # = safeladder.verifiers.class
 
 
 # --------------------------------------------------------------------------- probabilities
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * z))  # exact sigmoid, no overflow warnings
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def _as_logits(logits: Any) -> np.ndarray:
@@ -83,9 +76,9 @@ def class_probs(logits: Any, temperature: float = 1.0) -> np.ndarray:
     """
     z = _as_logits(logits) / temperature
     if z.shape[1] == 1:
-        p1 = _sigmoid(z[:, 0])
+        p1 = sigmoid(z[:, 0])
         return np.stack([1.0 - p1, p1], axis=1)
-    return _softmax(z)
+    return softmax(z)
 
 
 def _nll_single(z: np.ndarray, labels: np.ndarray) -> float:
@@ -331,7 +324,7 @@ def apply_calibration(
     t = float(cal.get("temperature", 1.0)) if cal.get("kind") == "temperature" else 1.0
     if multi_label:
         z = np.asarray(logits, dtype=np.float64)
-        probs = _sigmoid(z / t)
+        probs = sigmoid(z / t)
         if cal.get("kind") == "isotonic":
             per = cal.get("per_label", {})
             for j in range(probs.shape[1]):
@@ -451,7 +444,7 @@ def calibrate(
         summary["score_predicts_positive"] = "at_or_above" if good_col == positive else "below"
     if degenerate:
         summary["degenerate"] = degenerate
-    file["meta"] = _jsonable(summary)
+    file["meta"] = jsonable(summary)
     return CalibrationResult(
         method=s.method,
         file=file,
@@ -480,7 +473,7 @@ def _calibrate_multilabel(
     if names is not None and len(names) != c:
         raise ValueError(f"names: {len(names)} names for {c} labels")
     label_names = names or [str(j) for j in range(c)]
-    before = _sigmoid(z)
+    before = sigmoid(z)
     temperature = 1.0
     file: dict[str, Any]
     if s.method == "temperature":
@@ -515,7 +508,7 @@ def _calibrate_multilabel(
         "threshold_f1": {n: infos[j]["f1"] for j, n in enumerate(label_names)},
         "decision": "P(label present) >= its threshold flags the label",
     }
-    file["meta"] = _jsonable(summary)
+    file["meta"] = jsonable(summary)
     return CalibrationResult(
         method=s.method,
         file=file,
@@ -529,19 +522,6 @@ def _calibrate_multilabel(
     )
 
 
-def _jsonable(x: Any) -> Any:
-    """NaN / inf → None and numpy scalars → Python, so the file is strict JSON."""
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.generic):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
 def write_calibration(model_dir: str | Path, result: CalibrationResult) -> Path:
     """Write ``result.file`` to ``model_dir/safeladder_calibration.json``; returns the path.
 
@@ -553,7 +533,7 @@ def write_calibration(model_dir: str | Path, result: CalibrationResult) -> Path:
     from safeladder.data.writers import write_json_atomic
     from safeladder.verifiers.classifier import Calibration
 
-    data = _jsonable(result.file)
+    data = jsonable(result.file)
     try:
         TypeAdapter(Calibration).validate_python(data)
     except ValidationError as exc:

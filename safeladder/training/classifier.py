@@ -30,6 +30,7 @@ from pydantic import Field, model_validator
 
 from safeladder.errors import ConfigError, InputError
 from safeladder.neural.rendering import RenderConfig, encode_pairs
+from safeladder.numeric import sigmoid, softmax
 from safeladder.training import models as hf
 from safeladder.training.common import PointRecord, TrainData, TrainOutcome
 
@@ -172,7 +173,7 @@ def _metrics_fn(multi_label: bool) -> Any:
         y = np.asarray(pred.label_ids)
         out: dict[str, float] = {}
         if multi_label:
-            p = 1.0 / (1.0 + np.exp(-logits))
+            p = sigmoid(logits)
             hard = (p >= 0.5).astype(int)
             yi = y.astype(int)
             out["accuracy"] = float((hard == yi).mean())
@@ -184,8 +185,7 @@ def _metrics_fn(multi_label: bool) -> Any:
             ]
             out["auroc"] = float(np.mean(aucs)) if aucs else 0.5
             return out
-        z = logits - logits.max(axis=1, keepdims=True)
-        p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+        p = softmax(logits)
         hard = p.argmax(axis=1)
         out["accuracy"] = float((hard == y).mean())
         if p.shape[1] == 2:

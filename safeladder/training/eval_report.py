@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from safeladder.numeric import nan_to_none as num
 from safeladder.training.eval_rows import EvalJob, PointItem
 from safeladder.training.eval_scoring import Scored
 from safeladder.training.metrics import (
@@ -208,9 +209,6 @@ def write_outputs(
     metrics_path = out / "metrics.json"
     metrics_path.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
     files["metrics"] = metrics_path
-
-    def num(x: float) -> float | None:
-        return None if math.isnan(x) else float(x)
 
     with JsonlWriter(out / "scores.jsonl") as w:
         for i, it in enumerate(items):

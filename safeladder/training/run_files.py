@@ -11,15 +11,13 @@
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from safeladder.config import load_yaml
 from safeladder.errors import ConfigError, SafeladderError
+from safeladder.jsonsafe import jsonable
 from safeladder.training.common import TrainConfigBase
 
 RUN_FILE = "safeladder_run.json"
@@ -126,24 +124,6 @@ def write_verifier_yaml(out: Path, verifier: dict[str, Any]) -> Path:
     path = out / VERIFIER_FILE
     path.write_text(head + yaml.safe_dump(body, sort_keys=False), encoding="utf-8")
     return path
-
-
-def jsonable(x: Any) -> Any:
-    """``x`` with numpy values as Python numbers, paths as strings, NaN / inf as None."""
-    if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return jsonable(x.tolist())
-    if isinstance(x, (np.floating, float)):
-        v = float(x)
-        return v if math.isfinite(v) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, Path):
-        return str(x)
-    return x
 
 
 __all__ = [

@@ -43,5 +43,5 @@ def test_field_value_error_keeps_role_and_reason() -> None:
         to_sample({"prompt": "p", "out": 5}, FieldMap(completion=("out",)))
     assert isinstance(e.value, InputError)
     assert (e.value.field, e.value.role) == ("out", "completion")
-    assert e.value.reason.startswith("expected a string or a list with one assistant message")
+    assert e.value.reason.startswith("expected a string or a list of chat messages")
     assert str(e.value) == f"field 'out' (completion): {e.value.reason}"

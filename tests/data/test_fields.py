@@ -75,11 +75,13 @@ def test_flags_replace_the_candidates_and_require_the_field() -> None:
         ({"response": 3}, "field 'response' (completion): expected a string"),
         (
             {"completion": [{"role": "user", "content": "x"}]},
-            "field 'completion' (completion): expected a string or a list with one assistant message",
+            "field 'completion' (completion): a conversational completion needs an assistant "
+            "message, got roles ['user']",
         ),
         (
-            {"completion": [{"role": "assistant", "content": "a"}] * 2},
-            "field 'completion' (completion): expected a string or a list with one assistant message",
+            {"completion": [{"role": "assistant", "content": 3}]},
+            "field 'completion' (completion): assistant message content must be a string or "
+            "text blocks, got int",
         ),
         ({"prompt": 5, "completion": "c"}, "field 'prompt' (prompt): expected a string or a list"),
         ({"prompt": [{"content": "x"}], "completion": "c"}, "field 'prompt' (prompt): message 0"),
@@ -113,3 +115,19 @@ def test_shared_math_rows_need_a_completion_field_flag() -> None:
         row["solution"],
         row["answer"],
     )
+
+
+def test_one_reader_of_conversational_completions_for_files_and_trl() -> None:
+    from safeladder.integrations.trl import trl_batch
+
+    tool_exchange = [
+        {"role": "assistant", "content": "let me look it up"},
+        {"role": "tool", "content": "Paris"},
+        {
+            "role": "assistant",
+            "content": [{"type": "text", "text": "Par"}, {"type": "text", "text": "is"}],
+        },
+    ]
+    from_file = to_sample({"prompt": "q", "completion": tool_exchange}).completion
+    from_trl = trl_batch(["q"], [tool_exchange], {}, None).completions[0]
+    assert from_file == from_trl == "Paris"
