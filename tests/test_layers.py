@@ -153,7 +153,6 @@ def test_every_subpackage_init_says_what_lives_there() -> None:
 OPTIONAL: dict[str, str] = {
     "safeladder.serving.ray_serve": "ray",
     "safeladder.scoring.ray_engine": "ray",
-    "safeladder.cli.ray_engine": "ray",
 }
 
 

@@ -7,25 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from typer.testing import CliRunner
 
-from safeladder.cli.app import app
 from safeladder.config import preset_names
 from safeladder.verifiers import REGISTRY
 from tests.cli.fixtures_rewards import reward_config
-
-runner = CliRunner()
-
-
-def invoke(*args: Any) -> Any:
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def write_yaml(path: Path, data: Any) -> Path:
-    path.write_text(yaml.safe_dump(data), encoding="utf-8")
-    return path
-
+from tests.cli.support import invoke, write_yaml
 
 # ---------------------------------------------------------------- check
 

@@ -9,48 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from typer.testing import CliRunner
 
 from safeladder.cli.app import app
 from safeladder.config import preset_path
 from tests.cli.fixtures_rewards import reward_config
-
-runner = CliRunner()
-FIX = "tests.cli.fixtures_rewards"
-
-
-def invoke(*args: Any) -> Any:
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def write_yaml(path: Path, data: dict[str, Any]) -> Path:
-    path.write_text(yaml.safe_dump(data), encoding="utf-8")
-    return path
-
-
-def write_jsonl(path: Path, rows: list[Any]) -> Path:
-    path.write_text(
-        "".join(
-            (r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in rows
-        ),
-        encoding="utf-8",
-    )
-    return path
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
-
-
-def term(name: str, target: str, weight: float = 1.0, **extra: Any) -> dict[str, Any]:
-    return {
-        "name": name,
-        "verifier": {"type": "custom", "target": f"{FIX}:{target}"},
-        "weight": weight,
-        **extra,
-    }
-
+from tests.cli.support import invoke, read_jsonl, runner, term, write_jsonl, write_yaml
 
 # The hand-computed example: 4 good rows, 1 bad row.
 #   words     = word count, abstains on an empty completion (weight 1)

@@ -15,15 +15,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import yaml
-from typer.testing import CliRunner
 
-from safeladder.cli.app import app
 from tests.cli.fixtures_rewards import reward_config
+from tests.cli.support import invoke, term, write_jsonl, write_yaml
 from tests.helpers import local_ray_cluster
-
-runner = CliRunner()
-FIX = "tests.cli.fixtures_rewards"
 
 try:
     import ray  # noqa: F401
@@ -32,34 +27,6 @@ try:
 except ImportError:
     HAVE_RAY = False
 needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="Ray is an optional extra (safeladder[ray])")
-
-
-def invoke(*args: Any) -> Any:
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def write_yaml(path: Path, data: dict[str, Any]) -> Path:
-    path.write_text(yaml.safe_dump(data), encoding="utf-8")
-    return path
-
-
-def write_jsonl(path: Path, rows: list[Any]) -> Path:
-    path.write_text(
-        "".join(
-            (r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in rows
-        ),
-        encoding="utf-8",
-    )
-    return path
-
-
-def term(name: str, target: str, weight: float = 1.0, **extra: Any) -> dict[str, Any]:
-    return {
-        "name": name,
-        "verifier": {"type": "custom", "target": f"{FIX}:{target}"},
-        "weight": weight,
-        **extra,
-    }
 
 
 # Every kind of row the local engine handles, across chunk boundaries (batch size 2):

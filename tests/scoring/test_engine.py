@@ -16,14 +16,7 @@ from safeladder.rewards import Reward, parse_reward_config
 from safeladder.scoring import ScoreJob, iter_chunks, run_score, score_chunk
 from safeladder.types import Sample
 from tests.cli.fixtures_rewards import reward_config
-
-
-def write_jsonl(path: Path, rows: list[Any]) -> Path:
-    path.write_text(
-        "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows),
-        encoding="utf-8",
-    )
-    return path
+from tests.cli.support import write_jsonl
 
 
 def job(tmp_path: Path, rows: list[Any], target: str = "word_count", **kw: Any) -> ScoreJob:
