@@ -42,3 +42,23 @@ def environment(packages: Iterable[str] = ()) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
     }
+
+
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def answered_rows(file: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
+    """Rows of a gzipped JSONL file of ``../shared/data`` (a name there, or a path) whose
+    ``answer`` is not empty, the first ``limit`` of them."""
+    import gzip
+    import json
+
+    rows: list[dict[str, Any]] = []
+    with gzip.open(SHARED_DATA / file, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            row = json.loads(line)
+            if row["answer"]:
+                rows.append(row)
+            if limit is not None and len(rows) >= limit:
+                break
+    return rows

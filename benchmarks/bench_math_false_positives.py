@@ -17,7 +17,6 @@ One JSON line per dataset is appended to ``benchmarks/results/math_false_positiv
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import sys
@@ -39,14 +38,7 @@ RESULTS = REPO / "benchmarks" / "results" / "math_false_positives.jsonl"
 
 
 def wrong_rows(name: str, file: str, limit: int | None) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    with gzip.open(DATA / file, "rt", encoding="utf-8") as fh:
-        for line in fh:
-            row = json.loads(line)
-            if row["answer"]:
-                rows.append(row)
-            if limit is not None and len(rows) >= limit:
-                break
+    rows = bench_env.answered_rows(DATA / file, limit)
     out = []
     for i, row in enumerate(rows):
         squeezed = "".join(row["answer"].split())

@@ -28,7 +28,6 @@ Each measurement is appended as one JSON line to ``benchmarks/results/rule_verif
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import random
@@ -62,14 +61,7 @@ sys.path.insert(0, str(REPO))
 
 
 def load_rows(name: str, file: str, n: int) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    with gzip.open(DATA / file, "rt", encoding="utf-8") as fh:
-        for line in fh:
-            row = json.loads(line)
-            if row["answer"]:
-                rows.append(row)
-            if len(rows) >= n:
-                break
+    rows = bench_env.answered_rows(DATA / file, n)
     rng = random.Random(f"{SEED}:{name}")
     wrong = set(rng.sample(range(len(rows)), int(WRONG_SHARE * len(rows))))
     samples = []

@@ -36,7 +36,6 @@ offline reward. One JSON line per (reward, mode) is appended to
 from __future__ import annotations
 
 import asyncio
-import gzip
 import json
 import os
 import random
@@ -120,14 +119,7 @@ def sim_config(path: Path) -> Path:
 # ----------------------------------------------------------------------------- data
 def load_rows(n: int) -> list[dict[str, Any]]:
     """``n`` GSM8K rows as OpenRLHF would send them: prompt, full query, label."""
-    rows: list[dict[str, Any]] = []
-    with gzip.open(DATA, "rt", encoding="utf-8") as fh:
-        for line in fh:
-            row = json.loads(line)
-            if row["answer"]:
-                rows.append(row)
-            if len(rows) >= n:
-                break
+    rows = bench_env.answered_rows(DATA, n)
     rng = random.Random(SEED)
     out = []
     for row in rows:

@@ -288,6 +288,17 @@ def multilabel_metrics(
     }
 
 
+def _pair_arrays(chosen: Any, rejected: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Chosen and rejected scores as finite 1-D arrays of one length (else ValueError)."""
+    c = _as_1d("chosen", chosen)
+    r = _as_1d("rejected", rejected)
+    if c.shape != r.shape:
+        raise ValueError(f"chosen and rejected differ in length: {c.shape[0]} vs {r.shape[0]}")
+    _check_finite("chosen", c)
+    _check_finite("rejected", r)
+    return c, r
+
+
 def pairwise_metrics(chosen: Any, rejected: Any) -> dict[str, float]:
     """How often the verifier prefers the human-preferred response.
 
@@ -298,12 +309,7 @@ def pairwise_metrics(chosen: Any, rejected: Any) -> dict[str, float]:
         ``n``; ``accuracy`` (chosen > rejected counts 1, a tie 0.5); ``ties`` (count);
         ``mean_margin`` / ``median_margin`` of ``chosen − rejected`` (NaN when n = 0).
     """
-    c = _as_1d("chosen", chosen)
-    r = _as_1d("rejected", rejected)
-    if c.shape != r.shape:
-        raise ValueError(f"chosen and rejected differ in length: {c.shape[0]} vs {r.shape[0]}")
-    _check_finite("chosen", c)
-    _check_finite("rejected", r)
+    c, r = _pair_arrays(chosen, rejected)
     nan = float("nan")
     if c.size == 0:
         return {"n": 0.0, "accuracy": nan, "ties": 0.0, "mean_margin": nan, "median_margin": nan}
@@ -326,12 +332,7 @@ def pairwise_reliability(chosen: Any, rejected: Any) -> tuple[np.ndarray, np.nda
     and a perfectly calibrated reward model lies on the diagonal. Feed the result to
     ``reliability_bins`` / ``pointwise_metrics``.
     """
-    c = _as_1d("chosen", chosen)
-    r = _as_1d("rejected", rejected)
-    if c.shape != r.shape:
-        raise ValueError(f"chosen and rejected differ in length: {c.shape[0]} vs {r.shape[0]}")
-    _check_finite("chosen", c)
-    _check_finite("rejected", r)
+    c, r = _pair_arrays(chosen, rejected)
     m = c - r
     p = 0.5 * (1.0 + np.tanh(0.5 * m))  # sigmoid without overflow warnings
     return np.r_[np.ones(m.size, dtype=np.int64), np.zeros(m.size, dtype=np.int64)], np.r_[p, 1 - p]
