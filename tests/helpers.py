@@ -414,3 +414,16 @@ def local_ray_cluster() -> Iterator[Any]:
             os.environ.pop("RAY_USAGE_STATS_ENABLED", None)
         else:
             os.environ["RAY_USAGE_STATS_ENABLED"] = saved
+
+
+def tiny_train_loop(max_length: int, **over: Any) -> dict[str, Any]:
+    """The ``train:`` block of a training-kind test: 4 CPU steps, seeded; ``over`` replaces keys."""
+    return {
+        "max_steps": 4,
+        "batch_size": 4,
+        "eval_batch_size": 8,
+        "max_length": max_length,
+        "seed": 0,
+        "device": "cpu",
+        **over,
+    }

@@ -14,19 +14,11 @@ from safeladder.training.classifier import ClassifierTrainConfig, class_weight_v
 from safeladder.training.common import PointRecord, TrainData
 from safeladder.types import Sample, SampleBatch
 from safeladder.verifiers import build_verifier
-from tests.helpers import read_shared, tiny_model_dir
+from tests.helpers import read_shared, tiny_model_dir, tiny_train_loop
 
 
 def _cfg(tmp_path: Path, model: dict[str, Any], **over: Any) -> ClassifierTrainConfig:
-    loop: dict[str, Any] = {
-        "max_steps": 4,
-        "batch_size": 4,
-        "eval_batch_size": 8,
-        "max_length": 64,
-        "seed": 0,
-        "device": "cpu",
-    }
-    loop.update(over.pop("train", {}))
+    loop = tiny_train_loop(64, **over.pop("train", {}))
     return ClassifierTrainConfig.model_validate(
         {
             "model": model,

@@ -13,7 +13,7 @@ from safeladder.training.common import PointRecord, TrainData
 from safeladder.training.label_judge import LabelJudgeTrainConfig, train
 from safeladder.types import Sample, SampleBatch
 from safeladder.verifiers import build_verifier
-from tests.helpers import read_shared, tiny_model_dir
+from tests.helpers import read_shared, tiny_model_dir, tiny_train_loop
 
 JUDGE = {
     "template": "Question: {prompt}\nAnswer: {completion}\nIs the answer true?",
@@ -23,15 +23,7 @@ JUDGE = {
 
 
 def _cfg(tmp_path: Path, judge: dict[str, Any], **over: Any) -> LabelJudgeTrainConfig:
-    loop: dict[str, Any] = {
-        "max_steps": 4,
-        "batch_size": 4,
-        "eval_batch_size": 8,
-        "max_length": 160,
-        "seed": 0,
-        "device": "cpu",
-    }
-    loop.update(over.pop("train", {}))
+    loop = tiny_train_loop(160, **over.pop("train", {}))
     return LabelJudgeTrainConfig.model_validate(
         {
             "kind": "label_judge",

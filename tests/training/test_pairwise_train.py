@@ -12,19 +12,11 @@ from safeladder.training.common import PairRecord, TrainData
 from safeladder.training.pairwise import PairwiseTrainConfig, train
 from safeladder.types import Sample, SampleBatch
 from safeladder.verifiers import build_verifier
-from tests.helpers import read_shared, tiny_model_dir
+from tests.helpers import read_shared, tiny_model_dir, tiny_train_loop
 
 
 def _cfg(tmp_path: Path, model: dict[str, Any], **over: Any) -> PairwiseTrainConfig:
-    loop: dict[str, Any] = {
-        "max_steps": 4,
-        "batch_size": 4,
-        "eval_batch_size": 8,
-        "max_length": 96,
-        "seed": 0,
-        "device": "cpu",
-    }
-    loop.update(over.pop("train", {}))
+    loop = tiny_train_loop(96, **over.pop("train", {}))
     return PairwiseTrainConfig.model_validate(
         {
             "kind": "pairwise",
