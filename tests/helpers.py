@@ -416,8 +416,9 @@ def local_ray_cluster() -> Iterator[Any]:
             os.environ["RAY_USAGE_STATS_ENABLED"] = saved
 
 
-def tiny_train_loop(max_length: int, **over: Any) -> dict[str, Any]:
-    """The ``train:`` block of a training-kind test: 4 CPU steps, seeded; ``over`` replaces keys."""
+def tiny_train_loop(max_length: int, over: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``train:`` block of a training-kind test: 4 CPU steps, seeded; ``over`` replaces keys
+    (``max_length`` included)."""
     return {
         "max_steps": 4,
         "batch_size": 4,
@@ -425,5 +426,5 @@ def tiny_train_loop(max_length: int, **over: Any) -> dict[str, Any]:
         "max_length": max_length,
         "seed": 0,
         "device": "cpu",
-        **over,
+        **(over or {}),
     }

@@ -18,7 +18,7 @@ from tests.helpers import read_shared, tiny_model_dir, tiny_train_loop
 
 
 def _cfg(tmp_path: Path, model: dict[str, Any], **over: Any) -> ClassifierTrainConfig:
-    loop = tiny_train_loop(64, **over.pop("train", {}))
+    loop = tiny_train_loop(64, over.pop("train", {}))
     return ClassifierTrainConfig.model_validate(
         {
             "model": model,

@@ -23,7 +23,7 @@ JUDGE = {
 
 
 def _cfg(tmp_path: Path, judge: dict[str, Any], **over: Any) -> LabelJudgeTrainConfig:
-    loop = tiny_train_loop(160, **over.pop("train", {}))
+    loop = tiny_train_loop(160, over.pop("train", {}))
     return LabelJudgeTrainConfig.model_validate(
         {
             "kind": "label_judge",

@@ -16,7 +16,7 @@ from tests.helpers import read_shared, tiny_model_dir, tiny_train_loop
 
 
 def _cfg(tmp_path: Path, model: dict[str, Any], **over: Any) -> PairwiseTrainConfig:
-    loop = tiny_train_loop(96, **over.pop("train", {}))
+    loop = tiny_train_loop(96, over.pop("train", {}))
     return PairwiseTrainConfig.model_validate(
         {
             "kind": "pairwise",
