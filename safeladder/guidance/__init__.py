@@ -9,6 +9,9 @@ Each returns one ``Trace`` per prompt (``save_traces`` / ``render_report``). ``H
 samples from a local Hugging Face causal LM; ``run_generate`` drives a whole
 ``GenerateConfig`` (what ``safeladder generate`` calls).
 
+Layer: imports ``rewards``, ``verifiers`` (public readers only), ``neural`` and the layers
+below; never the CLI.
+
 Example::
 
     from safeladder import load_reward

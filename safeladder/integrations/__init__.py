@@ -10,4 +10,7 @@
 Every adapter turns the trainer's call into a ``SampleBatch``, calls ``Reward.score`` once, and
 turns the ``RewardResult`` back into the trainer's shape. Nothing here imports torch or a
 trainer at import time; each submodule is imported on its own.
+
+Layer: imports ``rewards`` and the layers below it; nothing below imports it (the deprecated
+``Reward.as_trl()`` shim aside).
 """

@@ -1,7 +1,13 @@
 """The reward server (``safeladder serve``): FastAPI + uvicorn with cross-request batching.
 
 ``ServeSettings`` imports without FastAPI; ``create_app`` needs the ``serve`` extra
-(``pip install 'safeladder[serve]'``).
+(``pip install 'safeladder[serve]'``). Modules: ``app`` (wiring and endpoints), ``guard``
+(API key, early 503, body limits and timeouts), ``batcher`` (cross-request batching),
+``errors`` (the one error format), ``wire`` (strict-JSON rows), ``metrics``, ``docs``
+(offline Swagger UI / ReDoc), ``settings``, ``schemas``, ``ray_serve``.
+
+Layer: imports the layers below (types … rewards) and ``integrations.openrlhf``'s query split;
+never the CLI or the package root.
 
 >>> from safeladder.serving import ServeSettings
 >>> ServeSettings().host

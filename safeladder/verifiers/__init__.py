@@ -2,6 +2,10 @@
 
 ``build_verifier`` builds any registered verifier from a dict, a config object, or the name of a
 shipped preset (``safeladder/presets/verifiers/<name>.yaml``) or of a type with defaults.
+
+Rule verifiers are pure functions of a row; the neural ones subclass ``neural_base`` and run on
+the engine in ``safeladder.neural``. Layer: imports types / errors / config / answers, ``data``
+and ``neural``; never rewards, scoring, adapters, the server, training or the CLI.
 """
 
 from __future__ import annotations
