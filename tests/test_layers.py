@@ -139,14 +139,17 @@ def test_no_module_is_over_600_lines() -> None:
     assert not long, f"modules over {MAX_LINES} lines: {long}"
 
 
-def test_every_subpackage_init_says_what_lives_there() -> None:
-    bare = [
-        str(path.relative_to(REPO))
-        for _m, path in ALL_MODULES
-        if path.name == "__init__.py"
-        and len((ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or "").split()) < 12
-    ]
-    assert not bare, f"__init__ modules without a docstring saying what lives there: {bare}"
+def test_every_subpackage_init_says_what_lives_there_and_what_it_imports() -> None:
+    bare = []
+    for _m, path in ALL_MODULES:
+        if path.name != "__init__.py":
+            continue
+        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+        if len(doc.split()) < 12 or (path.parent != PACKAGE and "import" not in doc.lower()):
+            bare.append(str(path.relative_to(REPO)))
+    assert not bare, (
+        f"__init__ docstrings that do not say what lives there and what it imports: {bare}"
+    )
 
 
 #: Modules that need an optional extra, and the extra's import that tells whether it is here.
