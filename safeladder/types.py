@@ -14,6 +14,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from safeladder.errors import InputError
+from safeladder.images import ImageRef, coerce_images, content_text
 from safeladder.numeric import nan_to_none
 
 Status = Literal["ok", "abstain", "timeout", "error", "skipped"]
@@ -63,12 +64,17 @@ def _check_messages(value: Any, where: str) -> None:
 def prompt_text(prompt: Prompt) -> str:
     """Plain text of a prompt: the string itself, or the message contents joined by newlines.
 
+    A content that is a list of parts contributes its text parts only (image parts are not
+    text; ``safeladder.images.prompt_images`` reads them).
+
     >>> prompt_text([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}])
     'hi\\nyo'
+    >>> prompt_text([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "what?"}]}])
+    'what?'
     """
     if isinstance(prompt, str):
         return prompt
-    return "\n".join(str(m.get("content") or "") for m in prompt)
+    return "\n".join(content_text(m.get("content")) for m in prompt)
 
 
 class Sample(BaseModel):
@@ -80,6 +86,9 @@ class Sample(BaseModel):
         reference: the gold answer or reference text; any JSON-like value (a string, a list of
             acceptable strings, a dict for structured answers) or None.
         meta: everything else (task label, data_source, ids); rewards route on it.
+        images: image references (file paths, ``data:image/...;base64,`` URLs, bytes, PIL
+            images; see ``safeladder.images``), decoded lazily by the verifiers that read them.
+            A list is stored as a tuple.
 
     >>> Sample(prompt="1+1?", completion="2", reference="2").reference
     '2'
@@ -91,6 +100,12 @@ class Sample(BaseModel):
     completion: str
     reference: Any = None
     meta: dict[str, Any] = Field(default_factory=dict)
+    images: tuple[ImageRef, ...] = ()
+
+    @field_validator("images", mode="before")
+    @classmethod
+    def _images_shape(cls, value: Any) -> tuple[ImageRef, ...]:
+        return coerce_images(value, "images")
 
     @field_validator("prompt", mode="before")
     @classmethod
@@ -113,10 +128,20 @@ class SampleBatch:
     completions: list[str]
     references: list[Any]
     metas: list[dict[str, Any]]
+    #: per row, a tuple of image references; empty (the default) = no row has images.
+    images: list[tuple[ImageRef, ...]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         n = len(self.completions)
-        for name in ("prompts", "references", "metas"):
+        if not self.images:
+            object.__setattr__(self, "images", [() for _ in range(n)])
+        else:
+            object.__setattr__(
+                self,
+                "images",
+                [coerce_images(v, f"row {i}: images", row=i) for i, v in enumerate(self.images)],
+            )
+        for name in ("prompts", "references", "metas", "images"):
             if len(getattr(self, name)) != n:
                 raise InputError(
                     f"SampleBatch columns differ in length: completions has {n} rows, "
@@ -149,6 +174,7 @@ class SampleBatch:
             completions=[s.completion for s in rows],
             references=[s.reference for s in rows],
             metas=[dict(s.meta) for s in rows],
+            images=[s.images for s in rows],
         )
 
     @classmethod
@@ -158,8 +184,9 @@ class SampleBatch:
         completions: Sequence[str],
         references: Sequence[Any] | None = None,
         metas: Sequence[dict[str, Any]] | None = None,
+        images: Sequence[Any] | None = None,
     ) -> SampleBatch:
-        """Columns in, batch out; missing columns become ``""`` / ``None`` / ``{}``."""
+        """Columns in, batch out; missing columns become ``""`` / ``None`` / ``{}`` / ``()``."""
         n = len(completions)
         return cls(
             prompts=[("" if p is None else p) for p in prompts]
@@ -168,6 +195,7 @@ class SampleBatch:
             completions=list(completions),
             references=list(references) if references is not None else [None] * n,
             metas=[dict(m) for m in metas] if metas is not None else [{} for _ in range(n)],
+            images=list(images) if images is not None else [],
         )
 
     @classmethod
@@ -203,6 +231,7 @@ class SampleBatch:
             completion=self.completions[i],
             reference=self.references[i],
             meta=self.metas[i],
+            images=self.images[i],
         )
 
     def __iter__(self) -> Iterator[Sample]:
@@ -216,6 +245,7 @@ class SampleBatch:
             completions=[self.completions[i] for i in idx],
             references=[self.references[i] for i in idx],
             metas=[self.metas[i] for i in idx],
+            images=[self.images[i] for i in idx],
         )
 
 

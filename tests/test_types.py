@@ -71,3 +71,49 @@ def test_scorebatch_enforces_nan_iff_not_ok() -> None:
     with pytest.raises(ValueError, match="scores has 2 rows, status 1"):
         ScoreBatch("t", [1.0, 2.0], ["ok"])
     assert sb.take([1]).status.tolist() == ["abstain"]
+
+
+def test_prompt_text_reads_only_text_parts_of_list_contents() -> None:
+    # Before images, a list content was stringified: "[{'type': 'image'}, ...]" reached verifiers.
+    prompt = [
+        {"role": "system", "content": "be safe"},
+        {
+            "role": "user",
+            "content": [
+                {"type": "image", "image": "cat.png"},
+                {"type": "text", "text": "what is this?"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+            ],
+        },
+    ]
+    assert prompt_text(prompt) == "be safe\nwhat is this?"
+
+
+def test_sample_images_are_a_tuple_of_checked_references() -> None:
+    s = Sample(completion="c", images=["a.png", b"\x89PNG"])
+    assert s.images == ("a.png", b"\x89PNG")
+    assert Sample(completion="c").images == ()
+    assert Sample(completion="c", images="one.png").images == ("one.png",)
+    with pytest.raises(ValueError, match=r"images\[1\]: an image must be .* got int"):
+        Sample(completion="c", images=["a.png", 3])
+    with pytest.raises(ValueError, match="a data URL must look like"):
+        Sample(completion="c", images=["data:text/plain;base64,AAAA"])
+    with pytest.raises(ValueError, match="empty image reference"):
+        Sample(completion="c", images=[" "])
+
+
+def test_batch_carries_images_through_every_constructor() -> None:
+    rows = [Sample(completion="a", images=["x.png"]), Sample(completion="b")]
+    b = SampleBatch.from_samples(rows)
+    assert b.images == [("x.png",), ()]
+    assert b[0] == rows[0] and list(b) == rows
+    assert b.take([1, 0]).images == [(), ("x.png",)]
+    assert SampleBatch.coerce([{"completion": "a", "images": ["y.png"]}]).images == [("y.png",)]
+    cols = SampleBatch.from_columns(None, ["a", "b"], images=[["p.png"], None])
+    assert cols.images == [("p.png",), ()]
+    assert SampleBatch.from_columns(None, ["a", "b"]).images == [(), ()]
+    with pytest.raises(InputError, match="completions has 2 rows, images has 1"):
+        SampleBatch.from_columns(None, ["a", "b"], images=[["p.png"]])
+    with pytest.raises(InputError, match=r"row 1: images\[0\]") as info:
+        SampleBatch.from_columns(None, ["a", "b"], images=[[], [1.5]])
+    assert info.value.row == 1 and info.value.field == "images"
