@@ -144,9 +144,12 @@ def _data_url_bytes(ref: str, limits: ImageLimits) -> bytes:
             f"data URL image is about {len(payload) * 3 // 4} bytes, over max_bytes={limits.max_bytes}"
         )
     try:
-        return base64.b64decode(payload, validate=True)
+        data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise InputError(f"data URL {head[:40]!r}: payload is not valid base64 ({exc})") from exc
+    if len(data) > limits.max_bytes:
+        raise InputError(f"data URL image has {len(data)} bytes, over max_bytes={limits.max_bytes}")
+    return data
 
 
 def _path_bytes(ref: str, limits: ImageLimits) -> bytes:
