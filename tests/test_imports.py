@@ -13,6 +13,8 @@ HEAVY = (
     "math_verify",
     "datasets",
     "trl",
+    "onnxruntime",
+    "PIL",
 )
 
 
