@@ -73,6 +73,15 @@ def score(
             help="Input field holding the reference (default: reference, else answer).",
         ),
     ] = None,
+    images_field: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FIELD",
+            help="Input field holding the row's images: a path, a data:image URL or a list of "
+            "them; relative paths resolve against the input file's folder (default: images, "
+            "else image; the output keeps the field as read, never the pixels).",
+        ),
+    ] = None,
     allow_missing_prompt: Annotated[
         bool,
         typer.Option(
@@ -169,7 +178,11 @@ def score(
         config=config,
         overrides=tuple(overrides or ()),
         fields=FieldMap.from_flags(
-            prompt_field, completion_field, reference_field, allow_missing_prompt
+            prompt_field,
+            completion_field,
+            reference_field,
+            allow_missing_prompt,
+            images=images_field,
         ),
         format=format.value if format is not None else None,
         json_columns=tuple(json_columns or ()),

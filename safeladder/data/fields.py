@@ -9,7 +9,7 @@ row's own fields win on a clash), so rows written from ``Sample.model_dump()`` r
 A row that does not fit raises ``InputError`` whose message names the field:
 
 >>> to_sample({"prompt": "1+1?", "response": "2", "answer": "2", "task": "math"})
-Sample(prompt='1+1?', completion='2', reference='2', meta={'task': 'math'})
+Sample(prompt='1+1?', completion='2', reference='2', meta={'task': 'math'}, images=())
 >>> to_sample({"prompt": "hi"})
 Traceback (most recent call last):
 ...
@@ -18,6 +18,15 @@ safeladder.errors.InputError: missing field 'completion' (looked for: completion
 Traceback (most recent call last):
 ...
 safeladder.errors.InputError: missing field 'prompt' (looked for: prompt)
+
+Images: the first present of ``images`` / ``image`` (``FieldMap.images``) becomes
+``Sample.images``. A cell may hold one reference or a list: a file path, a
+``data:image/...;base64,`` URL, an ``http(s)`` URL (fetched only where a verifier allows it),
+raw bytes (a Parquet binary column), a Hugging Face ``Image`` feature cell
+(``{"bytes": ..., "path": ...}``: the bytes when present, else the path), or a string holding a
+JSON list of those (a CSV cell). A relative file path resolves against ``base_dir`` (the input
+file's folder in ``safeladder score``). The row's own cell is what an output carries: the
+readers keep it, and the writers write bytes as ``{"sha256": ..., "bytes": N}``, never pixels.
 
 A missing (or null) prompt is a bad row by default: scoring "" in its place would hand a
 safety verifier or a judge a question nobody asked. ``FieldMap(require_prompt=False)``
@@ -31,25 +40,30 @@ and row number) can say where without a second copy of the checks. ``get_path`` 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from safeladder.errors import InputError
+from safeladder.images import ImageRef, coerce_images, is_pil_image
 from safeladder.types import Sample
 
 
 @dataclass(frozen=True)
 class FieldMap:
-    """Which input fields hold the prompt, the completion and the reference.
+    """Which input fields hold the prompt, the completion, the reference and the images.
 
     Attributes:
-        prompt / completion / reference: candidate field names, first present wins.
+        prompt / completion / reference / images: candidate field names, first present wins.
         require_prompt: a row without a prompt (or with a null one) is bad; when False it
             gets ``""``.
         require_reference: a row without any reference candidate is bad (set when the user
             named the field explicitly); otherwise a missing reference is None. The
             completion is always required.
+        require_images: a row without any images candidate is bad (set when the user named
+            the field); otherwise a row without one has no images.
     """
 
     prompt: tuple[str, ...] = ("prompt",)
@@ -57,6 +71,8 @@ class FieldMap:
     reference: tuple[str, ...] = ("reference", "answer")
     require_prompt: bool = True
     require_reference: bool = False
+    images: tuple[str, ...] = ("images", "image")
+    require_images: bool = False
 
     @classmethod
     def from_flags(
@@ -65,6 +81,7 @@ class FieldMap:
         completion: str | None = None,
         reference: str | None = None,
         allow_missing_prompt: bool = False,
+        images: str | None = None,
     ) -> FieldMap:
         """The defaults, with each field named by a flag replacing its candidates (and required)."""
         d = cls()
@@ -74,6 +91,8 @@ class FieldMap:
             reference=(reference,) if reference else d.reference,
             require_prompt=bool(prompt) or not allow_missing_prompt,
             require_reference=bool(reference),
+            images=(images,) if images else d.images,
+            require_images=bool(images),
         )
 
     def describe(self) -> dict[str, list[str]]:
@@ -82,9 +101,14 @@ class FieldMap:
             "prompt": list(self.prompt),
             "completion": list(self.completion),
             "reference": list(self.reference),
+            "images": list(self.images),
             "required": [
                 n
-                for n, r in (("prompt", self.require_prompt), ("reference", self.require_reference))
+                for n, r in (
+                    ("prompt", self.require_prompt),
+                    ("reference", self.require_reference),
+                    ("images", self.require_images),
+                )
                 if r
             ],
         }
@@ -113,7 +137,7 @@ def _type_name(value: Any) -> str:
 class FieldValueError(InputError):
     """A field holds a value of the wrong shape: ``field 'NAME' (ROLE): REASON``.
 
-    ``role`` is ``prompt`` or ``completion``; ``reason`` is the message without the field
+    ``role`` is ``prompt``, ``completion`` or ``images``; ``reason`` is the message without the field
     prefix, for callers that name the place their own way.
     """
 
@@ -240,13 +264,13 @@ def _check_prompt(name: str, value: Any) -> Any:
             if not (
                 isinstance(msg, Mapping)
                 and isinstance(msg.get("role"), str)
-                and isinstance(msg.get("content"), str)
+                and _is_content(msg.get("content"))
             ):
                 raise FieldValueError(
                     name,
                     "prompt",
-                    f"message {j} must be an object with string 'role' and 'content', "
-                    f"got {msg!r:.60}",
+                    f"message {j} must be an object with string 'role' and a 'content' that "
+                    f"is a string or a list of typed parts, got {msg!r:.60}",
                 )
         return value
     raise FieldValueError(
@@ -256,8 +280,69 @@ def _check_prompt(name: str, value: Any) -> Any:
     )
 
 
-def to_sample(row: Mapping[str, Any], fields: FieldMap | None = None) -> Sample:
-    """The ``Sample`` for one input row; raises ``InputError`` naming the field on a bad row."""
+def _is_content(content: Any) -> bool:
+    # A list content holds typed parts (text, image, image_url), as TRL and OpenAI write them.
+    if isinstance(content, str):
+        return True
+    return isinstance(content, list) and all(
+        isinstance(p, Mapping) and isinstance(p.get("type"), str) for p in content
+    )
+
+
+def _image_item(value: Any, base_dir: Path | None) -> Any:
+    if isinstance(value, Mapping) and ("bytes" in value or "path" in value):
+        # A Hugging Face ``Image`` feature cell: its bytes when it has them, else its path.
+        if value.get("bytes") is not None:
+            return value["bytes"]
+        value = value.get("path")
+    if (
+        isinstance(value, str)
+        and base_dir is not None
+        and not value.startswith("data:")
+        and not value[:8].lower().startswith(("http://", "https://"))
+        and value.strip()
+        and not Path(value).expanduser().is_absolute()
+    ):
+        return str(base_dir / value)
+    return value
+
+
+def read_images(name: str, value: Any, base_dir: str | Path | None = None) -> tuple[ImageRef, ...]:
+    """A row's image cell as checked references (see the module doc for the cell shapes).
+
+    Raises:
+        FieldValueError: the cell is not one of those shapes (the reason names the index).
+
+    >>> read_images("images", '["a.png", "data:image/png;base64,AA=="]', "/data")
+    ('/data/a.png', 'data:image/png;base64,AA==')
+    """
+    if isinstance(value, str) and value.lstrip().startswith("[") and value.rstrip().endswith("]"):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise FieldValueError(name, "images", f"invalid JSON list: {exc}") from None
+    base = Path(base_dir) if base_dir is not None else None
+    if isinstance(value, list | tuple):
+        items = [_image_item(v, base) for v in value]
+    elif (
+        value is None or isinstance(value, str | bytes | bytearray | Mapping) or is_pil_image(value)
+    ):
+        items = [] if value is None else [_image_item(value, base)]
+    else:
+        items = [value]  # refused below with its type
+    try:
+        return coerce_images(items, "images")
+    except InputError as exc:
+        raise FieldValueError(name, "images", str(exc).removeprefix("images")) from None
+
+
+def to_sample(
+    row: Mapping[str, Any], fields: FieldMap | None = None, *, base_dir: str | Path | None = None
+) -> Sample:
+    """The ``Sample`` for one input row; raises ``InputError`` naming the field on a bad row.
+
+    ``base_dir``: the folder relative image paths resolve against (None: left as they are).
+    """
     fm = fields or FieldMap()
     c_name, c_value = pick_field(row, fm.completion)
     if c_name is None:
@@ -282,7 +367,12 @@ def to_sample(row: Mapping[str, Any], fields: FieldMap | None = None) -> Sample:
     if r_name is None and fm.require_reference:
         raise _missing("reference", fm.reference)
 
-    used = {c_name, p_name, r_name}
+    i_name, i_value = pick_field(row, fm.images)
+    if i_name is None and fm.require_images:
+        raise _missing("images", fm.images)
+    images = read_images(i_name, i_value, base_dir) if i_name is not None else ()
+
+    used = {c_name, p_name, r_name, i_name}
     meta: dict[str, Any] = {}
     nested = row.get("meta")
     if isinstance(nested, Mapping) and "meta" not in used:
@@ -296,6 +386,7 @@ def to_sample(row: Mapping[str, Any], fields: FieldMap | None = None) -> Sample:
         completion=completion,
         reference=reference,
         meta=meta,
+        images=images,
     )
 
 
@@ -307,6 +398,7 @@ __all__ = [
     "get_path",
     "pick_field",
     "read_completion",
+    "read_images",
     "to_sample",
     "value_matches",
 ]

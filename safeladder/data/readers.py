@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from safeladder.data.writers import dumps
 from safeladder.errors import InputError
 
 Format = Literal["jsonl", "json", "csv", "parquet", "hf"]
@@ -336,7 +337,8 @@ def _read_csv(path: Path, start: int, json_columns: frozenset[str]) -> Iterator[
 
 
 def _jsonable_raw(data: dict[str, Any]) -> str:
-    return json.dumps(data, ensure_ascii=False, default=str)
+    # writers.dumps names binary cells (images) by hash and size instead of copying them.
+    return dumps(data)
 
 
 def _read_arrow_batches(

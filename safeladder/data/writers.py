@@ -8,6 +8,7 @@ the old or the new content, never half of it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -17,6 +18,15 @@ from typing import Any
 from safeladder.jsonsafe import jsonable
 
 
+def binary_ref(data: bytes) -> dict[str, Any]:
+    """How an output names a binary cell: ``{"sha256": hex digest, "bytes": length}``.
+
+    >>> binary_ref(b"abc")["bytes"]
+    3
+    """
+    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
 def _default(value: Any) -> Any:
     # numpy scalars / arrays, datetimes from Parquet, bytes: give JSON something faithful.
     if hasattr(value, "tolist"):
@@ -24,7 +34,9 @@ def _default(value: Any) -> Any:
     if hasattr(value, "isoformat"):
         return value.isoformat()
     if isinstance(value, (bytes, bytearray)):
-        return value.decode("utf-8", "replace")
+        # Binary cells (Parquet binary columns, HF Image bytes) are images or other blobs:
+        # an output names them by content hash and size, never copies them.
+        return binary_ref(bytes(value))
     if isinstance(value, (set, frozenset)):
         return sorted(value, key=repr)
     return str(value)
@@ -141,4 +153,4 @@ def truncate(path: str | Path, size: int) -> None:
         os.fsync(fh.fileno())
 
 
-__all__ = ["JsonlWriter", "dumps", "truncate", "write_json_atomic"]
+__all__ = ["JsonlWriter", "binary_ref", "dumps", "truncate", "write_json_atomic"]

@@ -106,12 +106,16 @@ def _map_and_score(
     """``([(row, reward record)], [(line, error, raw)])``, both in input order."""
     good: list[tuple[Row, Sample]] = []
     bad: list[tuple[int, str, str]] = []  # (line, error, raw)
+    # Relative image paths in the rows resolve against the input's folder (an HF dataset
+    # directory is its own folder), wherever the chunk is scored (Ray workers included).
+    src = job.input.resolve()
+    base_dir = src if src.is_dir() else src.parent
     for row in chunk:
         error = row.error
         if error is None:
             assert row.data is not None
             try:
-                good.append((row, to_sample(row.data, job.fields)))
+                good.append((row, to_sample(row.data, job.fields, base_dir=base_dir)))
                 continue
             except InputError as exc:
                 error = str(exc)
