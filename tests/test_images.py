@@ -214,3 +214,29 @@ def test_prompt_images_reads_trl_and_openai_parts() -> None:
     ]
     assert prompt_images(prompt) == ["a.png", "data:image/png;base64,AA==", "b.png"]
     assert prompt_images("a string prompt") == []
+
+
+def test_http_when_allowed_fetches_within_the_byte_limit(tmp_path: Path) -> None:
+    # A loopback server: the tests' socket guard allows nothing else.
+    import functools
+    import http.server
+    import threading
+
+    data = png_bytes(RED)
+    (tmp_path / "red.png").write_bytes(data)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/red.png"
+        assert load_image(url, ImageLimits(allow_http=True)).getpixel((0, 0)) == (255, 0, 0)
+        assert image_key(url, ImageLimits(allow_http=True)) == image_key(data)
+        with pytest.raises(InputError, match="over max_bytes"):
+            load_image(url, ImageLimits(allow_http=True, max_bytes=len(data) - 1))
+        with pytest.raises(InputError, match="could not be fetched"):
+            load_image(url + ".missing", ImageLimits(allow_http=True))
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from safeladder.images import image_key, is_pil_image
 from safeladder.jsonsafe import jsonable
 
 
@@ -37,6 +38,10 @@ def _default(value: Any) -> Any:
         # Binary cells (Parquet binary columns, HF Image bytes) are images or other blobs:
         # an output names them by content hash and size, never copies them.
         return binary_ref(bytes(value))
+    if is_pil_image(value):
+        # A PIL image handed to the Python API: named by content, never its pixels (and not
+        # by its repr, which holds a memory address).
+        return {"sha256": image_key(value), "mode": value.mode, "size": list(value.size)}
     if isinstance(value, (set, frozenset)):
         return sorted(value, key=repr)
     return str(value)

@@ -191,3 +191,11 @@ def test_score_carries_images_through_and_reads_them_relative_to_the_input(
     assert scored[1]["pics"] == [] and scored[1]["status/width"] == "abstain"
     (err,) = read_jsonl(out.with_name("out.jsonl.errors.jsonl"))
     assert err["line"] == 3 and "img/missing.png" in err["error"]
+
+
+def test_outputs_name_pil_images_by_content() -> None:
+    from safeladder.images import image_key
+
+    im = Image.new("RGB", (3, 2), (1, 2, 3))
+    got = json.loads(dumps({"images": [im]}))["images"][0]
+    assert got == {"sha256": image_key(im), "mode": "RGB", "size": [3, 2]}
