@@ -361,3 +361,53 @@ def content_text(content: Any) -> str:
             if isinstance(p, Mapping) and p.get("type", "text") == "text"
         )
     return str(content)
+
+
+def load_batch_images(
+    rows: Sequence[Sequence[ImageRef]], limits: ImageLimits | None = None
+) -> list[list[PILImage.Image] | InputError]:
+    """Decode every row's images once per batch, isolating rows from each other.
+
+    An image that appears in several rows (the same path or data URL, equal bytes, the same
+    PIL object) is read and decoded once; the rows share the decoded image (treat it as
+    read-only). A row whose images are refused gets its ``InputError`` (naming the row and
+    the image index) in place of its list; the other rows are unaffected.
+
+    Returns:
+        one entry per row, in order: the row's RGB images, or the error that refused it.
+    """
+    limits = limits or ImageLimits()
+    decoded: dict[Any, PILImage.Image | InputError] = {}
+    out: list[list[PILImage.Image] | InputError] = []
+    for i, refs in enumerate(rows):
+        if len(refs) > limits.max_images_per_row:
+            out.append(
+                InputError(
+                    f"row {i}: {len(refs)} images, over max_images_per_row="
+                    f"{limits.max_images_per_row}",
+                    row=i,
+                    field="images",
+                )
+            )
+            continue
+        images: list[PILImage.Image] = []
+        failed: InputError | None = None
+        for j, ref in enumerate(refs):
+            if isinstance(ref, bytes):
+                key: Any = ("bytes", hashlib.sha256(ref).hexdigest())
+            elif isinstance(ref, str):
+                key = ("str", ref)
+            else:
+                key = ("obj", id(ref))
+            if key not in decoded:
+                try:
+                    decoded[key] = load_image(ref, limits)
+                except InputError as exc:
+                    decoded[key] = exc
+            got = decoded[key]
+            if isinstance(got, InputError):
+                failed = InputError(f"row {i}: image {j}: {got}", row=i, field="images")
+                break
+            images.append(got)
+        out.append(failed if failed is not None else images)
+    return out

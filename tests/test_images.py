@@ -240,3 +240,29 @@ def test_http_when_allowed_fetches_within_the_byte_limit(tmp_path: Path) -> None
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_batch_loader_decodes_each_image_once_and_isolates_rows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import safeladder.images as images_mod
+
+    calls: list[object] = []
+    real = images_mod.load_image
+
+    def counting(ref: object, limits: ImageLimits | None = None) -> Image.Image:
+        calls.append(ref)
+        return real(ref, limits)
+
+    monkeypatch.setattr(images_mod, "load_image", counting)
+    data = png_bytes(RED)
+    rows: list[list[object]] = [[data], [], [bytes(data), b"junk"], [data, RED], [RED] * 3]
+    got = images_mod.load_batch_images(rows, ImageLimits(max_images_per_row=2))
+    assert len(calls) == 3  # data (3 rows share it), b"junk", RED
+    assert isinstance(got[0], list) and got[0][0].size == (3, 2)
+    assert got[1] == []
+    assert isinstance(got[2], InputError) and got[2].row == 2
+    assert str(got[2]).startswith("row 2: image 1: image could not be decoded")
+    assert isinstance(got[3], list) and len(got[3]) == 2 and got[3][0] is got[0][0]
+    assert isinstance(got[4], InputError)
+    assert str(got[4]) == "row 4: 3 images, over max_images_per_row=2"
