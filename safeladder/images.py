@@ -3,9 +3,10 @@
 A sample's images are *references*: a file path, a ``data:image/...;base64,`` URL, raw bytes, or
 a ``PIL.Image.Image``; an ``http(s)://`` URL is accepted as a reference but only fetched when
 ``ImageLimits.allow_http`` is set (a reward must not reach the network by default). Nothing is
-decoded until a verifier asks, through ``load_image`` / ``load_row_images``, which apply the
-limits before the pixels are decoded and turn every refusal into an ``InputError`` with the
-reason.
+decoded until a verifier asks, through ``load_image`` / ``load_row_images`` /
+``load_batch_images`` (each distinct image of a batch decoded once, a refused row isolated as
+its own error), which apply the limits before the pixels are decoded and turn every refusal
+into an ``InputError`` with the reason. ``image_key`` is the content hash for caches.
 
 Decisions (each one a refusal rather than a guess):
 
