@@ -199,3 +199,28 @@ def test_outputs_name_pil_images_by_content() -> None:
     im = Image.new("RGB", (3, 2), (1, 2, 3))
     got = json.loads(dumps({"images": [im]}))["images"][0]
     assert got == {"sha256": image_key(im), "mode": "RGB", "size": [3, 2]}
+
+
+def test_score_parquet_bytes_are_scored_and_written_as_hash_and_size(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    a = png(6)
+    pq.write_table(
+        pa.table({"prompt": ["p"], "completion": ["c"], "image": pa.array([a], pa.binary())}),
+        tmp_path / "in.parquet",
+    )
+    cfg = write_yaml(
+        tmp_path / "r.yaml",
+        {
+            "terms": [
+                {"name": "width", "verifier": {"type": "custom", "target": f"{FIX}:total_width"}}
+            ]
+        },
+    )
+    out = tmp_path / "out.jsonl"
+    res = invoke("score", cfg, "--input", tmp_path / "in.parquet", "--output", out, "--no-progress")
+    assert res.exit_code == 0, res.stderr
+    (row,) = read_jsonl(out)
+    assert row["reward/width"] == 6.0
+    assert row["image"] == {"sha256": hashlib.sha256(a).hexdigest(), "bytes": len(a)}
