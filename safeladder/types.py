@@ -40,7 +40,7 @@ def has_reference(value: Any) -> bool:
         return False
     if isinstance(value, str):
         return bool(value.strip())
-    if isinstance(value, float):
+    if isinstance(value, (float, np.floating)):
         return not np.isnan(value)
     if isinstance(value, (list, tuple, dict)):
         return bool(value)
