@@ -349,14 +349,15 @@ def prompt_images(prompt: Any) -> list[ImageRef]:
     return out
 
 
-def content_text(content: Any) -> str:
-    """Text of one message content: a string, or the ``text`` parts of a list of parts."""
+def content_text(content: Any, sep: str = "\n") -> str:
+    """Text of one message content: a string, or the ``text`` parts of a list of parts joined
+    by ``sep`` (image parts skipped)."""
     if content is None:
         return ""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "\n".join(
+        return sep.join(
             str(p.get("text") or "")
             for p in content
             if isinstance(p, Mapping) and p.get("type", "text") == "text"

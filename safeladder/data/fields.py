@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from safeladder.errors import InputError
-from safeladder.images import ImageRef, coerce_images, is_pil_image
+from safeladder.images import ImageRef, coerce_images, content_text, is_pil_image
 from safeladder.types import Sample
 
 
@@ -217,16 +217,9 @@ def read_completion(value: Any) -> str:
         for msg in reversed(value):
             if isinstance(msg, Mapping) and msg.get("role") == "assistant":
                 content = msg.get("content")
-                if content is None:
-                    return ""
-                if isinstance(content, str):
-                    return content
-                if isinstance(content, list):
-                    return "".join(
-                        str(b.get("text") or "")
-                        for b in content
-                        if isinstance(b, Mapping) and b.get("type") == "text"
-                    )
+                if content is None or isinstance(content, (str, list)):
+                    # TRL's content blocks of one reply are pieces of one text: joined by "".
+                    return content_text(content, sep="")
                 raise ValueError(
                     "assistant message content must be a string or text blocks, got "
                     f"{_type_name(content)}"

@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from safeladder import ConfigError, Sample, VerifierError
+from safeladder.answers import last_boxed_run
 from safeladder.verifiers import build_verifier
 from safeladder.verifiers import math_answer as ma
-from safeladder.verifiers.answer_extraction import last_boxed_run
 from safeladder.verifiers.math_answer import MathAnswerVerifier, extract_answer, parse_number
 from tests.helpers import (
     assert_batch_equals_rows,
