@@ -349,6 +349,16 @@ def prompt_images(prompt: Any) -> list[ImageRef]:
     return out
 
 
+def carries_images(images: Sequence[ImageRef], prompt: Any) -> bool:
+    """Whether a row carries images: its own ``images`` or image parts with a payload in its
+    chat prompt (``prompt_images``).
+
+    >>> carries_images((), "hi"), carries_images(("a.png",), "hi")
+    (False, True)
+    """
+    return bool(images) or bool(prompt_images(prompt))
+
+
 def content_text(content: Any, sep: str = "\n") -> str:
     """Text of one message content: a string, or the ``text`` parts of a list of parts joined
     by ``sep`` (image parts skipped)."""

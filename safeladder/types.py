@@ -337,6 +337,9 @@ class RewardResult:
         reference_unread: bool ``(b,)``; True where the row carries a reference (see
             ``has_reference``) that no term applied to the row reads: a misrouted row whose
             gold answer was ignored.
+        images_unread: bool ``(b,)``; True where the row carries images (``Sample.images`` or
+            image parts of its chat prompt) that no term applied to the row looks at: a text
+            verifier judged a response to a picture it never saw.
         row_errors: per row, the message of a verifier that raised on it (the row was isolated
             and its term has status ``error``), else None.
     """
@@ -352,6 +355,7 @@ class RewardResult:
     unscorable_reason: list[str | None] = field(default_factory=list)
     reference_unread: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     row_errors: list[str | None] = field(default_factory=list)
+    images_unread: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     def __post_init__(self) -> None:
         n = len(self)
@@ -361,6 +365,8 @@ class RewardResult:
             self.unscorable_reason = [None] * n
         if self.reference_unread.shape[0] != n:
             self.reference_unread = np.zeros(n, dtype=bool)
+        if self.images_unread.shape[0] != n:
+            self.images_unread = np.zeros(n, dtype=bool)
         if not self.row_errors:
             self.row_errors = [None] * n
 
@@ -377,7 +383,8 @@ class RewardResult:
 
         Missing scores are ``None`` (JSON null), never 0. Rows that need a look also get
         ``gated_by`` (the vetoing term), ``unscorable`` (why the total is null) and
-        ``reference_unread: true`` (the row's reference was read by no term).
+        ``reference_unread: true`` (the row's reference was read by no term) and
+        ``images_unread: true`` (its images were looked at by no term).
         """
 
         routed = any(r is not None for r in self.route)
@@ -395,6 +402,8 @@ class RewardResult:
                 rec["unscorable"] = self.unscorable_reason[i]
             if self.reference_unread[i]:
                 rec["reference_unread"] = True
+            if self.images_unread[i]:
+                rec["images_unread"] = True
             if routed:
                 rec["route"] = self.route[i]
             records.append(rec)
@@ -412,6 +421,9 @@ class RewardResult:
         out[f"{prefix}/gated_rate"] = float(np.mean(self.gated)) if len(self) else float("nan")
         out[f"{prefix}/reference_unread_rate"] = (
             float(np.mean(self.reference_unread)) if len(self) else float("nan")
+        )
+        out[f"{prefix}/images_unread_rate"] = (
+            float(np.mean(self.images_unread)) if len(self) else float("nan")
         )
         out[f"{prefix}/row_error_rate"] = (
             float(np.mean([e is not None for e in self.row_errors])) if len(self) else float("nan")

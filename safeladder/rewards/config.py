@@ -125,6 +125,11 @@ class RouteConfig(_Frozen):
        (a match in ``refuse_sources`` first makes the row an error with the stated reason);
     3. the row carries a reference (``has_reference``) and ``with_reference`` is set;
     4. ``default``; without it the row is an error.
+
+    Then ``with_images`` adds its terms to the recipe of every row that carries images
+    (``Sample.images`` or image parts of a chat prompt). It adds rather than picks a recipe
+    because a row with a picture usually still needs its own recipe: a geometry problem keeps
+    its answer check and gains the image terms.
     """
 
     key: str = Field(description="meta key whose value selects the recipe, e.g. 'task'.")
@@ -159,6 +164,13 @@ class RouteConfig(_Frozen):
         description=(
             "Recipe for rows that carry a reference but name no recipe and no known source, so "
             "a handed-over gold answer is checked rather than dropped."
+        ),
+    )
+    with_images: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Terms added to the recipe of every row that carries images (Sample.images or "
+            "image parts of its chat prompt), e.g. [image_safety] or a vision-language judge."
         ),
     )
 
@@ -211,10 +223,15 @@ class RewardConfig(_Frozen):
                     raise ValueError(
                         f"routes.{where}: {recipe_name!r} is not a recipe; recipes are {sorted(self.routes.recipes)}"
                     )
+            unknown = [m for m in self.routes.with_images if m not in known]
+            if unknown:
+                raise ValueError(f"routes.with_images: unknown terms {unknown}; terms are {names}")
             used = {m for members in self.routes.recipes.values() for m in members}
+            used |= set(self.routes.with_images)
             unused = [n for n in names if n not in used]
             if unused:
                 raise ValueError(
-                    f"terms {unused} are in no recipe of routes.recipes, so they would never run"
+                    f"terms {unused} are in no recipe of routes.recipes (nor routes.with_images), "
+                    "so they would never run"
                 )
         return self

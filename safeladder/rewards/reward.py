@@ -3,7 +3,7 @@
 Order of operations per batch (every step is per row):
 1. route: ``meta[routes.key]`` picks a recipe, else the row's data source (``routes.sources``),
    else its reference (``routes.with_reference``), else ``routes.default``; a term applies to
-   the rows whose recipe lists it;
+   the rows whose recipe lists it, plus ``routes.with_images`` on rows that carry images;
 2. verifiers run once each (terms with identical verifier configs share one run), on the
    union of rows where their terms apply or where a term that ``requires`` them applies,
    dependencies first (a calibration term reads the correctness term's raw scores). A verifier
@@ -17,8 +17,9 @@ Order of operations per batch (every step is per row):
    not score, with ``on_abstain: veto``) sets the row's total to the gate's value.
 
 Rows that carry a reference (``has_reference``) that no applied term reads are flagged in
-``RewardResult.reference_unread`` and warned about once per reward: a misrouted config shows
-itself on the first batch.
+``RewardResult.reference_unread``, rows with images no applied term looks at in
+``RewardResult.images_unread``; each kind is warned about once per reward
+(``safeladder.rewards.unread``): a misrouted config shows itself on the first batch.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import fnmatch
 import hashlib
 import json
 import logging
-import threading
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -36,9 +36,11 @@ from typing import Any
 import numpy as np
 
 from safeladder.config import apply_overrides, load_yaml, preset_path, validate
-from safeladder.errors import ConfigError, InputError, SafeladderError, SafeladderWarning
+from safeladder.errors import ConfigError, InputError, SafeladderError
+from safeladder.images import carries_images
 from safeladder.rewards.config import RewardConfig, TermConfig
 from safeladder.rewards.normalize import group_zscore, rank01, zscore
+from safeladder.rewards.unread import UnreadInputs
 from safeladder.types import (
     RewardResult,
     Sample,
@@ -80,8 +82,7 @@ class Reward:
                 self._verifiers[key] = t.verifier.build()
         self._deps = self._resolve_dependencies()
         self._order = self._topological_order()
-        self._warn_lock = threading.Lock()
-        self._warned_unread = False
+        self._unread = UnreadInputs(config.name)
 
     @property
     def term_names(self) -> list[str]:
@@ -169,6 +170,9 @@ class Reward:
         for i, recipe in enumerate(recipe_of):
             for t in routes.recipes[str(recipe)]:
                 active[t][i] = True
+            if routes.with_images and carries_images(batch.images[i], batch.prompts[i]):
+                for t in routes.with_images:
+                    active[t][i] = True
         return recipe_of, active
 
     def _recipe_of(self, meta: Mapping[str, Any], reference: Any) -> str | None:
@@ -276,7 +280,6 @@ class Reward:
                 gate_by[int(i)] = t
                 reasons[int(i)] = None
 
-        unread = self._reference_unread(batch, needed, route)
         return RewardResult(
             total=total.astype(np.float32),
             terms=terms,
@@ -287,37 +290,10 @@ class Reward:
             fingerprints=self.fingerprints,
             gate_by=gate_by,
             unscorable_reason=reasons,
-            reference_unread=unread,
+            reference_unread=self._unread.references(batch, needed, self.verifier, route),
+            images_unread=self._unread.images(batch, needed, self.verifier, route),
             row_errors=row_errors,
         )
-
-    def _reference_unread(
-        self, batch: SampleBatch, needed: Mapping[str, np.ndarray], route: list[str | None]
-    ) -> np.ndarray:
-        """Rows with a reference that no term run on them reads (warned about once)."""
-        n = len(batch)
-        read = np.zeros(n, dtype=bool)
-        for t in self.terms:
-            if self.verifier(t).reads_reference:
-                read |= needed[t]
-        has_ref = np.fromiter((has_reference(r) for r in batch.references), bool, count=n)
-        unread = has_ref & ~read
-        if unread.any():
-            with self._warn_lock:
-                first_time, self._warned_unread = not self._warned_unread, True
-            if first_time:
-                i = int(np.flatnonzero(unread)[0])
-                on = f" (route {route[i]!r})" if route[i] is not None else ""
-                warnings.warn(
-                    f"reward {self.name!r}: {int(unread.sum())} of {n} rows carry a reference "
-                    f"that no term reads, e.g. row {i}{on}; its gold answer is ignored. Route "
-                    "such rows to an answer check (meta 'task', routes.sources / "
-                    "routes.with_reference) or drop the reference. Counted as "
-                    "reference_unread in every batch's results; this warning is shown once.",
-                    SafeladderWarning,
-                    stacklevel=3,
-                )
-        return unread
 
     def _run(
         self,

@@ -72,13 +72,13 @@ def summarize_output(
 
     Returns:
         ``{"rows_scored", "bad_rows", "first_errors" (up to 3 ``{line, error}``),
-        "gated_rows", "unscorable_rows", "reference_unread_rows", "total": {count, mean, std},
+        "gated_rows", "unscorable_rows", "reference_unread_rows", "images_unread_rows", "total": {count, mean, std},
         "terms": {name: {weight, count, mean, std, routed_rows, abstain_rate, timeout_rate,
         error_rate, skipped_rows}}}``; a mean / std / rate with nothing to average over is None.
     """
     total = RunningStats()
     tallies = {t: _TermTally() for t in term_names}
-    rows = gated = unscorable = unread = 0
+    rows = gated = unscorable = unread = images_unread = 0
     if output.exists():
         with open(output, "rb") as fh:
             for line in fh:
@@ -95,6 +95,8 @@ def summarize_output(
                     gated += 1
                 if rec.get("reference_unread"):
                     unread += 1
+                if rec.get("images_unread"):
+                    images_unread += 1
                 for t, tally in tallies.items():
                     status = str(rec.get(f"status/{t}", "missing"))
                     tally.statuses[status] = tally.statuses.get(status, 0) + 1
@@ -132,6 +134,7 @@ def summarize_output(
         "gated_rows": gated,
         "unscorable_rows": unscorable,
         "reference_unread_rows": unread,
+        "images_unread_rows": images_unread,
         "total": total.as_dict(),
         "terms": terms,
     }
@@ -187,6 +190,12 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(
             f"warning: {summary['reference_unread_rows']} scored rows carry a reference that no "
             "term read (reference_unread in the output): check the reward's routes"
+        )
+    if summary.get("images_unread_rows"):
+        lines.append(
+            f"warning: {summary['images_unread_rows']} scored rows carry images that no term "
+            "looked at (images_unread in the output): add a term that reads images "
+            "(routes.with_images)"
         )
     if summary.get("output"):
         lines.append(f"output: {summary['output']}")

@@ -74,6 +74,8 @@ class Verifier(ABC):
     requires: tuple[str, ...] = ()
     #: Class default of ``reads_reference``.
     _reads_reference: ClassVar[bool] = False
+    #: Class default of ``reads_images``.
+    _reads_images: ClassVar[bool] = False
 
     def __init__(self, config: VerifierConfig):
         self.config = config
@@ -87,6 +89,13 @@ class Verifier(ABC):
         """Whether scoring reads ``Sample.reference`` (answer checks do, a safety classifier
         does not). A reward reports rows whose reference no applied term reads."""
         return self._reads_reference
+
+    @property
+    def reads_images(self) -> bool:
+        """Whether scoring looks at a row's images (``image_safety`` and vision-language
+        checkpoints do, a text classifier does not). A reward reports image-bearing rows that
+        no applied term looked at."""
+        return self._reads_images
 
     @property
     def fingerprint(self) -> str:

@@ -10,7 +10,8 @@ Whatever it returns per row: a number is a score, ``None`` / NaN is an abstentio
 ``(score, status, detail)`` triple is passed through, anything else is an error naming the row.
 
 Inputs: whatever the target reads: the whole ``Sample`` (``mode: row``) or ``SampleBatch``
-(``mode: batch``); ``reads_reference`` declares whether that includes ``reference``.
+(``mode: batch``); ``reads_reference`` / ``reads_images`` declare whether that includes ``reference`` /
+``images``.
 Score range: the config's ``score_range`` when given (scores outside it are an error), else
 unbounded; ``None`` / NaN from the target is an abstention.
 
@@ -58,6 +59,13 @@ class CustomConfig(VerifierConfig):
         description=(
             "Whether the target reads Sample.reference; set false for a reference-free check "
             "so rows whose reference no term reads are reported."
+        ),
+    )
+    reads_images: bool = Field(
+        default=True,
+        description=(
+            "Whether the target looks at Sample.images (or image parts of a chat prompt); set "
+            "false for a text-only check so image-bearing rows no term looks at are reported."
         ),
     )
 
@@ -138,6 +146,10 @@ class CustomVerifier(Verifier):
     @property
     def reads_reference(self) -> bool:
         return self.cfg.reads_reference
+
+    @property
+    def reads_images(self) -> bool:
+        return self.cfg.reads_images
 
     def _score_batch(self, batch: SampleBatch, context: Mapping[str, ScoreBatch]) -> ScoreBatch:
         if self._obj is not None:

@@ -134,6 +134,7 @@ class ImageSafetyVerifier(Verifier):
     """P(safe) of the least safe image of a row. See the module docstring."""
 
     score_range: ClassVar[tuple[float, float]] = (0.0, 1.0)
+    _reads_images: ClassVar[bool] = True
 
     def __init__(self, config: ImageSafetyConfig):
         super().__init__(config)

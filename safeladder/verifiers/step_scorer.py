@@ -2,7 +2,7 @@
 
 What it checks: every step of the completion, with an inner verifier, aggregated per row.
 Inputs: ``Sample.completion`` (split into steps); each prefix keeps the row's ``prompt``,
-``reference`` and ``meta``, which the inner verifier reads as it would. Score range: the inner
+``images``, ``reference`` and ``meta``, which the inner verifier reads as it would. Score range: the inner
 verifier's (``aggregate: product``: [0, inner max]). Example config below.
 
 The completion is split into steps; every prefix ``(prompt, steps[:k])`` becomes a ``Sample``
@@ -288,6 +288,10 @@ class StepScorerVerifier(Verifier):
     def reads_reference(self) -> bool:
         return self.inner.reads_reference
 
+    @property
+    def reads_images(self) -> bool:
+        return self.inner.reads_images
+
     def __init__(self, config: StepScorerConfig):
         super().__init__(config)
         self.cfg = config
@@ -352,8 +356,11 @@ class StepScorerVerifier(Verifier):
             slots: list[int] = []
             if plan.result is None and plan.spans:
                 text = batch.completions[i]
+                # A row with images never shares prefixes with another row: two rows that
+                # differ only in their pictures must be judged apart.
                 row_key = json.dumps(
-                    [batch.prompts[i], batch.references[i], batch.metas[i]],
+                    [batch.prompts[i], batch.references[i], batch.metas[i]]
+                    + ([i] if batch.images[i] else []),
                     sort_keys=True,
                     default=repr,
                 )
@@ -367,6 +374,7 @@ class StepScorerVerifier(Verifier):
                                 completion=text[:end],
                                 reference=batch.references[i],
                                 meta=batch.metas[i],
+                                images=batch.images[i],
                             )
                         )
                     slots.append(index[key])
