@@ -6,6 +6,14 @@ runs ``compute_score`` in the event loop's thread pool; OpenRLHF uses ``asyncio.
 from many Ray worker processes. Building a ``Reward`` per call would start verifier process
 pools and load models every time, so ``shared_reward`` builds it once per process and config.
 
+Images: trainers hand a row's images over in two places at once -- a dataset column
+(TRL's ``images`` / ``image``, a verl ``extra_info`` key) and the image parts of the chat
+prompt (TRL fills its ``{"type": "image"}`` placeholders with the column's images before it
+calls the reward; verl's ``raw_prompt`` carries ``{"type": "image", "image": ...}`` parts).
+``split_images`` turns both into one ``Sample.images`` tuple, in placeholder order, and leaves
+the prompt with bare ``{"type": "image"}`` placeholders, so an image is never seen twice
+(a VLM judge would otherwise get it twice, and a row's image count would double).
+
 Unscorable rows (``RewardResult.total`` NaN: no objective term could score the row) cannot go
 to verl or OpenRLHF as NaN -- a NaN reward poisons the advantage of the whole batch -- and
 must never become 0.0 behind the user's back. ``finite_totals`` therefore raises an
@@ -27,7 +35,9 @@ from typing import Any
 
 import numpy as np
 
+from safeladder.data.fields import read_images
 from safeladder.errors import ConfigError, InputError
+from safeladder.images import ImageRef
 from safeladder.jsonsafe import jsonable
 from safeladder.rewards import Reward, load_reward
 from safeladder.types import RewardResult
@@ -186,3 +196,105 @@ def finite_totals(
             raise InputError(msg, row=i, field="score")
         total[bad] = nan_score
     return total, bad
+
+
+def cell_images(value: Any, where: str, row: int | None = None) -> tuple[ImageRef, ...]:
+    """One row's image cell as checked references.
+
+    Accepts None (no image), one reference or a list / tuple / numpy object array of them: a
+    file path, a ``data:image/...;base64,`` URL, bytes, a ``PIL.Image``, or a Hugging Face
+    ``Image`` feature cell ``{"bytes": ..., "path": ...}`` (the bytes when present).
+
+    Raises:
+        InputError: a reference of another type, naming ``where``, the row and the index.
+    """
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    try:
+        return read_images(where, value)
+    except InputError as exc:
+        prefix = f"row {row}: " if row is not None else ""
+        raise InputError(f"{prefix}{where}: {exc}", row=row, field=where) from None
+
+
+def _same_ref(a: Any, b: Any) -> bool:
+    # The trainer put the column's own objects into the prompt: identity for PIL images and
+    # dicts, equality for strings and bytes (a JSON round trip makes copies of those).
+    if a is b:
+        return True
+    return isinstance(a, str | bytes) and type(a) is type(b) and a == b
+
+
+def split_images(prompt: Any, column: Sequence[ImageRef]) -> tuple[Any, list[ImageRef]]:
+    """A row's images in placeholder order, and its prompt with bare image placeholders.
+
+    Args:
+        prompt: a string or chat messages; image parts are TRL's ``{"type": "image"[, "image":
+            ref]}`` and OpenAI's ``{"type": "image_url", "image_url": {"url": ref}}``.
+        column: the row's images from the dataset column (already ``cell_images``-checked).
+
+    Returns:
+        ``(prompt, images)``: a part that carries its image gives that image (the column
+        image it came from is used up, matched by identity or equal str / bytes); a bare
+        placeholder takes the next unused column image, as TRL's
+        ``prepare_multimodal_messages`` fills them; column images left over come last. Every
+        image part of the returned prompt is a bare ``{"type": "image"}``; a string prompt is
+        returned as is. The input is not modified.
+
+    >>> split_images([{"role": "user", "content": [{"type": "image", "image": "a.png"},
+    ...     {"type": "text", "text": "what?"}]}], ["a.png"])
+    ([{'role': 'user', 'content': [{'type': 'image'}, {'type': 'text', 'text': 'what?'}]}], ['a.png'])
+    """
+    cols = list(column)
+    used = [False] * len(cols)
+    out: list[ImageRef] = []
+
+    def take_next() -> None:
+        for k, flag in enumerate(used):
+            if not flag:
+                used[k] = True
+                out.append(cols[k])
+                return
+
+    def take(ref: Any) -> None:
+        for k, c in enumerate(cols):
+            if not used[k] and _same_ref(c, ref):
+                used[k] = True
+                break
+        out.append(ref)
+
+    if not isinstance(prompt, list):
+        return prompt, cols
+    messages: list[Any] = []
+    for msg in prompt:
+        content = msg.get("content") if isinstance(msg, Mapping) else None
+        if not isinstance(content, list):
+            messages.append(msg)
+            continue
+        parts: list[Any] = []
+        for part in content:
+            kind = part.get("type") if isinstance(part, Mapping) else None
+            if kind == "image":
+                if part.get("image") is not None:
+                    take(part["image"])
+                else:
+                    take_next()
+                parts.append({"type": "image"})
+            elif kind == "image_url":
+                url = part.get("image_url")
+                url = url.get("url") if isinstance(url, Mapping) else url
+                if url:
+                    take(url)
+                parts.append({"type": "image"})
+            else:
+                parts.append(part)
+        messages.append({**msg, "content": parts})
+    out += [c for c, flag in zip(cols, used, strict=True) if not flag]
+    return messages, out
+
+
+def row_images(prompt: Any, column: Any, where: str, row: int) -> tuple[Any, tuple[ImageRef, ...]]:
+    """``split_images`` over a raw column cell; every image checked (``cell_images``)."""
+    prompt, refs = split_images(prompt, cell_images(column, where, row))
+    checked = cell_images(refs, f"{where} (with the prompt's image parts)", row)
+    return prompt, checked

@@ -31,6 +31,17 @@ Mapping of a TRL batch to samples:
   are joined);
 - ``reference``: the dataset column ``reference_key``; by default the first of
   ``reference``, ``answer``, ``solution``, ``ground_truth`` that is present (none: None);
+- ``images``: the dataset's ``images`` column (a list per row), else its ``image`` column (one
+  image per row), exactly the columns ``GRPOTrainer`` feeds a VLM policy
+  (``_generate_and_score_completions``: ``"images" in inputs[0]`` first, then ``"image"``).
+  TRL also copies those images into the conversational prompt (``prepare_multimodal_messages``
+  fills each ``{"type": "image"}`` placeholder with the image object) and passes the columns
+  as keyword arguments too; ``split_images`` keeps each image once: ``Sample.images`` holds
+  them in placeholder order and the prompt keeps bare placeholders. Image parts that carry
+  their own image (``{"type": "image", "image": ref}``, OpenAI ``image_url``) with no image
+  column become ``Sample.images`` the same way. A cell may be a PIL image, a path, bytes, a
+  data URL, a Hugging Face ``Image`` cell (``{"bytes", "path"}``) or a list of those; the
+  image columns never go to ``meta``;
 - ``meta``: every other dataset column (so a ``task`` or ``data_source`` column routes rows of
   the default reward; rows with neither but with a reference get its answer check).
 
@@ -73,6 +84,7 @@ from typing import TYPE_CHECKING, Any
 
 from safeladder.data.fields import read_completion
 from safeladder.errors import ConfigError, InputError
+from safeladder.integrations._common import row_images
 from safeladder.numeric import nan_to_none
 from safeladder.types import RewardResult, SampleBatch
 
@@ -85,6 +97,8 @@ DEFAULT_REFERENCE_KEYS: tuple[str, ...] = ("reference", "answer", "solution", "g
 TRL_KWARGS: frozenset[str] = frozenset(
     {"completion_ids", "trainer_state", "log_extra", "log_metric", "environments"}
 )
+#: The dataset columns GRPOTrainer reads images from, in its order of preference.
+IMAGE_COLUMNS: tuple[str, ...] = ("images", "image")
 
 
 def _completion_text(completion: Any, row: int) -> str:
@@ -110,8 +124,10 @@ def trl_batch(
             ``DEFAULT_REFERENCE_KEYS`` in order.
 
     >>> b = trl_batch(["1+1?"], ["2"], {"answer": ["2"], "task": ["math"], "trainer_state": None})
-    >>> (b.references, b.metas)
-    (['2'], [{'task': 'math'}])
+    >>> (b.references, b.metas, b.images)
+    (['2'], [{'task': 'math'}], [()])
+    >>> trl_batch([[{"role": "user", "content": "hi"}]], ["yo"], {"image": ["a.png"]}).images
+    [('a.png',)]
     """
     n = len(completions)
     if len(prompts) != n:
@@ -137,9 +153,19 @@ def trl_batch(
     else:
         ref_col = next((k for k in DEFAULT_REFERENCE_KEYS if k in data), None)
     references = list(data[ref_col]) if ref_col is not None else [None] * n
-    metas = [{k: v[i] for k, v in data.items() if k != ref_col} for i in range(n)]
+    # As GRPOTrainer: "images" (a list per row) wins over "image" (one per row); neither is meta.
+    image_col = next((k for k in IMAGE_COLUMNS if k in data), None)
+    cells: Sequence[Any] = data[image_col] if image_col is not None else [None] * n
+    skip = {ref_col, *IMAGE_COLUMNS}
+    metas = [{k: v[i] for k, v in data.items() if k not in skip} for i in range(n)]
     texts = [_completion_text(c, i) for i, c in enumerate(completions)]
-    return SampleBatch.from_columns(list(prompts), texts, references, metas)
+    split = [
+        row_images(p, cell, image_col or "images", i)
+        for i, (p, cell) in enumerate(zip(prompts, cells, strict=True))
+    ]
+    return SampleBatch.from_columns(
+        [p for p, _ in split], texts, references, metas, [imgs for _, imgs in split]
+    )
 
 
 class _BatchScorer:
