@@ -36,6 +36,18 @@ A sample is built as:
   there (``prompt_key`` to choose another key), else ``""`` -- so verifiers that read the
   prompt (refusal on a harmful request, a judge) need it in ``extra_info``;
 - ``reference`` = ``ground_truth`` (numpy arrays become lists: "any of these");
+- ``images`` = ``extra_info["images"]`` (``images_key`` to choose another key), else
+  ``extra_info["image"]`` (one image), else ``extra_info["multi_modal_data"]["image"]`` (the
+  shape verl's ``RLHFDataset`` gives ``multi_modal_data``), plus the images carried by image
+  parts of the chat prompt (``{"type": "image", "image": ...}``, as in verl's ``raw_prompt``),
+  each once (``_common.split_images``). A cell may be a path, a data URL, bytes, a Hugging
+  Face ``Image`` cell ``{"bytes", "path"}`` (what a Parquet ``images`` column reads back as)
+  or a PIL image, or a list of those. **verl's reward managers pass only ``extra_info``** --
+  not the ``images`` column nor ``multi_modal_data`` (``verl/workers/reward_manager/naive.py``,
+  ``verl/experimental/reward_loop/reward_manager/{naive,batch}.py``) -- so a dataset whose
+  reward reads images copies them into ``extra_info`` when it is written (e.g.
+  ``extra_info={"index": i, "images": [{"bytes": png}]}`` next to verl's own ``images``
+  column). The image keys never go to ``meta``;
 - ``meta`` = ``extra_info`` (every key; verl adds ``num_turns`` and ``rollout_reward_scores``)
   plus ``meta["data_source"] = data_source``; with ``task_from: K`` the route key of the reward
   (``meta["task"]`` for the default reward) is set from ``meta[K]``, mapped through
@@ -90,6 +102,7 @@ from safeladder.integrations._common import (
     parse_nan_score,
     plain,
     resolve_config,
+    row_images,
     shared_reward,
 )
 from safeladder.rewards import Reward
@@ -138,6 +151,12 @@ class VerlOptions(BaseModel):
     prompt_key: str = Field(
         default="prompt",
         description="extra_info key holding the prompt (a string or chat messages); absent → ''.",
+    )
+    images_key: str = Field(
+        default="images",
+        description="extra_info key holding the row's images (a list of paths, data URLs, bytes, "
+        "{bytes, path} cells or PIL images); absent: extra_info 'image', then "
+        "'multi_modal_data'['image'], then none.",
     )
 
 
@@ -194,6 +213,24 @@ def _prompt(extra: Mapping[str, Any], key: str, row: int) -> Any:
     )
 
 
+def _image_cell(meta: dict[str, Any], key: str, row: int) -> tuple[Any, str]:
+    """Pop the image keys off ``meta``; the first one present is the row's image cell."""
+    found = [(k, meta.pop(k)) for k in (key, "image", "multi_modal_data") if k in meta]
+    if not found:
+        return None, key
+    name, cell = found[0]
+    if name == "multi_modal_data":
+        if cell is not None and not isinstance(cell, Mapping):
+            raise InputError(
+                f"row {row}: extra_info['multi_modal_data'] must be a mapping like "
+                f"{{'image': [...]}}, got {type(cell).__name__}",
+                row=row,
+                field="multi_modal_data",
+            )
+        cell = (cell or {}).get("image")
+    return cell, f"extra_info[{name!r}]"
+
+
 def _batch(
     data_sources: Sequence[Any],
     solution_strs: Sequence[Any],
@@ -204,6 +241,7 @@ def _batch(
 ) -> SampleBatch:
     prompts: list[Any] = []
     metas: list[dict[str, Any]] = []
+    images: list[Any] = []
     for i, (ds, extra) in enumerate(zip(data_sources, extra_infos, strict=True)):
         if extra is not None and not isinstance(extra, Mapping):
             raise InputError(
@@ -225,8 +263,13 @@ def _batch(
             if opts.task_map is not None and isinstance(value, str):
                 value = opts.task_map.get(value, value)
             meta[route_key] = value
-        prompts.append(_prompt(meta, opts.prompt_key, i))
+        cell, where = _image_cell(meta, opts.images_key, i)
+        prompt, refs = row_images(_prompt(meta, opts.prompt_key, i), cell, where, i)
+        if opts.prompt_key in meta:
+            meta[opts.prompt_key] = prompt  # its image parts are bare placeholders now
+        prompts.append(prompt)
         metas.append(meta)
+        images.append(refs)
     for i, s in enumerate(solution_strs):
         if not isinstance(s, str):
             raise InputError(
@@ -235,7 +278,7 @@ def _batch(
                 field="solution_str",
             )
     return SampleBatch.from_columns(
-        prompts, list(solution_strs), [plain(g) for g in ground_truths], metas
+        prompts, list(solution_strs), [plain(g) for g in ground_truths], metas, images
     )
 
 
@@ -265,7 +308,8 @@ def compute_score(
         data_source: the row's ``data_source`` (→ ``meta["data_source"]``).
         solution_str: the decoded response (without the prompt).
         ground_truth: ``reward_model.ground_truth`` of the row (→ ``reference``).
-        extra_info: the row's ``extra_info`` (→ ``meta``; ``extra_info["prompt"]`` → prompt).
+        extra_info: the row's ``extra_info`` (→ ``meta``; ``extra_info["prompt"]`` → prompt;
+            ``extra_info["images"]`` → images, see the module docstring).
         **kwargs: ``reward_kwargs`` (see ``VerlOptions``) and verl's own extras.
 
     Example (the default reward routes ``openai/gsm8k`` rows to its math terms)::
