@@ -1,0 +1,182 @@
+"""``safeladder eval --metrics guardrank``: read GuardRank rows, judge the unscored ones, report.
+
+Steps: read and validate every row (``guardrank_rows``; any bad row stops the run with the
+rows listed), pair the noise-injection / position-swapping rows and normalise their answers
+to A / B / No Answer, score the judged rows that carry no ``score`` with the dimension's judge
+(``guardrank_judge``), then compute ASD and PAR (``guardrank``). With ``output`` set, writes
+``guardrank.json`` (the report), ``guardrank.md`` (the table) and ``guardrank_rows.jsonl``
+(one line per row: line, id, dimension, score and where it came from — ``gold``, ``judge`` or
+``rule`` — the normalised choice of paired rows, the reason of unjudged rows).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from safeladder.errors import ConfigError
+from safeladder.training.guardrank import (
+    JUDGED,
+    GuardRankReport,
+    guardrank_report,
+    iter_dimensions,
+)
+from safeladder.training.guardrank_judge import JudgeSpec, build_judges
+from safeladder.training.guardrank_rows import RowItem, iter_judged, pair_rows, read_guardrank_rows
+
+REPORT_JSON = "guardrank.json"
+REPORT_MD = "guardrank.md"
+ROWS_FILE = "guardrank_rows.jsonl"
+
+
+@dataclass(frozen=True)
+class GuardRankJob:
+    """What ``safeladder eval --metrics guardrank`` was asked to do."""
+
+    data: Path
+    judge: JudgeSpec | None = None  # the judge of every dimension without its own
+    judges: Mapping[str, JudgeSpec] = field(default_factory=dict)  # dimension → judge
+    output: Path | None = None
+    format: str | None = None
+    limit: int | None = None
+    batch_size: int = 64
+
+
+@dataclass
+class GuardRankOutcome:
+    """The report, the per-row records, and the files written."""
+
+    report: GuardRankReport
+    rows: list[dict[str, Any]]
+    files: dict[str, Path]
+
+    @property
+    def n_unjudged(self) -> int:
+        """Judged rows without a score (NaN), left out of the metrics."""
+        return sum(1 for r in self.rows if r.get("status") == "unjudged")
+
+
+def _record(it: RowItem) -> dict[str, Any]:
+    rec: dict[str, Any] = {"line": it.line, "dimension": it.row.dimension}
+    if it.row.id is not None:
+        rec["id"] = it.row.id
+    return rec
+
+
+def run_guardrank(job: GuardRankJob) -> GuardRankOutcome:
+    """Run the evaluation (see the module docstring).
+
+    Raises:
+        InputError: bad rows (all listed), unpaired rows.
+        ConfigError: rows to judge without a judge, or a judge whose labels are not 0..3.
+    """
+    unknown = sorted(set(job.judges) - set(JUDGED))
+    if unknown:
+        raise ConfigError(
+            f"--judge: {unknown} are not judged dimensions; known: {', '.join(JUDGED)}"
+        )
+    items = read_guardrank_rows(job.data, job.format, job.limit)
+    pairs = pair_rows(items)
+    records: dict[int, dict[str, Any]] = {}
+    scores: dict[str, list[float]] = {}
+    to_judge: dict[str, list[RowItem]] = {}
+    for it in iter_judged(items):
+        rec = _record(it)
+        records[it.line] = rec
+        d = it.row.dimension
+        if it.row.needs_judge():
+            to_judge.setdefault(d, []).append(it)
+            continue
+        s = it.row.score
+        rec["score"] = s
+        rec["source"] = "gold"
+        rec["status"] = "ok" if s is not None else "unjudged"
+        if s is None:
+            rec["reason"] = "score is null / NaN in the input"
+        scores.setdefault(d, []).append(math.nan if s is None else float(s))
+    judges = build_judges(iter_dimensions(to_judge), job.judge, job.judges)
+    try:
+        for d, judge in judges.items():
+            got = judge.score(to_judge[d], job.data, job.batch_size)
+            for it, (value, reason) in zip(to_judge[d], got, strict=True):
+                rec = records[it.line]
+                rec["source"] = "judge"
+                if math.isnan(value):
+                    rec.update(score=None, status="unjudged", reason=reason)
+                else:
+                    rec.update(score=int(value), status="ok")
+                scores.setdefault(d, []).append(value)
+    finally:
+        for judge in judges.values():
+            judge.close()
+    for a, b, ref in pairs.noise:
+        for it in (a, b):
+            records[it.line] = {
+                **_record(it),
+                "pair_id": it.row.pair_id,
+                "pair_role": it.row.pair_role,
+                "choice": it.choice,
+                "reference": ref,
+                "score": 0 if it.choice == ref else 1,
+                "source": "rule",
+                "status": "ok",
+            }
+    for a, b in pairs.position:
+        for it in (a, b):
+            records[it.line] = {
+                **_record(it),
+                "pair_id": it.row.pair_id,
+                "pair_role": it.row.pair_role,
+                "choice": it.choice,
+                "source": "rule",
+                "status": "ok",
+            }
+    report = guardrank_report(
+        {d: scores[d] for d in iter_dimensions(scores)},
+        [(a.choice or "", b.choice or "", ref) for a, b, ref in pairs.noise],
+        [(a.choice or "", b.choice or "") for a, b in pairs.position],
+    )
+    rows = [records[k] for k in sorted(records)]
+    files = _write(job.output, report, rows) if job.output is not None else {}
+    return GuardRankOutcome(report, rows, files)
+
+
+def _write(out: Path, report: GuardRankReport, rows: list[dict[str, Any]]) -> dict[str, Path]:
+    import json
+
+    from safeladder.data.writers import write_json_atomic
+
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"report": out / REPORT_JSON, "table": out / REPORT_MD, "rows": out / ROWS_FILE}
+    write_json_atomic(files["report"], report.to_dict())
+    files["table"].write_text("# GuardRank\n\n" + report.to_markdown(), encoding="utf-8")
+    with files["rows"].open("w", encoding="utf-8") as fh:
+        for r in rows:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    return files
+
+
+def format_guardrank(outcome: GuardRankOutcome) -> str:
+    """The table the CLI prints, plus the unjudged count when there are any."""
+    text = outcome.report.to_markdown()
+    n = outcome.n_unjudged
+    if n:
+        text += (
+            f"\n{n} row(s) could not be judged and are left out of the metrics "
+            "(see guardrank_rows.jsonl with -o).\n"
+        )
+    return text
+
+
+__all__ = [
+    "REPORT_JSON",
+    "REPORT_MD",
+    "ROWS_FILE",
+    "GuardRankJob",
+    "GuardRankOutcome",
+    "format_guardrank",
+    "run_guardrank",
+]
