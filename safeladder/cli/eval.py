@@ -12,10 +12,20 @@ Examples (from the repository root; ../shared/data is the shared data set)::
         --where split=evaluate --score-means 0
     safeladder eval runs/embedding_head_toxigen --data ../shared/data/toxigen_demonstrations.jsonl
     safeladder eval value --data ../shared/data/hh_rlhf_harmless_pref.jsonl --baseline tfidf-cv
+
+``--metrics guardrank`` computes MLLMGuard's GuardRank instead (ASD and PAR per dimension and
+overall; ``safeladder.training.guardrank_eval``): the rows carry their dimension, and VERIFIER,
+optional there, is the judge of the rows without a score (a model directory, a trained
+GuardRank classifier, or a verifier config file); ``--judge DIM=SPEC`` gives a dimension its own::
+
+    safeladder eval --metrics guardrank --data answers.jsonl -o out/guardrank
+    safeladder eval /models/judge --metrics guardrank --data answers.jsonl \
+        --judge hallucination=/models/halluc-judge
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,8 +35,38 @@ from safeladder.cli.base import InputFormat, app, cli_errors
 from safeladder.cli.errors import EXIT_USAGE, CliError
 
 
+class Metrics(StrEnum):
+    """The kind of report ``safeladder eval`` computes."""
+
+    report = "report"
+    guardrank = "guardrank"
+
+
 def _names(flag: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
     return (flag,) if flag else default
+
+
+def parse_judges(items: list[str]) -> dict[str, str]:
+    """``["hallucination=/models/h"]`` → ``{"hallucination": "/models/h"}`` (dimension names
+    canonicalised: ``noise_injection`` = ``noise-injection``)."""
+    from safeladder.training.guardrank import canonical_dimension
+
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, spec = item.partition("=")
+        if not sep or not key.strip() or not spec.strip():
+            raise CliError(
+                f"--judge {item!r}: expected DIMENSION=SPEC, e.g. hallucination=/models/judge",
+                EXIT_USAGE,
+            )
+        try:
+            dim = canonical_dimension(key)
+        except ValueError as exc:
+            raise CliError(f"--judge {item!r}: {exc}", EXIT_USAGE) from None
+        if dim in out:
+            raise CliError(f"--judge: {dim} is given twice", EXIT_USAGE)
+        out[dim] = spec.strip()
+    return out
 
 
 def parse_where(items: list[str]) -> dict[str, Any]:
@@ -48,14 +88,6 @@ def parse_where(items: list[str]) -> dict[str, Any]:
 
 @app.command("eval")
 def eval_command(
-    verifier: Annotated[
-        str,
-        typer.Argument(
-            metavar="VERIFIER",
-            help="A verifier preset or type name, a verifier config file (YAML / JSON), or a "
-            "trained output directory holding safeladder_verifier.yaml.",
-        ),
-    ],
     data: Annotated[
         Path,
         typer.Option(
@@ -63,9 +95,40 @@ def eval_command(
             "-d",
             metavar="FILE",
             help="Labelled rows: .jsonl[.gz], .json, .csv, .parquet or a saved HF dataset dir. "
-            "Pointwise: prompt, response, label (0/1); pairwise: prompt, chosen, rejected.",
+            "Pointwise: prompt, response, label (0/1); pairwise: prompt, chosen, rejected. "
+            "--metrics guardrank: dimension, prompt, response, score (optional), pair_id, "
+            "pair_role, reference, images, lang, id, meta (see the README).",
         ),
     ],
+    metrics: Annotated[
+        Metrics,
+        typer.Option(
+            "--metrics",
+            help="report: accuracy / F1 / AUROC / calibration of VERIFIER against 0/1 labels "
+            "(or pairwise accuracy). guardrank: MLLMGuard's ASD and PAR per dimension and "
+            "overall, judging rows without a score.",
+        ),
+    ] = Metrics.report,
+    judge: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--judge",
+            metavar="DIMENSION=SPEC",
+            help="--metrics guardrank: the judge of one dimension (privacy, bias, toxicity, "
+            "legality, hallucination), overriding VERIFIER for it; repeatable.",
+        ),
+    ] = None,
+    verifier: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[VERIFIER]",
+            help="A verifier preset or type name, a verifier config file (YAML / JSON), or a "
+            "trained output directory holding safeladder_verifier.yaml. With --metrics "
+            "guardrank: optional, the judge of the rows without a score (a model directory, a "
+            "trained GuardRank classifier, or a verifier config file).",
+            show_default=False,
+        ),
+    ] = None,
     baseline: Annotated[
         str | None,
         typer.Option(
@@ -170,6 +233,25 @@ def eval_command(
 ) -> None:
     """Evaluate a verifier on a labelled file: accuracy, F1, AUROC, AUPRC, ECE, reliability
     diagram (pointwise) or pairwise accuracy (preferences), per category, against a baseline."""
+    if metrics is Metrics.guardrank:
+        given = {
+            "--baseline": baseline is not None,
+            "--score-means": score_means is not None,
+            "--threshold": threshold is not None,
+            "--pairwise/--pointwise": pairwise is not None,
+            "--split": split is not None,
+            "--where": bool(where),
+        }
+        _guardrank(verifier, data, output, judge, format, limit, batch_size, given)
+        return
+    if judge:
+        with cli_errors():
+            raise CliError("--judge: only with --metrics guardrank", EXIT_USAGE)
+    if verifier is None:
+        with cli_errors():
+            raise CliError(
+                "missing argument VERIFIER (required unless --metrics guardrank)", EXIT_USAGE
+            )
     from safeladder.training.evaluate import EvalFields, EvalJob, format_summary, run_eval
 
     with cli_errors():
@@ -202,5 +284,37 @@ def eval_command(
     with cli_errors():
         outcome = run_eval(job)
     typer.echo(format_summary(outcome))
+    for kind, path in outcome.files.items():
+        typer.echo(f"{kind}: {path}")
+
+
+def _guardrank(
+    verifier: str | None,
+    data: Path,
+    output: Path | None,
+    judge: list[str] | None,
+    format: InputFormat | None,
+    limit: int | None,
+    batch_size: int,
+    given: dict[str, bool],
+) -> None:
+    """``eval --metrics guardrank``: parse, run ``run_guardrank``, print the table."""
+    from safeladder.training.guardrank_eval import GuardRankJob, format_guardrank, run_guardrank
+
+    with cli_errors():
+        unused = [flag for flag, on in given.items() if on]
+        if unused:
+            raise CliError(f"{', '.join(unused)}: not used by --metrics guardrank", EXIT_USAGE)
+        job = GuardRankJob(
+            data=data,
+            judge=verifier,
+            judges=parse_judges(list(judge or ())),
+            output=output,
+            format=format.value if format is not None else None,
+            limit=limit,
+            batch_size=batch_size,
+        )
+        outcome = run_guardrank(job)
+    typer.echo(format_guardrank(outcome))
     for kind, path in outcome.files.items():
         typer.echo(f"{kind}: {path}")

@@ -17,7 +17,8 @@ Two routes, chosen per judge from what it is:
   by ``classifier_training_rows``; a trained output directory (holding
   ``safeladder_verifier.yaml``) is recognised as such.
 
-A judge spec is a model directory, a trained output directory, a verifier config file
+A judge spec is a model directory (a ``...ForSequenceClassification`` checkpoint is a
+classifier, anything else a label judge), a trained output directory, a verifier config file
 (YAML / JSON; a ``label_judge`` without a template gets the dimension's preset) or a dict.
 Judges run with ``on_error: abstain`` unless the config says otherwise: a row the judge cannot
 score (too long, unreadable image, non-finite output) is reported as unjudged with its reason,
@@ -59,6 +60,32 @@ def classifier_input(dimension: str, prompt: str, response: str) -> tuple[str, s
     return f"Dimension: {dimension} Prompt: {prompt} Answer: ", response
 
 
+def _model_kind(path: Path) -> str:
+    """``classifier`` for a sequence-classification checkpoint, else ``label_judge``."""
+    import json
+
+    try:
+        archs = json.loads((path / "config.json").read_text(encoding="utf-8")).get("architectures")
+    except (OSError, ValueError):
+        archs = None
+    if any(str(a).endswith("ForSequenceClassification") for a in archs or ()):
+        return "classifier"
+    return "label_judge"
+
+
+def _class_names(path: Path) -> list[str]:
+    """The class names in a checkpoint's ``config.json`` (``id2label``), or [] when unknown."""
+    import json
+
+    try:
+        id2label = json.loads((path / "config.json").read_text(encoding="utf-8")).get("id2label")
+    except (OSError, ValueError):
+        return []
+    if not isinstance(id2label, dict):
+        return []
+    return [str(v) for _, v in sorted(id2label.items(), key=lambda kv: int(kv[0]))]
+
+
 def judge_config(dimension: str, spec: JudgeSpec) -> dict[str, Any]:
     """The verifier config that judges ``dimension`` (see the module docstring).
 
@@ -75,8 +102,10 @@ def judge_config(dimension: str, spec: JudgeSpec) -> dict[str, Any]:
     else:
         p = Path(spec).expanduser()
         if p.is_dir():
-            cfg = verifier_config(p) if (p / VERIFIER_FILE).is_file() else {"path": str(p)}
-            cfg.setdefault("type", "label_judge")
+            if (p / VERIFIER_FILE).is_file():
+                cfg = verifier_config(p)
+            else:
+                cfg = {"type": _model_kind(p), "path": str(p)}
         elif p.is_file() and p.suffix.lower() in (".yaml", ".yml", ".json"):
             cfg = load_yaml(p)
         else:
@@ -88,7 +117,11 @@ def judge_config(dimension: str, spec: JudgeSpec) -> dict[str, Any]:
     if kind == "label_judge":
         if not cfg.get("template") and not cfg.get("preset"):
             cfg = {**load_preset(PRESET_NAMES[dimension]), **cfg}
-    elif kind != "classifier":
+    elif kind == "classifier":
+        # The best score's class: the scalar a classifier verifier reports (unused here; the
+        # argmax over the classes is the score) and required for a head of more than 2 classes.
+        cfg.setdefault("good_label", "0")
+    else:
         raise ConfigError(
             f"judge for {dimension}: type must be label_judge or classifier, got {kind!r}"
         )
@@ -120,6 +153,11 @@ class DimensionJudge:
         self.dimension = dimension
         self.kind = str(config["type"])
         self.config = dict(config)
+        if self.kind == "classifier":
+            # Check the class names before the verifier does (its complaint would be about
+            # good_label, not about what a GuardRank judge needs).
+            for lab in _class_names(Path(str(self.config.get("path", "")))):
+                _score_of(lab, dimension, str(self.config.get("path")))
         self.verifier = build_verifier(self.config)
         if self.kind == "label_judge":
             labels = list(self.config.get("labels") or {})
