@@ -7,12 +7,18 @@ Endpoints (wire formats in ``safeladder.serving.schemas``):
   (``safeladder.integrations.openrlhf.split_query``; a query that does not start with its
   prompt is a 422 naming the row, never a guess), minus trailing end-of-sequence markers
   (``settings.strip_suffixes``), as the python-file adapter does; labels become the
-  reference; rows get ``settings.default_meta`` as meta. An empty request answers empty lists
+  reference; rows get ``settings.default_meta`` as meta; the optional ``images`` field (a
+  safeladder extension: one list of data URLs per query) becomes each row's images. An empty request answers empty lists
   (OpenRLHF sends empty lists to every server after the first when it shards one sample over
   several URLs). A row that could not be judged (NaN total) is ``null``, or
   ``settings.unscorable_reward`` when set -- never a plausible 0.
-- ``POST /score``: native; samples in, per row the total, per-term score / status / detail,
-  ``gated``, route, why a row is unscorable, plus the verifier fingerprints.
+- ``POST /score``: native; samples in (with their ``images`` and image parts of chat
+  prompts), per row the total, per-term score / status / detail, ``gated``, route, why a row
+  is unscorable, plus the verifier fingerprints.
+
+Images (``safeladder.serving.images``): data URLs, or file paths inside
+``settings.image_root`` only; checked against ``max_images_per_row`` / ``max_image_bytes`` /
+``max_image_pixels`` (read from the header) before the rows are queued, in a worker thread.
 - ``GET /health``: terms, weights, devices, fingerprints, queue depth; 503 ``degraded`` when a
   batch has run longer than ``settings.stuck_batch_s``.
 - ``GET /metrics``: Prometheus text (``safeladder.serving.metrics``).
@@ -27,8 +33,8 @@ request whose client disconnected or whose wait timed out leaves the queue befor
 
 Status codes, all with the ``ErrorResponse`` body (``safeladder.serving.errors``): 400 a body
 that is not parseable JSON; 401 missing / wrong API key; 408 body not received within
-``body_timeout_s``; 413 body over ``max_body_bytes`` or more than ``max_request_samples``
-samples; 422 a bad field (the body names its path: a wrong type, a missing prompt, text that
+``body_timeout_s``; 413 body over ``max_body_bytes``, more than ``max_request_samples``
+samples, or an image over the image limits (the message names the row and image); 422 a bad field (the body names its path: a wrong type, a missing prompt, text that
 cannot be encoded) or a row the reward rejects; 503 queue full or shutting down (with
 ``Retry-After``, answered before the body is read); 504 no result within
 ``request_timeout_s``; 500 a bug (the message says which).
@@ -56,12 +62,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from safeladder.errors import ConfigError, InputError
+from safeladder.images import coerce_images
 from safeladder.integrations.openrlhf import RESERVED_KEYS, split_query
 from safeladder.rewards import Reward
 from safeladder.serving.batcher import DynamicBatcher, QueueFull, ShuttingDown
 from safeladder.serving.docs import add_offline_docs
 from safeladder.serving.errors import JSON_TYPE, ApiError, install_error_handlers
 from safeladder.serving.guard import Guard
+from safeladder.serving.images import ImageChecker
 from safeladder.serving.metrics import CONTENT_TYPE, Metrics
 from safeladder.serving.schemas import (
     ErrorResponse,
@@ -136,6 +144,7 @@ class _Service:
                 "the terms"
             )
         self.has_gates = any(t.gate is not None for t in reward.config.terms)
+        self.images = ImageChecker(settings)
         row_independent = all(t.normalize == "none" for t in reward.config.terms)
         self.coalesce = row_independent and settings.max_batch_size > 1
         self.batcher: DynamicBatcher[Sample, Row] = DynamicBatcher(
@@ -322,14 +331,39 @@ class _Service:
                 ["body", "labels"],
                 "length_mismatch",
             )
+        images = await asyncio.to_thread(self._query_images, body.images, prompts)
         samples = [
             Sample.model_construct(
-                prompt=p, completion=c, reference=lab, meta=dict(settings.default_meta)
+                prompt=p, completion=c, reference=lab, meta=dict(settings.default_meta), images=im
             )
-            for p, c, lab in zip(prompts, completions, labels, strict=True)
+            for p, c, lab, im in zip(prompts, completions, labels, images, strict=True)
         ]
         rows = await self.run(samples, "query", request)
         return Response(self._get_reward_json(rows), media_type=JSON_TYPE)
+
+    def _query_images(
+        self, cells: list[list[str] | None] | None, prompts: Sequence[str]
+    ) -> list[tuple[Any, ...]]:
+        """/get_reward's ``images`` extension: one checked tuple per query."""
+        n = len(prompts)
+        if cells is None:
+            return [() for _ in range(n)]
+        if len(cells) != n:
+            raise ApiError(
+                422,
+                f"has {len(cells)} items but query has {n}",
+                ["body", "images"],
+                "length_mismatch",
+            )
+        out = []
+        for i, (cell, prompt) in enumerate(zip(cells, prompts, strict=True)):
+            loc: list[str | int] = ["body", "images", i]
+            try:
+                refs = coerce_images(cell, "images", row=i)
+            except InputError as exc:
+                raise ApiError(422, str(exc), loc, "bad_image") from None
+            out.append(self.images.row(refs, prompt, loc, ["body", "prompts", i])[0])
+        return out
 
     def _get_reward_json(self, rows: Sequence[Row]) -> str:
         settings = self.settings
@@ -351,7 +385,8 @@ class _Service:
 
     async def score(self, body: ScoreRequest, request: Request) -> Response:
         self.check(body, len(body.samples), "samples")
-        rows = await self.run(list(body.samples), "samples", request)
+        samples = await asyncio.to_thread(self.images.samples, list(body.samples), "samples")
+        rows = await self.run(samples, "samples", request)
         results = [
             {
                 "total": num(r.total),
@@ -415,7 +450,9 @@ def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         400: "The body is not parseable JSON (not UTF-8, nested too deeply, numbers too long).",
         401: "Missing or wrong API key.",
         408: "The request body did not arrive within body_timeout_s.",
-        413: "Body or sample count over the limit.",
+        413: "Body, sample count or an image over the limits (max_body_bytes, "
+        "max_request_samples, max_images_per_row, max_image_bytes, max_image_pixels); the "
+        "message names the row and the image.",
         422: "A bad field or row (its path in 'loc'): wrong type, missing field, text that "
         "cannot be encoded, a row the reward rejects.",
         500: "A bug in the server or a verifier (the message says which).",
@@ -478,7 +515,8 @@ def create_app(
     @app.post(
         "/get_reward",
         response_model=GetRewardResponse,
-        summary="OpenRLHF remote reward: {query, prompts, labels} → {rewards, scores, extra_logs}",
+        summary="OpenRLHF remote reward: {query, prompts, labels[, images]} → {rewards, scores, "
+        "extra_logs}",
     )
     async def get_reward(body: GetRewardRequest, request: Request) -> Response:
         return await service.get_reward(body, request)
@@ -486,7 +524,8 @@ def create_app(
     @app.post(
         "/score",
         response_model=ScoreResponse,
-        summary="Native: samples in → total, per-term scores and statuses, gated, fingerprints",
+        summary="Native: samples (with images) in → total, per-term scores and statuses, gated, "
+        "fingerprints",
     )
     async def score(body: ScoreRequest, request: Request) -> Response:
         return await service.score(body, request)

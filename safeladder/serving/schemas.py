@@ -7,9 +7,13 @@
     {"query": ["<prompt><completion>"], "prompts": ["<prompt>"], "labels": ["72"]}
     -> {"rewards": [1.0], "scores": [1.0], "extra_logs": {"math_correct": [1.0], ...}}
 
+    safeladder extension: "images": [["data:image/png;base64,..."], null, ...] (one list per
+    query; OpenRLHF itself sends none)
+
 ``POST /score`` (native)::
 
-    {"samples": [{"prompt": "1+1?", "completion": "2", "reference": "2", "meta": {"task": "math"}}]}
+    {"samples": [{"prompt": "1+1?", "completion": "2", "reference": "2", "meta": {"task": "math"},
+                  "images": ["data:image/png;base64,..."]}]}
     -> {"reward": "default", "reward_fingerprint": "...", "weights": {...}, "fingerprints": {...},
         "results": [{"total": 1.0, "gated": false, "gated_by": null, "route": "math",
                      "terms": {"math_correct": {"score": 1.0, "status": "ok", "detail": {...}}}}]}
@@ -22,6 +26,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from safeladder.types import Prompt, Sample
+
+_IMAGES_HELP = (
+    "data:image/<type>;base64,<payload> URLs, or file paths when the server's image_root is "
+    "set (relative to it; paths outside it are refused); http(s) URLs are never fetched. Limits "
+    "(413 naming the row and image past them): max_images_per_row (the prompt's image parts "
+    "count too), max_image_bytes, max_image_pixels. An image that cannot be decoded is that "
+    "row's error (status 'error' on the image terms), not a failed request."
+)
 
 
 class _Wire(BaseModel):
@@ -40,6 +52,11 @@ class GetRewardRequest(_Wire):
     )
     labels: list[Any] | None = Field(
         default=None, description="The dataset label of each query; becomes the reference."
+    )
+    images: list[list[str] | None] | None = Field(
+        default=None,
+        description="safeladder extension (OpenRLHF sends none): the images of each query, one "
+        "list (or null) per query; they become the row's images. " + _IMAGES_HELP,
     )
 
 
@@ -60,7 +77,13 @@ class ScoreSample(Sample):
     """A ``Sample`` on the wire: the prompt is required (a row without one is a bad row, never
     an empty prompt)."""
 
-    prompt: Prompt = Field(description="A string, or chat messages [{role, content}, ...].")
+    prompt: Prompt = Field(
+        description="A string, or chat messages [{role, content}, ...]; a content may be a list "
+        'of parts: {"type": "text", "text": ...}, {"type": "image"} (a placeholder for the next '
+        'of images), {"type": "image", "image": URL} or {"type": "image_url", "image_url": '
+        '{"url": URL}}.'
+    )
+    images: tuple[str, ...] = Field(default=(), description="The row's images: " + _IMAGES_HELP)
 
     @field_validator("prompt", mode="before")
     @classmethod
@@ -77,7 +100,7 @@ class ScoreRequest(_Wire):
     """Native request: samples in ``safeladder.Sample`` form."""
 
     samples: list[ScoreSample] = Field(
-        description="Rows to score: prompt, completion, reference, meta."
+        description="Rows to score: prompt, completion, reference, meta, images."
     )
 
 

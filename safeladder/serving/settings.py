@@ -135,6 +135,33 @@ class ServeSettings(BaseModel):
         "{task: math} so a routed reward picks the math recipe.",
     )
 
+    max_images_per_row: int = Field(
+        default=8,
+        ge=0,
+        description="Most images one row may carry (its images list plus the image parts of its "
+        "chat prompt); more: 413 naming the row.",
+    )
+    max_image_bytes: int = Field(
+        default=10_000_000,
+        ge=1,
+        description="Largest encoded image in bytes (a data URL's decoded payload, an image "
+        "file's size); more: 413 naming the row and image. The whole body is bounded by "
+        "max_body_bytes as well.",
+    )
+    max_image_pixels: int = Field(
+        default=40_000_000,
+        ge=1,
+        description="Most pixels (width x height, read from the image header before any "
+        "decoding) of one image; more: 413 naming the row and image.",
+    )
+    image_root: str | None = Field(
+        default=None,
+        description="Folder the server may read image files from: an image given as a file "
+        "path (relative to this folder, or absolute inside it) is allowed only when this is "
+        "set. None (default): images must be data:image URLs; a path is a 422. http(s) image "
+        "URLs are never fetched.",
+    )
+
     @model_validator(mode="after")
     def _limits_fit(self) -> ServeSettings:
         if self.max_request_samples > self.max_queue:
