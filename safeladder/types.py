@@ -433,4 +433,11 @@ class RewardResult:
             out[f"{prefix}/{name}/mean"] = float(ok.mean()) if ok.size else float("nan")
             for st in ("abstain", "timeout", "error"):
                 out[f"{prefix}/{name}/{st}_rate"] = sb.rate(st)
+            # Batch-level numbers a stateful verifier reports (adaptive λ, false-certain rate):
+            # the same dict on each row it ran on.
+            batch_metrics: dict[str, Any] = next(
+                (d["batch_metrics"] for d in sb.details if "batch_metrics" in d), {}
+            )
+            for key, value in batch_metrics.items():
+                out[f"{prefix}/{name}/{key}"] = float(value)
         return out

@@ -357,6 +357,28 @@ class Reward:
         scores[rows] = x.astype(np.float32)
         return ScoreBatch(sb.name, scores, sb.status.copy(), sb.details)
 
+    def save_state(self, directory: str | Path) -> Path | None:
+        """Write the state of the stateful terms (adaptive λ) to ``directory/safeladder_reward_state.json``.
+
+        Returns the file written, or None when no term has a state (nothing is written).
+        """
+        from safeladder.verifiers.adaptive_lambda import STATE_FILE_NAME, save_states
+
+        named = {t: self.verifier(t) for t in self.terms}
+        path = Path(directory) / STATE_FILE_NAME
+        return save_states(named, path, reward=self.name, fingerprint=self.fingerprint)
+
+    def load_state(self, directory: str | Path) -> list[str]:
+        """Restore what ``save_state(directory)`` wrote; returns the restored term names.
+
+        ``ConfigError`` (naming the file and terms) when the file is missing or corrupt or its
+        terms are not this reward's stateful terms.
+        """
+        from safeladder.verifiers.adaptive_lambda import STATE_FILE_NAME, load_states
+
+        named = {t: self.verifier(t) for t in self.terms}
+        return load_states(named, Path(directory) / STATE_FILE_NAME)
+
     def as_trl(self, **kw: Any) -> Any:
         """Deprecated: use ``safeladder.integrations.trl.as_trl(reward)``.
 

@@ -43,6 +43,22 @@ Inputs: ``completion`` (the stated confidence), and correctness: ``context[corre
 Score range: [0, 1]; NaN with status ``abstain`` when correctness is unknown for the row (or
 the confidence is missing and ``missing: abstain``).
 
+Adaptive λ (``adaptive_lambda: {...}``, see ``safeladder.verifiers.adaptive_lambda``): the
+score becomes λ·r_reliab, where λ is the Lagrange multiplier of the paper's constraint "the
+false-certain rate stays below ε", updated after every batch by projected dual ascent
+``λ ← clip(λ + lr·(rate − target_rate), 0, lambda_max)``. Give the term weight 1.0: λ is the
+weight. A row is false-certain when it is wrong and its stated confidence counts as confident
+(≥ ζ, or > ζ with ``threshold_inclusive: false``, in both modes); the rate is over the rows
+scored ``ok`` (a missing confidence under ``missing: penalty`` counts, as not false-certain;
+abstentions do not count). The batch is scored with λ before its update. Each row's details
+carry ``reliability`` (r_reliab), ``lambda``, ``false_certain`` and ``batch_metrics``
+(``lambda``, ``lambda_next``, ``false_certain_rate``, ``lambda_step``), which
+``RewardResult.log_dict`` reports as ``<prefix>/<term>/lambda`` and so on. The verifier is
+stateful: ``state_dict()`` / ``load_state_dict()``, and ``Reward.save_state(dir)`` /
+``load_state(dir)``. Because of that state, scoring the same rows twice gives different
+scores once λ has moved: the usual "deterministic" contract holds for a given *sequence* of
+batches.
+
 Example::
 
     {"type": "confidence_calibration", "mode": "threshold", "scale": "0-10",
@@ -63,6 +79,7 @@ from pydantic import Field, field_validator, model_validator
 
 from safeladder.errors import ConfigError
 from safeladder.types import SampleBatch, ScoreBatch
+from safeladder.verifiers.adaptive_lambda import AdaptiveLambda, AdaptiveLambdaConfig
 from safeladder.verifiers.base import RowResult, Verifier, VerifierConfig, abstain, ok
 
 Scale = Literal["0-10", "0-1", "percent", "auto"]
@@ -196,6 +213,13 @@ class ConfidenceCalibrationConfig(VerifierConfig):
         le=1.0,
         description="Score of a completion without a stated confidence when missing is 'penalty' (0 = worst).",
     )
+    adaptive_lambda: AdaptiveLambdaConfig | None = Field(
+        default=None,
+        description=(
+            "Score λ·r_reliab with λ adapted per batch to hold the false-certain rate under "
+            "target_rate (Deliberative Searcher); null = the plain score (weight is a fixed λ)."
+        ),
+    )
 
     @field_validator("correctness")
     @classmethod
@@ -221,7 +245,14 @@ class ConfidenceCalibrationConfig(VerifierConfig):
         return self
 
     def build(self) -> Verifier:
+        if self.adaptive_lambda is not None:
+            return AdaptiveConfidenceCalibrationVerifier(self)
         return ConfidenceCalibrationVerifier(self)
+
+
+def is_confident(confidence: float, threshold: float, inclusive: bool) -> bool:
+    """Whether a stated confidence in [0, 1] counts as "certain" against ζ = ``threshold``."""
+    return confidence >= threshold if inclusive else confidence > threshold
 
 
 def calibration_score(
@@ -236,8 +267,7 @@ def calibration_score(
     """
     if mode == "brier":
         return 1.0 - (confidence - float(correct)) ** 2
-    confident = confidence >= threshold if inclusive else confidence > threshold
-    return 1.0 if confident == correct else 0.0
+    return 1.0 if is_confident(confidence, threshold, inclusive) == correct else 0.0
 
 
 class ConfidenceCalibrationVerifier(Verifier):
@@ -310,3 +340,55 @@ class ConfidenceCalibrationVerifier(Verifier):
             for i, text in enumerate(batch.completions)
         ]
         return ScoreBatch.from_rows(self.name, rows)
+
+
+class AdaptiveConfidenceCalibrationVerifier(ConfidenceCalibrationVerifier):
+    """``confidence_calibration`` with ``adaptive_lambda``: scores λ·r_reliab and updates λ.
+
+    Stateful (see the module docstring): ``state_dict()`` / ``load_state_dict()`` carry λ and
+    its counts. Each ``score`` call is one batch of the dual ascent; a reward that had to
+    bisect a batch because a row raised (``on_error: raise``) makes one update per sub-batch
+    that scored, so use ``on_error: abstain`` where that matters.
+    """
+
+    # λ has no upper bound unless lambda_max is set.
+    score_range: ClassVar[tuple[float, float]] = (0.0, math.inf)
+    stateful: ClassVar[bool] = True
+
+    def __init__(self, config: ConfidenceCalibrationConfig):
+        super().__init__(config)
+        assert config.adaptive_lambda is not None
+        self.lam = AdaptiveLambda(config.adaptive_lambda)
+
+    def state_dict(self) -> dict[str, Any]:
+        """λ, its number of updates and the cumulative counts (JSON-ready)."""
+        return self.lam.state_dict()
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore ``state_dict()``; ``ConfigError`` when it is malformed."""
+        self.lam.load_state_dict(state)
+
+    def _false_certain(self, detail: Mapping[str, Any]) -> bool:
+        c = detail.get("confidence")
+        return (
+            detail.get("correct") is False
+            and c is not None
+            and is_confident(float(c), self.cfg.threshold, self.cfg.threshold_inclusive)
+        )
+
+    def _score_batch(self, batch: SampleBatch, context: Mapping[str, ScoreBatch]) -> ScoreBatch:
+        base = super()._score_batch(batch, context)
+        counted = [i for i, st in enumerate(base.status) if st == "ok"]
+        flags = [self._false_certain(base.details[i]) for i in counted]
+        step = self.lam.observe(flags)
+        batch_metrics = step.metrics()
+        scores = base.scores.astype(np.float64)
+        details: list[dict[str, Any]] = [
+            {**d, "batch_metrics": batch_metrics} for d in base.details
+        ]
+        for i, flag in zip(counted, flags, strict=True):
+            details[i].update(
+                reliability=float(scores[i]), false_certain=flag, **{"lambda": step.lam}
+            )
+            scores[i] = step.lam * scores[i]
+        return ScoreBatch(self.name, scores.astype(np.float32), base.status, details)
