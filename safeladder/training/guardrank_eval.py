@@ -4,7 +4,8 @@ Steps: read and validate every row (``guardrank_rows``; any bad row stops the ru
 rows listed), pair the noise-injection / position-swapping rows and normalise their answers
 to A / B / No Answer, score the judged rows that carry no ``score`` with the dimension's judge
 (``guardrank_judge``), then compute ASD and PAR (``guardrank``). With ``output`` set, writes
-``guardrank.json`` (the report), ``guardrank.md`` (the table) and ``guardrank_rows.jsonl``
+``guardrank.json`` (the report; ``by_lang`` holds one per language when the rows carry several
+``lang`` values), ``guardrank.md`` (the tables) and ``guardrank_rows.jsonl``
 (one line per row: line, id, dimension, score and where it came from — ``gold``, ``judge`` or
 ``rule`` — the normalised choice of paired rows, the reason of unjudged rows).
 """
@@ -25,7 +26,13 @@ from safeladder.training.guardrank import (
     iter_dimensions,
 )
 from safeladder.training.guardrank_judge import JudgeSpec, build_judges
-from safeladder.training.guardrank_rows import RowItem, iter_judged, pair_rows, read_guardrank_rows
+from safeladder.training.guardrank_rows import (
+    Pairs,
+    RowItem,
+    iter_judged,
+    pair_rows,
+    read_guardrank_rows,
+)
 
 REPORT_JSON = "guardrank.json"
 REPORT_MD = "guardrank.md"
@@ -52,6 +59,7 @@ class GuardRankOutcome:
     report: GuardRankReport
     rows: list[dict[str, Any]]
     files: dict[str, Path]
+    by_lang: dict[str, GuardRankReport] = field(default_factory=dict)  # when 2+ languages
 
     @property
     def n_unjudged(self) -> int:
@@ -81,7 +89,7 @@ def run_guardrank(job: GuardRankJob) -> GuardRankOutcome:
     items = read_guardrank_rows(job.data, job.format, job.limit)
     pairs = pair_rows(items)
     records: dict[int, dict[str, Any]] = {}
-    scores: dict[str, list[float]] = {}
+    line_score: dict[int, float] = {}  # judged rows: the score, NaN = unjudged
     to_judge: dict[str, list[RowItem]] = {}
     for it in iter_judged(items):
         rec = _record(it)
@@ -96,7 +104,7 @@ def run_guardrank(job: GuardRankJob) -> GuardRankOutcome:
         rec["status"] = "ok" if s is not None else "unjudged"
         if s is None:
             rec["reason"] = "score is null / NaN in the input"
-        scores.setdefault(d, []).append(math.nan if s is None else float(s))
+        line_score[it.line] = math.nan if s is None else float(s)
     judges = build_judges(iter_dimensions(to_judge), job.judge, job.judges)
     try:
         for d, judge in judges.items():
@@ -108,7 +116,7 @@ def run_guardrank(job: GuardRankJob) -> GuardRankOutcome:
                     rec.update(score=None, status="unjudged", reason=reason)
                 else:
                     rec.update(score=int(value), status="ok")
-                scores.setdefault(d, []).append(value)
+                line_score[it.line] = value
     finally:
         for judge in judges.values():
             judge.close()
@@ -134,41 +142,84 @@ def run_guardrank(job: GuardRankJob) -> GuardRankOutcome:
                 "source": "rule",
                 "status": "ok",
             }
-    report = guardrank_report(
-        {d: scores[d] for d in iter_dimensions(scores)},
-        [(a.choice or "", b.choice or "", ref) for a, b, ref in pairs.noise],
-        [(a.choice or "", b.choice or "") for a, b in pairs.position],
+    report = _report(items, line_score, pairs, lambda it: True)
+    langs = sorted({_lang(it) for it in items})
+    by_lang = (
+        {
+            lang: _report(items, line_score, pairs, lambda it, x=lang: _lang(it) == x)
+            for lang in langs
+        }
+        if len(langs) > 1
+        else {}
     )
     rows = [records[k] for k in sorted(records)]
-    files = _write(job.output, report, rows) if job.output is not None else {}
-    return GuardRankOutcome(report, rows, files)
+    out = GuardRankOutcome(report, rows, {}, by_lang)
+    if job.output is not None:
+        out.files = _write(job.output, out)
+    return out
 
 
-def _write(out: Path, report: GuardRankReport, rows: list[dict[str, Any]]) -> dict[str, Path]:
+def _lang(it: RowItem) -> str:
+    return it.row.lang or "unspecified"
+
+
+def _report(
+    items: list[RowItem], line_score: dict[int, float], pairs: Pairs, keep: Any
+) -> GuardRankReport:
+    """The report over the rows ``keep(item)`` selects (a pair goes by its first row)."""
+    scores: dict[str, list[float]] = {}
+    for it in iter_judged(items):
+        if keep(it):
+            scores.setdefault(it.row.dimension, []).append(line_score[it.line])
+    return guardrank_report(
+        {d: scores[d] for d in iter_dimensions(scores)},
+        [(a.choice or "", b.choice or "", ref) for a, b, ref in pairs.noise if keep(a)],
+        [(a.choice or "", b.choice or "") for a, b in pairs.position if keep(a)],
+    )
+
+
+def report_dict(outcome: GuardRankOutcome) -> dict[str, Any]:
+    """``guardrank.json``: the report, plus ``by_lang`` (one report per language) when the rows
+    are in more than one language."""
+    out = outcome.report.to_dict()
+    if outcome.by_lang:
+        out["by_lang"] = {k: v.to_dict() for k, v in outcome.by_lang.items()}
+    out["n_unjudged"] = outcome.n_unjudged
+    return out
+
+
+def report_markdown(outcome: GuardRankOutcome) -> str:
+    """The tables: all rows, then one per language when there are several."""
+    text = outcome.report.to_markdown()
+    for lang, rep in outcome.by_lang.items():
+        text += f"\nlang: {lang}\n\n" + rep.to_markdown()
+    n = outcome.n_unjudged
+    if n:
+        text += (
+            f"\n{n} row(s) could not be judged and are left out of the metrics "
+            "(their reasons are in guardrank_rows.jsonl).\n"
+        )
+    return text
+
+
+def _write(out: Path, outcome: GuardRankOutcome) -> dict[str, Path]:
     import json
 
     from safeladder.data.writers import write_json_atomic
 
     out.mkdir(parents=True, exist_ok=True)
     files = {"report": out / REPORT_JSON, "table": out / REPORT_MD, "rows": out / ROWS_FILE}
-    write_json_atomic(files["report"], report.to_dict())
-    files["table"].write_text("# GuardRank\n\n" + report.to_markdown(), encoding="utf-8")
+    write_json_atomic(files["report"], report_dict(outcome))
+    files["table"].write_text("# GuardRank\n\n" + report_markdown(outcome), encoding="utf-8")
     with files["rows"].open("w", encoding="utf-8") as fh:
-        for r in rows:
+        for r in outcome.rows:
             fh.write(json.dumps(r, ensure_ascii=False) + "\n")
     return files
 
 
 def format_guardrank(outcome: GuardRankOutcome) -> str:
-    """The table the CLI prints, plus the unjudged count when there are any."""
-    text = outcome.report.to_markdown()
-    n = outcome.n_unjudged
-    if n:
-        text += (
-            f"\n{n} row(s) could not be judged and are left out of the metrics "
-            "(see guardrank_rows.jsonl with -o).\n"
-        )
-    return text
+    """The text the CLI prints (``report_markdown``)."""
+    return report_markdown(outcome)
 
 
 __all__ = [
@@ -178,5 +229,7 @@ __all__ = [
     "GuardRankJob",
     "GuardRankOutcome",
     "format_guardrank",
+    "report_dict",
+    "report_markdown",
     "run_guardrank",
 ]

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from safeladder.errors import InputError
 from safeladder.training.guardrank import JUDGED, MAX_SCORE, NO_ANSWER, canonical_dimension
@@ -79,6 +79,17 @@ class GuardRankRow(BaseModel):
     id: str | int | None = Field(default=None, description="Echoed in the per-row output.")
     meta: dict[str, Any] | None = Field(default=None, description="Free-form; ignored.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _missing_cells(cls, data: Any) -> Any:
+        # A missing cell reads as NaN from Parquet / pandas-made files and as None from CSV:
+        # both are "no value" (on ``score``: not judged), never a value.
+        if isinstance(data, Mapping):
+            return {
+                k: None if isinstance(v, float) and math.isnan(v) else v for k, v in data.items()
+            }
+        return data
+
     @field_validator("dimension", mode="before")
     @classmethod
     def _dimension(cls, value: Any) -> str:
@@ -106,7 +117,9 @@ class GuardRankRow(BaseModel):
     @field_validator("lang", mode="before")
     @classmethod
     def _lang(cls, value: Any) -> Any:
-        return value.strip().lower() if isinstance(value, str) else value
+        if isinstance(value, str):
+            return value.strip().lower() or None
+        return value
 
     def needs_judge(self) -> bool:
         """A judged row without a ``score`` key: the judge scores it."""
@@ -129,7 +142,7 @@ class GuardRankRow(BaseModel):
                 if self.prompt is None:
                     raise ValueError("prompt: required when the row has no score (to judge)")
             return
-        if "score" in self.model_fields_set:
+        if self.score is not None:  # an empty cell (a CSV's score column) is no score
             raise ValueError(f"score: {d} rows are scored by rule from their response; drop it")
         if "response" not in self.model_fields_set:
             raise ValueError("response: required (null means No Answer)")

@@ -366,3 +366,54 @@ def test_rows_to_judge_need_a_judge(tmp_path: Path) -> None:
         run_guardrank(GuardRankJob(data=_write(tmp_path / "rows.jsonl", rows)))
     with pytest.raises(ConfigError, match="not judged dimensions"):
         run_guardrank(GuardRankJob(data=tmp_path / "rows.jsonl", judges={"noise-injection": "x"}))
+
+
+def test_by_language_reports(tmp_path: Path) -> None:
+    rows = [
+        {"dimension": "privacy", "prompt": "p", "response": "r", "score": 0, "lang": "en"},
+        {"dimension": "privacy", "prompt": "p", "response": "r", "score": 3, "lang": "zh"},
+        {"dimension": "privacy", "prompt": "p", "response": "r", "score": 1, "lang": "ZH"},
+        *_pair("position-swapping", 1, ("original", "swapped"), ("A", "A"), lang="zh"),
+    ]
+    out = run_guardrank(
+        GuardRankJob(data=_write(tmp_path / "rows.jsonl", rows), output=tmp_path / "o")
+    )
+    assert out.report.dimensions["privacy"].asd == pytest.approx((0 + 1 + 1 / 3) / 3)
+    assert set(out.by_lang) == {"en", "zh"}
+    assert out.by_lang["en"].dimensions["privacy"].asd == pytest.approx(0.0)
+    assert out.by_lang["zh"].dimensions["privacy"].asd == pytest.approx((1 + 1 / 3) / 2)
+    assert "truthfulness" not in out.by_lang["en"].dimensions
+    assert out.by_lang["zh"].parts["position-swapping"].asd == pytest.approx(1.0)
+    saved = json.loads((tmp_path / "o" / "guardrank.json").read_text())
+    assert saved["by_lang"]["en"]["dimensions"]["privacy"]["par"] == pytest.approx(1.0)
+    assert "lang: zh" in (tmp_path / "o" / "guardrank.md").read_text()
+
+
+def test_csv_cells_and_image_paths(tmp_path: Path) -> None:
+    from safeladder.training.guardrank_rows import row_images
+
+    # A CSV has every column on every row: an empty cell is no value (an empty score: unjudged;
+    # an empty response of a paired row: No Answer).
+    (tmp_path / "rows.csv").write_text(
+        "dimension,prompt,response,score,pair_id,pair_role,reference,lang,images\n"
+        "privacy,Who?,No.,0,,,,en,img/a.png\n"
+        "privacy,Who?,Yes.,,,,,,\n"
+        'noise-injection,"Cat or dog? A. Cat B. Dog.",A,,1,clean,A,,\n'
+        'noise-injection,"Cat or dog? A. Cat B. Dog.",,,1,noisy,,,\n',
+        encoding="utf-8",
+    )
+    out = run_guardrank(GuardRankJob(data=tmp_path / "rows.csv"))
+    assert out.report.dimensions["privacy"].n_unjudged == 1
+    assert out.report.parts["noise-injection"].counts == {"clean_correct": 1, "flipped": 1}
+    from safeladder.training.guardrank_rows import parse_row
+
+    item = parse_row(
+        1,
+        {"dimension": "privacy", "score": 0, "images": ["img/a.png", "data:image/png;base64,AA=="]},
+    )
+    assert row_images(item, tmp_path / "rows.jsonl") == (
+        str(tmp_path / "img" / "a.png"),
+        "data:image/png;base64,AA==",
+    )
+    nan_cells = parse_row(1, {"dimension": "privacy", "score": math.nan, "pair_id": math.nan})
+    assert nan_cells.row.score is None and nan_cells.row.pair_id is None
