@@ -1,9 +1,11 @@
 """The batching engine every neural verifier runs its forward passes through.
 
-``run_batched(ids, forward, loaded, runtime)`` takes one token-id list per row and a
+``run_batched(ids, forward, loaded, runtime)`` takes one token-id list per row (or one
+``safeladder.neural.vision.VisionRow`` per row for a vision-language model) and a
 ``forward(batch_ids, model, device) -> float32 (len(batch_ids), k)`` function, and:
 
-1. deduplicates identical rows (each distinct id list is run once);
+1. deduplicates identical rows (each distinct id list is run once; a ``VisionRow`` is identified
+   by its ids and its images' content hashes, and its length counts its image tokens);
 2. answers rows from an LRU cache shared process-wide (keyed by ``cache_key``, usually the
    verifier fingerprint) when ``runtime.cache_size > 0``;
 3. sorts the rest by length and packs them into micro-batches of at most
@@ -35,11 +37,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from safeladder.neural.runtime import LoadedModel, RuntimeConfig, apply_threads
+from safeladder.neural.vision import VisionRow
 
 if TYPE_CHECKING:
     import torch
 
-Forward = Callable[[list[list[int]], Any, Any], np.ndarray]
+Forward = Callable[[list[Any], Any, Any], np.ndarray]
+#: One row's model input: token ids, or a multimodal ``VisionRow``.
+Row = Sequence[int] | VisionRow
 
 
 def plan_microbatches(
@@ -186,8 +191,12 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.cuda.OutOfMemoryError)
 
 
+def _as_input(row: tuple[int, ...] | VisionRow) -> list[int] | VisionRow:
+    return row if isinstance(row, VisionRow) else list(row)
+
+
 def _run_one(
-    batch: list[tuple[int, ...]],
+    batch: list[tuple[int, ...] | VisionRow],
     forward: Forward,
     model: Any,
     device: Any,
@@ -196,7 +205,7 @@ def _run_one(
     """Forward one micro-batch; on CUDA OOM split it in two halves and recurse (down to 1 row)."""
     oom = False
     try:
-        out = forward([list(r) for r in batch], model, device)
+        out = forward([_as_input(r) for r in batch], model, device)
     except Exception as exc:
         if not _is_oom(exc) or len(batch) == 1:
             raise
@@ -224,7 +233,7 @@ def _run_one(
 
 
 def run_batched(
-    ids: Sequence[Sequence[int]],
+    ids: Sequence[Row],
     forward: Forward,
     loaded: LoadedModel,
     runtime: RuntimeConfig,
@@ -236,7 +245,7 @@ def run_batched(
     """Score ``ids`` with ``forward`` in deduplicated, length-sorted micro-batches.
 
     Args:
-        ids: one non-empty token-id list per row.
+        ids: one non-empty token-id list (or ``VisionRow``) per row.
         forward: ``forward(batch_ids, model, device) -> np.ndarray`` float32 of shape
             ``(len(batch_ids), k)``; called under ``torch.inference_mode()`` with one replica of
             ``loaded`` and its device. It must treat rows independently (right padding).
@@ -264,17 +273,20 @@ def run_batched(
         st["unique"] = 0
         return np.zeros((0, out_dim or 0), dtype=np.float32)
     # 1. dedup: rows with identical ids share one result.
-    first_of: dict[tuple[int, ...], int] = {}
+    first_of: dict[Any, int] = {}
     inverse = np.empty(n, dtype=np.int64)
-    uniq: list[tuple[int, ...]] = []
+    uniq: list[tuple[int, ...] | VisionRow] = []
     for i, row in enumerate(ids):
-        t = tuple(int(x) for x in row)
-        if not t:
+        item: tuple[int, ...] | VisionRow = (
+            row if isinstance(row, VisionRow) else tuple(int(x) for x in row)
+        )
+        if not len(item):
             raise ValueError(f"row {i} has no tokens; a verifier must not send empty rows")
-        j = first_of.get(t)
+        ident = item.key() if isinstance(item, VisionRow) else item
+        j = first_of.get(ident)
         if j is None:
-            j = first_of[t] = len(uniq)
-            uniq.append(t)
+            j = first_of[ident] = len(uniq)
+            uniq.append(item)
         inverse[i] = j
     st["unique"] = len(uniq)
     results: list[np.ndarray | None] = [None] * len(uniq)
@@ -287,7 +299,7 @@ def run_batched(
     digests: list[bytes] = []
     todo: list[int] = []
     if cache is not None:
-        digests = [_digest(t) for t in uniq]
+        digests = [t.digest() if isinstance(t, VisionRow) else _digest(t) for t in uniq]
         for j, dg in enumerate(digests):
             hit = cache.get(dg)
             if hit is None:
@@ -337,7 +349,7 @@ def _attention_backends(runtime: RuntimeConfig, dev: str) -> contextlib.Abstract
 
 def _execute(
     batches: list[list[int]],
-    uniq: list[tuple[int, ...]],
+    uniq: list[tuple[int, ...] | VisionRow],
     forward: Forward,
     loaded: LoadedModel,
     runtime: RuntimeConfig,

@@ -140,6 +140,8 @@ def position_limit(loaded: Any) -> int | None:
     """
     limits = []
     pos = getattr(loaded.config, "max_position_embeddings", None)
+    if pos is None:  # composite (vision-language) configs keep it on the text config
+        pos = getattr(getattr(loaded.config, "text_config", None), "max_position_embeddings", None)
     if isinstance(pos, int) and pos > 0:
         limits.append(pos)
     tml = getattr(loaded.tokenizer, "model_max_length", None)

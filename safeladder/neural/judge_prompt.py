@@ -11,6 +11,10 @@
 
 The ``label_judge`` verifier and the ``label_judge`` training kind both build their inputs here,
 so a trained judge sees at scoring time exactly the tokens it was trained on.
+
+A vision-language judge (``processor`` given) renders with the processor's chat template, the
+row's images as image parts leading the user turn (``render(user, images=k)``); the ids here
+are then the text's, each image one placeholder token (the processor expands them later).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from safeladder.images import content_text
+from safeladder.neural.vision import VisionRow, process_row, render_vision_text, vision_messages
 from safeladder.types import Prompt
 
 PLACEHOLDER = re.compile(r"\{(prompt|completion|reference)\}")
@@ -35,9 +41,11 @@ def prompt_for_judge(prompt: Prompt) -> str:
     if isinstance(prompt, str):
         return prompt
     msgs = [m for m in prompt if m.get("role") != "system"]
+    # content_text: the text parts of a multimodal message (its images reach a VLM judge as
+    # images, never as their repr).
     if len(msgs) == 1:
-        return str(msgs[0].get("content") or "")
-    return "\n".join(f"{m.get('role')}: {m.get('content') or ''}" for m in msgs)
+        return content_text(msgs[0].get("content"))
+    return "\n".join(f"{m.get('role')}: {content_text(m.get('content'))}" for m in msgs)
 
 
 def reference_text(reference: Any) -> str | None:
@@ -92,10 +100,19 @@ class JudgeRenderer:
         chat: render with the tokenizer's chat template (else plain text).
         system_prompt: optional system message (chat) or text put before the template (plain).
         response_prefix: text the judge's answer starts with, after the generation prompt.
+        processor: a vision-language judge's processor (its chat template places images).
     """
 
-    def __init__(self, tokenizer: Any, chat: bool, system_prompt: str | None, response_prefix: str):
+    def __init__(
+        self,
+        tokenizer: Any,
+        chat: bool,
+        system_prompt: str | None,
+        response_prefix: str,
+        processor: Any = None,
+    ):
         self.tok = tokenizer
+        self.processor = processor
         self.chat = chat
         self.system_prompt = system_prompt
         self.response_prefix = response_prefix
@@ -103,8 +120,14 @@ class JudgeRenderer:
         # an EOS after the prefix would sit between the question and the label.
         self.lead = [] if chat else leading_special_ids(tokenizer)
 
-    def render(self, user: str) -> str:
-        """The judge input text for the filled template (leading special ids excepted)."""
+    def render(self, user: str, images: int = 0) -> str:
+        """The judge input text for the filled template (leading special ids excepted); with a
+        processor, ``images`` image parts lead the user turn."""
+        if self.processor is not None:
+            msgs = vision_messages(user, images, None)
+            if self.system_prompt:
+                msgs.insert(0, {"role": "system", "content": self.system_prompt})
+            return render_vision_text(self.processor, msgs, True) + self.response_prefix
         if self.chat:
             messages: list[dict[str, str]] = []
             if self.system_prompt:
@@ -125,9 +148,12 @@ class JudgeRenderer:
         enc = self.tok(list(texts), add_special_tokens=False)["input_ids"]
         return [self.lead + list(ids) for ids in enc]
 
-    def ids(self, template: str, prompt: str, completion: str, reference: str) -> list[int]:
+    def ids(
+        self, template: str, prompt: str, completion: str, reference: str, images: int = 0
+    ) -> list[int]:
         """The input ids of one row."""
-        return self.encode([self.render(fill_template(template, prompt, completion, reference))])[0]
+        filled = fill_template(template, prompt, completion, reference)
+        return self.encode([self.render(filled, images)])[0]
 
     def fit(
         self,
@@ -137,12 +163,28 @@ class JudgeRenderer:
         reference: str,
         ids: list[int],
         budget: int,
+        images: int = 0,
     ) -> tuple[list[int] | None, bool]:
         """``ids`` (the row rendered whole) cut to ``budget`` tokens: the prompt first, from its
         start; then the start of the completion. Returns ``(ids, truncated)``; ids is None when
         the fixed text alone exceeds the budget."""
+        got = self.fit_parts(template, prompt, completion, reference, ids, budget, images)
+        return (None if got is None else got[2]), got is None or got[3]
+
+    def fit_parts(
+        self,
+        template: str,
+        prompt: str,
+        completion: str,
+        reference: str,
+        ids: list[int],
+        budget: int,
+        images: int = 0,
+    ) -> tuple[str, str, list[int], bool] | None:
+        """``fit`` returning ``(prompt, completion, ids, truncated)`` with the cut texts (None:
+        the fixed text alone exceeds the budget)."""
         if len(ids) <= budget:
-            return ids, False
+            return prompt, completion, ids, False
         tok = self.tok
         p_ids = list(tok.encode(prompt, add_special_tokens=False))
         c_ids = list(tok.encode(completion, add_special_tokens=False))
@@ -157,6 +199,39 @@ class JudgeRenderer:
                 c_ids = c_ids[min(excess, len(c_ids)) :]
                 completion = tok.decode(c_ids) if c_ids else ""
             else:
-                return None, True
-            ids = self.ids(template, prompt, completion, reference)
-        return ids, True
+                return None
+            ids = self.ids(template, prompt, completion, reference, images)
+        return prompt, completion, ids, True
+
+    def vision_input(
+        self,
+        template: str,
+        prompt: str,
+        completion: str,
+        reference: str,
+        images: Sequence[Any],
+        image_keys: Sequence[str],
+        budget: int,
+        row: int,
+    ) -> tuple[VisionRow, bool] | None:
+        """A vision-language judge's input for one row: ``(VisionRow, truncated)``.
+
+        The text is cut as ``fit`` cuts it, to ``budget`` tokens minus the row's image tokens
+        (images are never cut); None when the fixed text and the images alone exceed it.
+        """
+        if self.processor is None:
+            raise ValueError("vision_input needs a processor")
+        k = len(images)
+        text = self.render(fill_template(template, prompt, completion, reference), k)
+        full = process_row(self.processor, text, images, image_keys, row)
+        ids = self.encode([text])[0]
+        # Each image is one placeholder in ``ids`` and its image tokens in ``full``.
+        image_extra = len(full) - len(ids)
+        got = self.fit_parts(template, prompt, completion, reference, ids, budget - image_extra, k)
+        if got is None:
+            return None
+        prompt, completion, _, cut = got
+        if cut:
+            text = self.render(fill_template(template, prompt, completion, reference), k)
+            full = process_row(self.processor, text, images, image_keys, row)
+        return full, cut

@@ -11,6 +11,10 @@ judge input ids) and each label ``j`` (its token ids)::
   from the prefix's last logits, the rest of each multi-token label in one small cached pass.
   Both give the same numbers (the label_judge tests check 1e-4).
 - ``label_forward``: either one as a ``forward`` for ``run_batched``.
+
+A prefix is a token-id list, or a ``VisionRow`` for a vision-language judge: its image tensors
+go into the prefix pass (``vision.collate``, left padding, the model's own positions), and the
+label tokens continue each row's positions after its cached prefix.
 - ``aggregate_scores``: probabilities → one score per row (``expected`` / ``argmax`` /
   ``true_false``).
 
@@ -27,6 +31,7 @@ import numpy as np
 
 from safeladder.neural.activations import softmax
 from safeladder.neural.batching import Forward
+from safeladder.neural.vision import VisionRow, collate
 
 if TYPE_CHECKING:
     import torch
@@ -54,17 +59,53 @@ def left_pad(
     return ids.to(device), mask.to(device), pos.to(device)
 
 
+def _left_batch(
+    model: Any, seqs: Sequence[Any], pad_id: int, device: Any
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any], Any]:
+    """Left-padded ``(input_ids, mask, model kwargs, next_positions(n))`` of token lists or
+    ``VisionRow``s; ``next_positions(n)`` gives the positions of ``n`` tokens appended to each."""
+    import torch
+
+    if seqs and isinstance(seqs[0], VisionRow):
+        dtype = next(model.parameters()).dtype
+        c = collate(seqs, pad_id, device, model, left=True, dtype=dtype)
+        extra = {"position_ids": c.position_ids, **c.kwargs}
+        return c.input_ids, c.attention_mask, extra, c.next_positions
+    ids, mask, pos = left_pad(seqs, pad_id, device)
+    lengths = mask.sum(-1, keepdim=True)
+
+    def next_positions(n: int) -> torch.Tensor:
+        return lengths + torch.arange(n, device=ids.device)
+
+    return ids, mask, {"position_ids": pos}, next_positions
+
+
+def _extend(prefix: Any, label: Sequence[int]) -> Any:
+    return prefix.extended(label) if isinstance(prefix, VisionRow) else [*prefix, *label]
+
+
 def accepts_logits_to_keep(model: Any) -> bool:
     """Whether ``model.forward`` takes ``logits_to_keep`` (transformers >= 4.45 causal LMs)."""
+    return _accepts(model, "logits_to_keep")
+
+
+def _accepts(model: Any, name: str) -> bool:
     try:
-        return "logits_to_keep" in inspect.signature(model.forward).parameters
+        return name in inspect.signature(model.forward).parameters
     except (TypeError, ValueError):
         return False
 
 
+def _cache_of(out: Any) -> Any:
+    """The KV cache of a forward's output (``cache`` in transformers >= 5.2x, else
+    ``past_key_values``)."""
+    got = getattr(out, "cache", None)
+    return got if got is not None else getattr(out, "past_key_values", None)
+
+
 def label_loglik_duplicate(
     model: Any,
-    prefixes: Sequence[Sequence[int]],
+    prefixes: Sequence[Any],
     labels: Sequence[Sequence[int]],
     pad_id: int,
     device: Any,
@@ -73,7 +114,7 @@ def label_loglik_duplicate(
 
     Args:
         model: a causal LM (``model(input_ids, attention_mask, position_ids).logits``).
-        prefixes: ``b`` token-id lists (each non-empty).
+        prefixes: ``b`` token-id lists (each non-empty) or ``VisionRow``s.
         labels: ``m`` non-empty token-id lists.
 
     Returns:
@@ -82,9 +123,9 @@ def label_loglik_duplicate(
     import torch
 
     k = max(len(lab) for lab in labels)
-    seqs = [list(p) + list(lab) for p in prefixes for lab in labels]
-    ids, mask, pos = left_pad(seqs, pad_id, device)
-    kwargs: dict[str, Any] = {"attention_mask": mask, "position_ids": pos, "use_cache": False}
+    seqs = [_extend(p, lab) for p in prefixes for lab in labels]
+    ids, mask, extra, _ = _left_batch(model, seqs, pad_id, device)
+    kwargs: dict[str, Any] = {"attention_mask": mask, "use_cache": False, **extra}
     if accepts_logits_to_keep(model):
         kwargs["logits_to_keep"] = k + 1
     logits = model(input_ids=ids, **kwargs).logits[:, -(k + 1) : -1].float()  # [b*m, k, V]
@@ -101,7 +142,7 @@ def label_loglik_duplicate(
 
 def label_loglik_shared_prefix(
     model: Any,
-    prefixes: Sequence[Sequence[int]],
+    prefixes: Sequence[Any],
     labels: Sequence[Sequence[int]],
     pad_id: int,
     device: Any,
@@ -118,32 +159,33 @@ def label_loglik_shared_prefix(
 
     b = len(prefixes)
     multi = any(len(lab) > 1 for lab in labels)
-    ids, mask, pos = left_pad(prefixes, pad_id, device)
+    ids, mask, extra, next_positions = _left_batch(model, prefixes, pad_id, device)
     # Single-token labels need only the prefix's last logits: no cache to keep.
-    kwargs: dict[str, Any] = {"attention_mask": mask, "position_ids": pos, "use_cache": multi}
+    kwargs: dict[str, Any] = {"attention_mask": mask, "use_cache": multi, **extra}
     if accepts_logits_to_keep(model):
         kwargs["logits_to_keep"] = 1
     out = model(input_ids=ids, **kwargs)
-    cache: Any = getattr(out, "past_key_values", None)
+    cache: Any = _cache_of(out)
+    # transformers 5.2x renamed the forward's past_key_values to cache (the old name warns).
+    cache_kw = "cache" if _accepts(model, "cache") else "past_key_values"
     if multi and (cache is None or not getattr(cache, "is_croppable", False)):
         return label_loglik_duplicate(model, prefixes, labels, pad_id, device)
     first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # [b, V]
     heads = torch.tensor([lab[0] for lab in labels], dtype=torch.long, device=first.device)
     ll = first[:, heads].double()  # [b, m]: every label's first token, from the prefix pass
-    lengths = mask.sum(-1, keepdim=True)  # [b, 1] real prefix tokens
     for j, lab in enumerate(labels):
         n = len(lab)
         if n == 1:
             continue
         step = torch.tensor(lab[:-1], dtype=torch.long, device=ids.device).expand(b, n - 1)
         step_mask = torch.cat([mask, torch.ones_like(step)], dim=-1)
-        step_pos = lengths + torch.arange(n - 1, device=ids.device)
+        step_pos = next_positions(n - 1)
         res = model(
             input_ids=step,
             attention_mask=step_mask,
             position_ids=step_pos,
-            past_key_values=cache,
             use_cache=True,
+            **{cache_kw: cache},
         )
         logp = torch.log_softmax(res.logits.float(), dim=-1)  # [b, n-1, V]
         tgt = torch.tensor(lab[1:], dtype=torch.long, device=logp.device)
@@ -202,7 +244,7 @@ def label_forward(
     fn = label_loglik_shared_prefix if scoring == "shared_prefix" else label_loglik_duplicate
     label_lists = [list(lab) for lab in labels]
 
-    def forward(batch_ids: list[list[int]], model: Any, device: Any) -> np.ndarray:
+    def forward(batch_ids: list[Any], model: Any, device: Any) -> np.ndarray:
         return fn(model, batch_ids, label_lists, pad_id, device)
 
     return forward

@@ -11,6 +11,12 @@ Example::
     lm = load_model("/ckpt/safety-clf", "sequence_classification", rt)
     lm.replicas[0](**lm.tokenizer("hi", return_tensors="pt").to(lm.devices[0])).logits
 
+A vision-language checkpoint (``safeladder.neural.vision.is_vision_checkpoint``: a processor
+config next to a ``vision_config``) loads its ``AutoProcessor`` (``LoadedModel.processor``; the
+tokenizer is the processor's) and, as ``causal_lm``, ``AutoModelForImageTextToText``; as
+``sequence_classification``, its backbone (``AutoModel``) with the safeladder score head
+(``safeladder.neural.vision_head``).
+
 torch / transformers are imported inside functions so that ``import safeladder`` stays light.
 """
 
@@ -40,6 +46,8 @@ from safeladder.neural.checkpoints import (
     load_tokenizer,
     position_limit,
 )
+from safeladder.neural.vision import is_vision_checkpoint, load_processor, vision_model_type
+from safeladder.neural.vision_head import attach_score_head
 
 if TYPE_CHECKING:
     import torch
@@ -265,6 +273,7 @@ class LoadedModel:
         fingerprint: ``checkpoint_fingerprint(path)``.
         dtype: the torch dtype of the weights.
         pad_id: token id used for right padding (``config.pad_token_id``).
+        processor: a vision-language checkpoint's ``AutoProcessor`` (None for text models).
     """
 
     path: str
@@ -278,15 +287,25 @@ class LoadedModel:
     pad_id: int
     runtime: RuntimeConfig
     extra: dict[str, Any] = field(default_factory=dict)
+    processor: Any = None
 
 
 _MODELS: weakref.WeakValueDictionary[tuple[Any, ...], LoadedModel] = weakref.WeakValueDictionary()
 _LOAD_LOCK = threading.Lock()
 
 
-def _auto_class(kind: str) -> Any:
+def _auto_class(kind: str, vision: bool = False) -> Any:
     import transformers
 
+    if vision:
+        if kind == "encoder":
+            raise ConfigError("a vision-language checkpoint cannot be loaded as a text encoder")
+        # Both kinds load weights this way; sequence_classification adds the score head.
+        return (
+            transformers.AutoModelForImageTextToText
+            if kind == "causal_lm"
+            else transformers.AutoModel
+        )
     classes = {
         "sequence_classification": transformers.AutoModelForSequenceClassification,
         "causal_lm": transformers.AutoModelForCausalLM,
@@ -384,10 +403,17 @@ def _load(
 ) -> LoadedModel:
 
     apply_threads(runtime)
-    has_tokenizer = any(
-        (p / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
-    )
-    tokenizer = load_tokenizer(p if base is None or has_tokenizer else base)
+    vision = base is None and is_vision_checkpoint(p)
+    processor = None
+    if vision:
+        vision_model_type(p)
+        processor = load_processor(p)
+        tokenizer = processor.tokenizer
+    else:
+        has_tokenizer = any(
+            (p / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
+        )
+        tokenizer = load_tokenizer(p if base is None or has_tokenizer else base)
     if tokenizer.pad_token_id is None:
         # Decoder tokenizers often have no pad token; any id works for right padding as long as
         # the model's config uses the same one (sequence-classification heads pool the last
@@ -396,7 +422,7 @@ def _load(
             tokenizer.pad_token = tokenizer.eos_token
         elif tokenizer.unk_token is not None:
             tokenizer.pad_token = tokenizer.unk_token
-    auto = _auto_class(kind)
+    auto = _auto_class(kind, vision)
     load_kw: dict[str, Any] = {_dtype_kwarg(): dtype, "attn_implementation": attn, **kw}
     if base is not None and (p / "config.json").is_file() and "config" not in load_kw:
         # The adapter directory's config carries the fine-tuned head's shape and labels
@@ -407,7 +433,10 @@ def _load(
     weights = base if base is not None else p
     # The base of an adapter lacks the fine-tuned head, and transformers reports it as
     # "newly initialized"; the adapter supplies it, so that report would only alarm users.
-    quiet = _quiet_transformers() if base is not None else contextlib.nullcontext()
+    # A VLM classifier loads the backbone of a checkpoint saved with its LM head (reported as
+    # unused weights): the score head replaces it.
+    noisy = base is not None or (vision and kind == "sequence_classification")
+    quiet = _quiet_transformers() if noisy else contextlib.nullcontext()
     try:
         with quiet:
             model = auto.from_pretrained(str(weights), **load_kw)
@@ -423,6 +452,8 @@ def _load(
             ) from exc
     if base is not None:
         model = _merge_adapter(model, p)
+    if vision and kind == "sequence_classification":
+        model = attach_score_head(model, p)
     cfg = model.config
     pad_id = getattr(cfg, "pad_token_id", None)
     if pad_id is None and tokenizer.pad_token_id is not None:
@@ -453,6 +484,7 @@ def _load(
         pad_id=int(pad_id),
         runtime=runtime,
         extra={"attn_implementation": attn},
+        processor=processor,
     )
 
 

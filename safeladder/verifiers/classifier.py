@@ -43,6 +43,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from safeladder.errors import ConfigError
+from safeladder.images import ImageLimits
 from safeladder.neural.activations import sigmoid, softmax
 from safeladder.neural.rendering import RenderConfig
 from safeladder.neural.runtime import RuntimeConfig
@@ -184,6 +185,13 @@ class ClassifierConfig(VerifierConfig):
     )
     runtime: RuntimeConfig = Field(
         default_factory=RuntimeConfig, description="Device, dtype, batching and caching."
+    )
+    image_limits: ImageLimits = Field(
+        default_factory=ImageLimits,
+        description=(
+            "Vision-language checkpoints: limits every image of a row passes before it is "
+            "decoded (count, pixels, bytes, root, http); a refused image is that row's error."
+        ),
     )
 
     @field_validator("path")

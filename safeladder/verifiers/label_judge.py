@@ -53,6 +53,10 @@ prompt is empty; fixed text alone exceeds ``max_length``. With ``empty_score`` s
 (final) completion scores that value without running the model (SafeWork's knowledge verifier
 gives an empty answer 0).
 
+A vision-language ``path`` (Qwen2-VL / Qwen2.5-VL, LLaVA; ``safeladder.neural.vision``) is
+judged through its processor, the row's images leading the user turn; image tokens count in
+``max_length``; an unreadable image is that row's error (``JudgeRenderer.vision_input``).
+
 Presets (``safeladder/presets/label_judge/``; templates written after papers.md §1.1, not
 SafeWork's exact prompts): ``safework_safety``, ``safework_value``, ``safework_knowledge``.
 A preset fills every field it sets that the config does not set explicitly.
@@ -74,8 +78,8 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 from pydantic import Field, model_validator
 
-from safeladder.config import load_yaml, preset_path
-from safeladder.errors import ConfigError, VerifierError
+from safeladder.errors import ConfigError, InputError, VerifierError
+from safeladder.images import ImageLimits, ImageRef, image_key, load_batch_images
 from safeladder.neural.batching import Forward
 from safeladder.neural.judge_prompt import (
     JudgeRenderer,
@@ -99,8 +103,10 @@ from safeladder.neural.rendering import (
     keep_end,
 )
 from safeladder.neural.runtime import RuntimeConfig
+from safeladder.neural.vision import row_image_refs
 from safeladder.types import SampleBatch
 from safeladder.verifiers.base import RowResult, Verifier, VerifierConfig, abstain, ok
+from safeladder.verifiers.judge_presets import PRESETS, load_preset
 from safeladder.verifiers.neural_base import NeuralVerifier, PreparedRows
 
 # The likelihood algorithms and the templating moved to the engine; re-exported here.
@@ -117,45 +123,6 @@ __all__ = [
     "prompt_for_judge",
     "reference_text",
 ]
-
-PRESETS = ("safework_safety", "safework_value", "safework_knowledge")
-#: Fields a preset file may set (everything about what is asked and how it is scored; never
-#: the model path, runtime or name).
-_PRESET_FIELDS = frozenset(
-    {
-        "template",
-        "templates",
-        "template_by_meta",
-        "system_prompt",
-        "labels",
-        "label_prefix",
-        "response_prefix",
-        "aggregate",
-        "true_label",
-        "false_label",
-        "length_normalize",
-        "judge_final_answer",
-        "empty_score",
-    }
-)
-
-
-def load_preset(name: str) -> dict[str, Any]:
-    """The fields of a shipped label-judge preset (``safeladder/presets/label_judge/<name>.yaml``).
-
-    >>> sorted(load_preset("safework_value")["labels"])
-    ['bad', 'good']
-    """
-    path = preset_path("label_judge", name)
-    if path is None:
-        raise ConfigError(
-            f"preset: unknown label_judge preset {name!r}; known: {', '.join(PRESETS)}"
-        )
-    data = load_yaml(path)
-    unknown = sorted(set(data) - _PRESET_FIELDS)
-    if unknown:
-        raise ConfigError(f"{path}: keys {unknown} cannot be set by a preset")
-    return data
 
 
 class LabelJudgeConfig(VerifierConfig):
@@ -286,6 +253,13 @@ class LabelJudgeConfig(VerifierConfig):
         default_factory=RuntimeConfig,
         description="Device, dtype, attention kernel and batching settings of the judge model.",
     )
+    image_limits: ImageLimits = Field(
+        default_factory=ImageLimits,
+        description=(
+            "Vision-language judges: limits every image of a row passes before it is decoded "
+            "(count, pixels, bytes, root, http); a refused image is that row's error."
+        ),
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -366,9 +340,10 @@ class _RowText(NamedTuple):
 
 
 class _Prepared(NamedTuple):
-    """A row ready for the judge: prefix ids, whether they were cut, the alternative template used."""
+    """A row ready for the judge: prefix ids (a ``VisionRow`` for a vision-language judge),
+    whether they were cut, the alternative template used."""
 
-    ids: list[int]
+    ids: Any
     truncated: bool
     template: str | None
 
@@ -402,14 +377,22 @@ class LabelJudge(NeuralVerifier):
         self._rewards = np.array([config.labels[n] for n in self.label_names], dtype=np.float64)
         self._lengths = [len(ids) for ids in self.label_ids]
         self._max_label = max(self._lengths)
-        has_chat = has_chat_template(tok)
+        processor = self.loaded.processor
+        has_chat = has_chat_template(processor if processor is not None else tok)
+        if processor is not None and config.rendering == "plain":
+            raise ConfigError(
+                f"rendering: 'plain', but {config.path!r} is a vision-language model; its images "
+                "are placed by the processor's chat template (use 'auto' or 'chat')"
+            )
         if config.rendering == "chat" and not has_chat:
             raise ConfigError(
                 f"rendering: 'chat' but the tokenizer in {config.path!r} has no chat template; "
                 "use rendering: plain (or auto)"
             )
         chat = config.rendering == "chat" or (config.rendering == "auto" and has_chat)
-        self._renderer = JudgeRenderer(tok, chat, config.system_prompt, config.response_prefix)
+        self._renderer = JudgeRenderer(
+            tok, chat, config.system_prompt, config.response_prefix, processor=processor
+        )
         self.max_length = config.max_length
         # Characters kept per text part before tokenizing (rendering.char_bound).
         self._bound = char_bound(tok, config.max_length, config.chars_per_token)
@@ -484,6 +467,8 @@ class LabelJudge(NeuralVerifier):
     def _prepare_rows(self, batch: SampleBatch) -> list[_Prepared | RowResult]:
         """Per row: the prefix ids to judge, or the row's result when it is decided without the model."""
         rows: list[Any] = [self._guard(i, self._row_text, batch, i) for i in range(len(batch))]
+        if self.loaded.processor is not None:
+            return self._prepare_vision_rows(batch, rows)
         todo = [i for i, r in enumerate(rows) if isinstance(r, _RowText)]
         texts = [
             self._renderer.render(fill_template(r.template, r.prompt, r.completion, r.reference))
@@ -492,6 +477,30 @@ class LabelJudge(NeuralVerifier):
         for i, ids in zip(todo, self._renderer.encode(texts), strict=True):
             rows[i] = self._guard(i, self._fit, rows[i], ids)
         return rows
+
+    def _prepare_vision_rows(self, batch: SampleBatch, rows: list[Any]) -> list[Any]:
+        """``_prepare_rows`` for a vision-language judge (images decoded once per batch)."""
+        todo = [i for i, r in enumerate(rows) if isinstance(r, _RowText)]
+        refs = [
+            row_image_refs(batch.prompts[i], batch.images[i]) if i in todo else []
+            for i in range(len(rows))
+        ]
+        decoded = load_batch_images(refs, self.image_limits)
+        for i in todo:
+            rows[i] = self._guard(i, self._vision_input, rows[i], refs[i], decoded[i], i)
+        return rows
+
+    def _vision_input(
+        self, row: _RowText, refs: list[ImageRef], images: list[Any] | InputError, i: int
+    ) -> _Prepared | RowResult:
+        if isinstance(images, InputError):
+            raise images
+        keys = [image_key(r, self.image_limits) for r in refs]
+        budget = self.max_length - self._max_label
+        got = self._renderer.vision_input(*row[:4], images, keys, budget, i)
+        if got is None:
+            return abstain(f"judge input with its images exceeds max_length={self.cfg.max_length}")
+        return _Prepared(got[0], row.cut or got[1], row.used)
 
     def _row_input(self, batch: SampleBatch, i: int) -> _Prepared | RowResult:
         """``_prepare_rows`` for one row (for inspection and tests)."""

@@ -17,6 +17,14 @@ non-finite ``ok`` score into an error, and counts truncated rows: ``details[i]["
 True`` on each, ``self.truncated_rows`` over the verifier's life, and one ``SafeladderWarning``
 per call that truncated anything.
 
+Vision-language checkpoints (``LoadedModel.processor`` set): ``_prepare`` builds one
+``VisionRow`` per row instead (``_prepare_vision``): the row's images (``Sample.images`` plus
+the image parts of a chat prompt) are decoded once per batch under the config's
+``image_limits``, the prompt + completion rendered with the processor's chat template and run
+through the processor; an image that cannot be read, or a row longer than ``max_length``
+tokens (image tokens included; such rows are not cut), is that row's error under ``on_error``,
+never the batch's. Text-only rows go through the same path.
+
 Subclasses: ``classifier``, ``reward_model``, ``label_judge``, ``embedding_head``.
 """
 
@@ -30,11 +38,20 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from safeladder.errors import ConfigError, SafeladderWarning, VerifierError
+from safeladder.errors import ConfigError, InputError, SafeladderWarning, VerifierError
+from safeladder.images import ImageLimits, ImageRef, image_key, load_batch_images
 from safeladder.neural.batching import Forward, logits_forward, run_batched
 from safeladder.neural.checkpoints import position_limit
-from safeladder.neural.rendering import Encoded, RenderConfig, encode_pairs
+from safeladder.neural.rendering import Encoded, RenderConfig, encode_pairs, final_answer
 from safeladder.neural.runtime import LoadedModel, ModelKind, RuntimeConfig, load_model
+from safeladder.neural.vision import (
+    VisionRow,
+    process_row,
+    render_vision_text,
+    row_image_refs,
+    vision_messages,
+)
+from safeladder.neural.vision_head import vision_logits_forward
 from safeladder.types import SampleBatch, ScoreBatch
 from safeladder.verifiers.base import RowResult, Verifier, VerifierConfig
 
@@ -93,7 +110,23 @@ class NeuralVerifier(Verifier):
         limit = position_limit(self._loaded)
         if render is not None:
             self.max_length = min(render.max_length, limit) if limit else render.max_length
+            if self._loaded.processor is not None and render.template == "plain":
+                raise ConfigError(
+                    f"render.template: 'plain', but {path!r} is a vision-language model; its "
+                    "images are placed by the processor's chat template (use 'auto' or 'chat')"
+                )
         return self._loaded
+
+    @property
+    def reads_images(self) -> bool:
+        """True for a vision-language checkpoint (it sees the rows' images)."""
+        return self._loaded is not None and self._loaded.processor is not None
+
+    @property
+    def image_limits(self) -> ImageLimits:
+        """Limits every image passes before it is decoded (the config's ``image_limits``)."""
+        got = getattr(self.config, "image_limits", None)
+        return got if isinstance(got, ImageLimits) else ImageLimits()
 
     @property
     def loaded(self) -> LoadedModel:
@@ -122,6 +155,8 @@ class NeuralVerifier(Verifier):
 
     def _prepare(self, batch: SampleBatch) -> PreparedRows:
         """Token ids per row from ``encode_pairs``; rows that render to no tokens abstain."""
+        if self.loaded.processor is not None:
+            return self._prepare_vision(batch)
         enc, rows = self._encode(batch)
         n = len(batch)
         if enc is None:
@@ -131,7 +166,50 @@ class NeuralVerifier(Verifier):
                 rows[i] = (float("nan"), "abstain", {"reason": "the row renders to no tokens"})
         return PreparedRows(list(enc.ids), rows, np.asarray(enc.truncated, dtype=bool))
 
+    def _prepare_vision(self, batch: SampleBatch) -> PreparedRows:
+        """One ``VisionRow`` per row (see the module docstring); failures are row errors."""
+        n = len(batch)
+        refs = [row_image_refs(p, im) for p, im in zip(batch.prompts, batch.images, strict=True)]
+        decoded = load_batch_images(refs, self.image_limits)
+        inputs: list[Any] = [None] * n
+        results: list[RowResult | None] = [None] * n
+        for i in range(n):
+            got = self._guard(i, self._vision_row, batch, i, refs[i], decoded[i])
+            if isinstance(got, VisionRow):
+                inputs[i] = got
+            else:
+                results[i] = got
+        return PreparedRows(inputs, results, np.zeros(n, dtype=bool))
+
+    def _vision_row(
+        self, batch: SampleBatch, i: int, refs: list[ImageRef], images: list[Any] | InputError
+    ) -> VisionRow:
+        """Row ``i`` rendered (prompt + completion as the assistant turn) and processed."""
+        if isinstance(images, InputError):
+            raise images
+        completion = batch.completions[i]
+        if self.render.judge_final_answer:
+            completion = final_answer(completion)
+        proc = self.loaded.processor
+        msgs = vision_messages(batch.prompts[i], len(images), completion)
+        text = render_vision_text(proc, msgs, generation=False)
+        keys = [image_key(r, self.image_limits) for r in refs]
+        row = process_row(proc, text, images, keys, i)
+        if len(row) > self.max_length:
+            image_tokens = len(row) - len(
+                proc.tokenizer(text, add_special_tokens=False)["input_ids"]
+            )
+            raise InputError(
+                f"row {i}: {len(row)} tokens ({image_tokens + len(images)} of them image tokens) "
+                f"exceed max_length={self.max_length}; vision-language rows are not cut: raise "
+                "render.max_length or shorten the text",
+                row=i,
+            )
+        return row
+
     def _forward(self) -> Forward:
+        if self.loaded.processor is not None:
+            return vision_logits_forward(self.loaded.pad_id)
         return logits_forward(self.loaded.pad_id)
 
     def _batch_runtime(self) -> RuntimeConfig:
