@@ -34,12 +34,14 @@ on a node of a cluster started with ``ray start``), else a private local Ray (on
 own temp dir under /tmp, no dashboard), shut down at the end. Run the command on a cluster
 node (the reader runs on the driver's node; Ray Client ``ray://`` addresses are not for this).
 Custom verifier modules and checkpoint paths must exist on every worker node, as for any Ray
-job. Ctrl-C and SIGTERM (Ray's driver handler exits) checkpoint the finished chunks first.
+job; so must image files named by path (relative paths resolve against the input file's
+folder, as locally): data URLs and Parquet binary image columns travel with the rows. Ctrl-C and SIGTERM (Ray's driver handler exits) checkpoint the finished chunks first.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import inspect
 import logging
@@ -386,9 +388,12 @@ class RayScorer(Scorer):
         with _data_context(ray):
             ds = ray.data.read_datasource(_rows_datasource(read_fn), **_read_options(ray))
             gpus = job.gpus_per_worker
+            # The actors resolve relative image paths against the input's folder; their working
+            # directory is not this process's, so they get the input as an absolute path.
+            actor_job = dataclasses.replace(job, input=job.input.resolve())
             ds = ds.map_batches(
                 _ChunkScorer,
-                fn_constructor_kwargs={"config": reward.config, "job": job},
+                fn_constructor_kwargs={"config": reward.config, "job": actor_job},
                 batch_size=1,  # one chunk per call: one Reward.score per chunk, as locally
                 batch_format="pyarrow",
                 **_pool_options(ray, reward.workers),

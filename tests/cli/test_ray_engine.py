@@ -296,3 +296,57 @@ def test_ray_session_starts_and_stops_only_its_own_ray(
         assert temp is not None and not Path(temp).exists()  # removed after shutdown
     else:  # ray.init reads $RAY_ADDRESS itself; the cluster's settings are not ours
         assert inits[0] == {"address": None, "logging_level": inits[0]["logging_level"]}
+
+
+def _png(colour: tuple[int, int, int]) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16), colour).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+IMAGE_CONFIG = {"name": "img", "terms": [{"name": "img", "verifier": {"type": "image_safety"}}]}
+
+
+@needs_ray
+@pytest.mark.slow
+def test_image_columns_relative_paths_data_urls_and_parquet_binary(
+    local_ray: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import base64
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = tmp_path / "data"
+    (data / "img").mkdir(parents=True)
+    (data / "img" / "red.png").write_bytes(_png((255, 0, 0)))
+    url = "data:image/png;base64," + base64.b64encode(_png((0, 160, 0))).decode()
+    rows = [
+        {"id": 1, "prompt": "p", "completion": "a", "images": ["img/red.png"]},
+        {"id": 2, "prompt": "p", "completion": "b", "image": url},
+        {"id": 3, "prompt": "p", "completion": "c", "images": ["img/red.png", url]},
+    ]
+    write_jsonl(data / "in.jsonl", rows)
+    pq.write_table(
+        pa.table({"prompt": ["p"], "completion": ["d"], "images": [[_png((0, 0, 255))]]}),
+        data / "in.parquet",
+    )
+    cfg = write_yaml(tmp_path / "r.yaml", IMAGE_CONFIG)
+    # The input is named relative to the working directory, which Ray's workers do not share:
+    # the image paths must still resolve against the input's folder on every worker.
+    monkeypatch.chdir(tmp_path)
+    for name in ("in.jsonl", "in.parquet"):
+        args = ("score", cfg, "-i", Path("data") / name, "--batch-size", 2, "--no-progress")
+        res = invoke(*args, "-o", tmp_path / f"local-{name}.jsonl")
+        assert res.exit_code == 0, res.stderr
+        res = invoke(*args, "-o", tmp_path / f"ray-{name}.jsonl", "--engine", "ray")
+        assert res.exit_code == 0, res.stderr
+        ray_out = tmp_path / f"ray-{name}.jsonl"
+        assert files(ray_out) == files(tmp_path / f"local-{name}.jsonl")
+        records = [json.loads(x) for x in ray_out.read_text().splitlines()]
+        assert all(r["status/img"] == "ok" for r in records), records
+        assert all(0.0 <= r["reward"] <= 1.0 for r in records)
