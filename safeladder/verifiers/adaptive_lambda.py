@@ -14,6 +14,9 @@ when its answer is wrong and its stated confidence is ≥ ζ); their ablation fo
   reacts to what the batch showed);
 - counted rows are the rows the verifier scored (status ``ok``); rows that abstain or error do
   not count, and a batch with no counted row leaves the state unchanged;
+- with ``min_rows: N`` the counts of successive calls accumulate until at least N rows are
+  counted, and then λ takes one step on their pooled rate (for hosts that score one row per
+  call); the default, 1, updates after every batch that counted a row;
 - the update is a pure function of the sequence of batches (integer counts, then one float
   step), so the same stream gives the same λ trajectory, bit for bit;
 - the read-score-update of one batch happens under a lock: concurrent batches are serialised
@@ -82,6 +85,16 @@ class AdaptiveLambdaConfig(BaseModel):
         gt=0.0,
         description="Upper bound of λ (projection onto [0, lambda_max]); null = no bound.",
     )
+    min_rows: int = Field(
+        default=1,
+        ge=1,
+        description=(
+            "Update λ only once this many counted rows have accumulated since the last update "
+            "(over one or more score calls; the rate is taken over all of them). 1 = once per "
+            "batch; set it to the rollout batch size where the host scores one row per call "
+            "(verl's per-sample compute_score, a server)."
+        ),
+    )
     state_file: str | None = Field(
         default=None,
         min_length=1,
@@ -108,10 +121,10 @@ class LambdaStep:
 
     Attributes:
         lam: the λ the batch was scored with (before its update).
-        lam_next: λ after the update (equal to ``lam`` when nothing was counted).
+        lam_next: λ after this call (equal to ``lam`` when it made no update).
         rate: the batch's false-certain rate; NaN when no row was counted.
         counted: rows counted; ``false_certain``: how many of them were false-certain.
-        step: number of updates made so far, this one included.
+        step: number of updates made so far, this call's included.
     """
 
     lam: float
@@ -150,6 +163,8 @@ class AdaptiveLambda:
         self._step = 0
         self._rows = 0
         self._false_certain = 0
+        self._pending_rows = 0
+        self._pending_false_certain = 0
         if config.state_file is not None and Path(config.state_file).is_file():
             self.load_state_dict(_read_json(Path(config.state_file)))
 
@@ -176,15 +191,19 @@ class AdaptiveLambda:
             lam = self._lam
             if counted == 0:
                 return LambdaStep(lam, lam, math.nan, 0, 0, self._step)
-            rate = bad / counted
-            nxt = max(0.0, lam + cfg.lr * (rate - cfg.target_rate))
-            if cfg.lambda_max is not None:
-                nxt = min(nxt, cfg.lambda_max)
-            self._lam = nxt
-            self._step += 1
             self._rows += counted
             self._false_certain += bad
-            step = LambdaStep(lam, nxt, rate, counted, bad, self._step)
+            self._pending_rows += counted
+            self._pending_false_certain += bad
+            if self._pending_rows >= cfg.min_rows:
+                pooled = self._pending_false_certain / self._pending_rows
+                nxt = max(0.0, lam + cfg.lr * (pooled - cfg.target_rate))
+                if cfg.lambda_max is not None:
+                    nxt = min(nxt, cfg.lambda_max)
+                self._lam = nxt
+                self._step += 1
+                self._pending_rows = self._pending_false_certain = 0
+            step = LambdaStep(lam, self._lam, bad / counted, counted, bad, self._step)
             if cfg.state_file is not None:
                 # Under the lock, so the file never goes back to an older state.
                 _write_json(Path(cfg.state_file), self._state_unlocked())
@@ -196,10 +215,14 @@ class AdaptiveLambda:
             "step": self._step,
             "rows": self._rows,
             "false_certain": self._false_certain,
+            "pending_rows": self._pending_rows,
+            "pending_false_certain": self._pending_false_certain,
         }
 
     def state_dict(self) -> dict[str, Any]:
-        """``{"lambda", "step", "rows", "false_certain"}``: JSON-ready, enough to resume exactly."""
+        """JSON-ready, enough to resume exactly: ``lambda``, ``step`` (updates made), ``rows`` /
+        ``false_certain`` (counted so far), ``pending_rows`` / ``pending_false_certain`` (counted
+        since the last update, waiting for ``min_rows``)."""
         with self._lock:
             return self._state_unlocked()
 
@@ -207,7 +230,8 @@ class AdaptiveLambda:
         """Restore a ``state_dict()``; a malformed one raises ``ConfigError`` naming the field."""
         if not isinstance(state, Mapping):
             raise ConfigError(f"adaptive λ state must be a mapping, got {type(state).__name__}")
-        expected = {"lambda", "step", "rows", "false_certain"}
+        names = ("step", "rows", "false_certain", "pending_rows", "pending_false_certain")
+        expected = {"lambda", *names}
         if set(state) != expected:
             raise ConfigError(
                 f"adaptive λ state has keys {sorted(state)}; expected {sorted(expected)}"
@@ -219,16 +243,21 @@ class AdaptiveLambda:
             raise ConfigError(
                 f"adaptive λ state: lambda={lam} is outside [0, {self.config.lambda_max or 'inf'}]"
             )
-        counts = {k: state[k] for k in ("step", "rows", "false_certain")}
+        counts = {k: state[k] for k in names}
         for key, v in counts.items():
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ConfigError(
                     f"adaptive λ state: {key!r} must be a non-negative integer, got {v!r}"
                 )
-        if counts["false_certain"] > counts["rows"]:
-            raise ConfigError(
-                f"adaptive λ state: false_certain={counts['false_certain']} exceeds rows={counts['rows']}"
-            )
+        for part, whole in (
+            ("false_certain", "rows"),
+            ("pending_false_certain", "pending_rows"),
+            ("pending_rows", "rows"),
+        ):
+            if counts[part] > counts[whole]:
+                raise ConfigError(
+                    f"adaptive λ state: {part}={counts[part]} exceeds {whole}={counts[whole]}"
+                )
         with self._lock:
             self._lam = float(lam)
             self._step, self._rows, self._false_certain = (
@@ -236,6 +265,8 @@ class AdaptiveLambda:
                 counts["rows"],
                 counts["false_certain"],
             )
+            self._pending_rows = counts["pending_rows"]
+            self._pending_false_certain = counts["pending_false_certain"]
 
 
 @runtime_checkable

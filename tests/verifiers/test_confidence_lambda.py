@@ -31,6 +31,7 @@ from safeladder.verifiers.adaptive_lambda import (
 )
 
 SURE, UNSURE = "<confidence>9</confidence>", "<confidence>2</confidence>"
+NO_PENDING = {"pending_rows": 0, "pending_false_certain": 0}
 
 
 def verifier(**lam: object) -> Any:
@@ -75,7 +76,13 @@ def test_update_rule_by_hand() -> None:
     assert lam_of(run(v, 4, 0)) == (1.0, 0.0, 0.75)
     for expected in (0.5, 0.25, 0.0, 0.0):  # slack: down by ε each batch, projected at 0
         assert lam_of(run(v, 4, 0))[2] == expected
-    assert v.state_dict() == {"lambda": 0.0, "step": 6, "rows": 24, "false_certain": 3}
+    assert v.state_dict() == {
+        "lambda": 0.0,
+        "step": 6,
+        "rows": 24,
+        "false_certain": 3,
+        **NO_PENDING,
+    }
 
 
 def test_scores_are_lambda_times_reliability() -> None:
@@ -107,6 +114,7 @@ def test_abstaining_rows_do_not_count_missing_confidence_does() -> None:
         "step": 1,
         "rows": 3,
         "false_certain": 1,
+        **NO_PENDING,
     }
 
 
@@ -117,7 +125,7 @@ def test_all_abstain_leaves_state_unchanged() -> None:
     )
     res = v.score([Sample(completion=SURE)], context={"acc": acc})
     assert np.isnan(res.details[0]["batch_metrics"]["false_certain_rate"])
-    assert v.state_dict() == {"lambda": 0.7, "step": 0, "rows": 0, "false_certain": 0}
+    assert v.state_dict() == {"lambda": 0.7, "step": 0, "rows": 0, "false_certain": 0, **NO_PENDING}
 
 
 def test_violated_then_slack_fixed_stream() -> None:
@@ -147,6 +155,27 @@ def test_responding_policy_is_driven_under_target() -> None:
     # after it first met the constraint, it stays near ε (the policy's fixed point is λ = 1.6)
     assert max(rates[first_ok + 1 :]) <= eps + 0.05
     assert lams[-1] == pytest.approx(1.6, abs=0.1)
+
+
+def test_min_rows_pools_per_row_calls_into_one_update() -> None:
+    """A host that scores one row per call (verl's compute_score) with min_rows = 4 moves λ as
+    one batch of those 4 rows would: λ is constant inside the window, then one step."""
+    cfg = {"lambda_init": 0.5, "lr": 1.0, "target_rate": 0.25}
+    per_row = verifier(**cfg, min_rows=4)
+    used = [lam_of(run(per_row, 1, bad))[0] for bad in (1, 0, 1)]
+    assert used == [0.5, 0.5, 0.5]
+    state = per_row.state_dict()
+    assert (state["step"], state["pending_rows"], state["pending_false_certain"]) == (0, 3, 2)
+    # the window survives a save / restore
+    restored = verifier(**cfg, min_rows=4)
+    restored.load_state_dict(state)
+    for v in (per_row, restored):
+        res = run(v, 1, 0)  # 4th row: pooled rate 2/4 → 0.5 + (0.5 − 0.25) = 0.75
+        assert lam_of(res) == (0.5, 0.0, 0.75)
+    whole = verifier(**cfg)
+    rows, acc = batch(4, 2)
+    whole.score(rows, context={"acc": acc})
+    assert per_row.state_dict() == whole.state_dict() == restored.state_dict()
 
 
 def test_lambda_max_projects() -> None:
@@ -247,7 +276,7 @@ def test_load_state_refuses_bad_files_and_changes_nothing(tmp_path: Path) -> Non
     (tmp_path / STATE_FILE_NAME).write_text("{not json")
     with pytest.raises(ConfigError, match="cannot read"):
         r.load_state(tmp_path)
-    good = {"lambda": 1.0, "step": 1, "rows": 5, "false_certain": 5}
+    good = {"lambda": 1.0, "step": 1, "rows": 5, "false_certain": 5, **NO_PENDING}
     for terms, match in [
         ({"other": {"state": good}}, "missing: \\['rel'\\]"),
         ({"rel": {"state": {**good, "lambda": -1.0}}}, "outside"),
@@ -303,7 +332,13 @@ def test_concurrent_batches_are_serialised() -> None:
     finally:
         sys.setswitchinterval(interval)
     assert not errors
-    assert v.state_dict() == {"lambda": 200.0, "step": 800, "rows": 3200, "false_certain": 1600}
+    assert v.state_dict() == {
+        "lambda": 200.0,
+        "step": 800,
+        "rows": 3200,
+        "false_certain": 1600,
+        **NO_PENDING,
+    }
     # every batch saw a different λ: no two read the same value before one of them updated it
     assert sorted(used) == [0.25 * k for k in range(800)]
 
