@@ -30,6 +30,7 @@ LAYERS: dict[str, int] = {
     "data": 1,
     "neural": 2,
     "verifiers": 3,
+    "corrections": 3,  # the correction memory: used by verifiers (repeats_correction) and guidance
     "rewards": 4,
     "scoring": 5,
     "integrations": 6,

@@ -32,6 +32,7 @@ from safeladder.verifiers.length import LengthConfig
 from safeladder.verifiers.math_answer import MathAnswerConfig
 from safeladder.verifiers.qa_match import QAMatchConfig
 from safeladder.verifiers.refusal import RefusalConfig
+from safeladder.verifiers.repeats_correction import RepeatsCorrectionConfig
 from safeladder.verifiers.repetition import RepetitionConfig
 from safeladder.verifiers.reward_model import RewardModelConfig
 from safeladder.verifiers.step_scorer import StepScorerConfig
@@ -54,6 +55,7 @@ VerifierSpec = Annotated[
     | EmbeddingHeadConfig
     | StepScorerConfig
     | ImageSafetyConfig
+    | RepeatsCorrectionConfig
     | CustomConfig,
     Field(discriminator="type"),
 ]

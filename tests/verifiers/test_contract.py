@@ -19,6 +19,7 @@ import pytest
 from safeladder import ConfigError, Sample, SampleBatch
 from safeladder.verifiers import REGISTRY, build_verifier
 from safeladder.verifiers.base import Verifier, VerifierConfig
+from tests.corrections.fakes import shared_minilm_store
 from tests.helpers import (
     assert_batch_equals_rows,
     assert_in_range_or_nan,
@@ -56,6 +57,11 @@ CONFIGS: dict[str, Callable[[], dict]] = {
     "embedding_head": lambda: {
         "type": "embedding_head",
         "path": str(FIXTURES / "gptfuzz_minilm_head"),
+        "runtime": CPU,
+    },
+    "repeats_correction": lambda: {
+        "type": "repeats_correction",
+        "store": str(shared_minilm_store()),
         "runtime": CPU,
     },
     "step_scorer": lambda: {
