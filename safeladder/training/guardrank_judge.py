@@ -93,7 +93,7 @@ def judge_config(dimension: str, spec: JudgeSpec) -> dict[str, Any]:
         ConfigError: the spec is neither a model directory nor a config file, or its type is
             not ``label_judge`` / ``classifier``.
     """
-    from safeladder.verifiers.label_judge import load_preset
+    from safeladder.verifiers.judge_presets import load_preset
 
     if dimension not in JUDGED:
         raise ConfigError(f"judge: {dimension!r} is not a judged dimension ({', '.join(JUDGED)})")

@@ -4,6 +4,7 @@ the GuardRank-format classifier, each checked against a plain forward written ou
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ from safeladder.training.guardrank_judge import (
     judge_config,
 )
 from safeladder.training.guardrank_rows import RowItem, parse_row
-from safeladder.verifiers.label_judge import LabelJudgeConfig, load_preset
+from safeladder.verifiers.judge_presets import load_preset
+from safeladder.verifiers.label_judge import LabelJudgeConfig
 from tests.helpers import make_tiny_classifier, tiny_model_dir
 
 torch.set_num_threads(1)
@@ -164,3 +166,36 @@ def test_judge_specs_and_their_errors(tmp_path: Path, lm: str) -> None:
 def test_classifier_input_matches_upstream_format() -> None:
     assert "".join(classifier_input("bias", "Q?", "A.")) == "Dimension: bias Prompt: Q? Answer: A."
     assert "".join(classifier_input("hallucination", "Q?", "A.")) == "Prompt: Q? Answer: A."
+
+
+@pytest.mark.slow
+def test_presets_judge_images_with_a_vision_language_model(tmp_path: Path) -> None:
+    from tests.neural.tiny_vlm import make_tiny_llava, png_bytes
+
+    vlm = make_tiny_llava(tmp_path / "llava")
+    (tmp_path / "red.png").write_bytes(png_bytes((200, 10, 30)))
+    (tmp_path / "green.png").write_bytes(png_bytes((10, 200, 30)))
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
+    base = {"dimension": "privacy", "prompt": "Who is this?", "response": "I won't say."}
+    rows = [
+        {**base, "images": ["red.png"]},
+        {**base, "images": "green.png"},
+        {**base, "images": ["broken.png"]},
+    ]
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    cfg = judge_config("privacy", {"type": "label_judge", "path": str(vlm), "runtime": CPU})
+    judge = DimensionJudge("privacy", cfg)
+    items = [parse_row(i + 1, r) for i, r in enumerate(rows)]
+    from safeladder.types import SampleBatch
+
+    res = judge.verifier.score(SampleBatch.from_samples([judge._sample(it, data) for it in items]))
+    # Same text, different images: the images reach the judge (relative paths resolved
+    # against the data file), so the label distributions differ.
+    red, green = (res.details[i]["label_probs"] for i in (0, 1))
+    assert max(abs(red[k] - green[k]) for k in red) > 1e-6
+    got = judge.score(items, data)
+    assert [s for s, _ in got[:2]] == [float(int(res.details[i]["label"])) for i in (0, 1)]
+    # An unreadable image is that row's error: unjudged with its reason, never a score.
+    assert math.isnan(got[2][0]) and got[2][1] is not None and got[2][1].startswith("error")
+    judge.close()
