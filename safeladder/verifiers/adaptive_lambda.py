@@ -165,6 +165,7 @@ class AdaptiveLambda:
         self._false_certain = 0
         self._pending_rows = 0
         self._pending_false_certain = 0
+        self._last: LambdaStep | None = None
         if config.state_file is not None and Path(config.state_file).is_file():
             self.load_state_dict(_read_json(Path(config.state_file)))
 
@@ -204,10 +205,26 @@ class AdaptiveLambda:
                 self._step += 1
                 self._pending_rows = self._pending_false_certain = 0
             step = LambdaStep(lam, self._lam, bad / counted, counted, bad, self._step)
+            self._last = step
             if cfg.state_file is not None:
                 # Under the lock, so the file never goes back to an older state.
                 _write_json(Path(cfg.state_file), self._state_unlocked())
         return step
+
+    def metrics(self) -> dict[str, float]:
+        """Numbers for a scrape (a server's ``/metrics``): ``lambda`` (current),
+        ``false_certain_rate`` (the last batch that counted a row; NaN before any),
+        ``false_certain_rate_total`` (all counted rows; NaN before any), ``lambda_step``."""
+        with self._lock:
+            last = self._last
+            return {
+                "lambda": self._lam,
+                "false_certain_rate": last.rate if last is not None else math.nan,
+                "false_certain_rate_total": (
+                    self._false_certain / self._rows if self._rows else math.nan
+                ),
+                "lambda_step": float(self._step),
+            }
 
     def _state_unlocked(self) -> dict[str, Any]:
         return {

@@ -217,7 +217,9 @@ class ConfidenceCalibrationConfig(VerifierConfig):
         default=None,
         description=(
             "Score λ·r_reliab with λ adapted per batch to hold the false-certain rate under "
-            "target_rate (Deliberative Searcher); null = the plain score (weight is a fixed λ)."
+            "target_rate (Deliberative Searcher); null = the plain score (weight is a fixed λ). "
+            "Fields: lambda_init, lr (η), target_rate (ε), lambda_max, min_rows, state_file "
+            "(safeladder.verifiers.adaptive_lambda.AdaptiveLambdaConfig)."
         ),
     )
 
@@ -367,6 +369,10 @@ class AdaptiveConfidenceCalibrationVerifier(ConfidenceCalibrationVerifier):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore ``state_dict()``; ``ConfigError`` when it is malformed."""
         self.lam.load_state_dict(state)
+
+    def metrics(self) -> dict[str, float]:
+        """λ now, the last batch's and the overall false-certain rate (``AdaptiveLambda.metrics``)."""
+        return self.lam.metrics()
 
     def _false_certain(self, detail: Mapping[str, Any]) -> bool:
         c = detail.get("confidence")

@@ -178,6 +178,21 @@ def test_min_rows_pools_per_row_calls_into_one_update() -> None:
     assert per_row.state_dict() == whole.state_dict() == restored.state_dict()
 
 
+def test_metrics_for_a_scrape() -> None:
+    v = verifier(lambda_init=1.0, lr=1.0, target_rate=0.0)
+    before = v.metrics()
+    assert before["lambda"] == 1.0 and np.isnan(before["false_certain_rate"])
+    run(v, 4, 1)
+    run(v, 4, 3)
+    # λ = 1 + 1/4 + 3/4; last batch 3/4; overall 4/8
+    assert v.metrics() == {
+        "lambda": 2.0,
+        "false_certain_rate": 0.75,
+        "false_certain_rate_total": 0.5,
+        "lambda_step": 2.0,
+    }
+
+
 def test_lambda_max_projects() -> None:
     v = verifier(lambda_init=0.9, lr=1.0, target_rate=0.0, lambda_max=1.0)
     run(v, 2, 2)
