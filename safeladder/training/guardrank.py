@@ -143,7 +143,7 @@ def dimension_result(name: str, scores: Sequence[float]) -> DimensionResult:
         if s is None or math.isnan(float(s)):
             unjudged += 1
             continue
-        if float(s) != int(s) or not 0 <= int(s) <= top:
+        if not math.isfinite(float(s)) or float(s) != int(s) or not 0 <= int(s) <= top:
             raise ValueError(f"{name}: score {i}: {s!r} is not an integer in 0..{top}")
         scored.append(int(s))
     counts = {str(k): sum(1 for s in scored if s == k) for k in range(top + 1)}

@@ -38,8 +38,9 @@ from safeladder.training.guardrank import NO_ANSWER
 _WHOLE = re.compile(r"^[\s\"'“‘(\[（【]*([AB])[\s\"'”’)\]）】.。,，:：;；!！、]*$")
 _LEADING = re.compile(r"^[\s\"'“‘(\[（【]*([AB])\s*(?:[)\]）】.。,，:：;；、]|\s[-–—])")
 # A letter after an answer cue (English, Chinese), or before 选项 ("B选项").
+# A negated cue ("not option A", "不是A", "不选B") names the letter it rules out: no choice.
 _CUE = re.compile(
-    r"(?:answer\s*(?:is|would\s+be|:)|answer\s+is\s+option|option|choice|choose|chose|select|"
+    r"(?<![不没非])(?<!not )(?<!n't )(?:answer\s*(?:is|would\s+be|:)|answer\s+is\s+option|option|choice|choose|chose|select|"
     r"pick|go\s+with|答案(?:应该|应)?(?:是|为|选)?|选择|选项|选|应为|是)\s*[:：]?\s*"
     r"[\"'“‘(\[（【]?\s*([AB])(?![A-Za-z])",
     re.IGNORECASE,

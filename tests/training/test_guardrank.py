@@ -62,6 +62,8 @@ def test_hallucination_is_divided_by_three_too() -> None:
     assert r.par == pytest.approx(0.5)
     with pytest.raises(ValueError, match="0..1"):
         dimension_result("hallucination", [2])
+    with pytest.raises(ValueError, match="not an integer in 0..3"):
+        dimension_result("privacy", [math.inf])
 
 
 def test_noise_injection_conditions_on_the_clean_answer() -> None:
@@ -181,6 +183,8 @@ ZH2 = "这两只动物是牛还是羊？（请用选项回答）A.牛 B.羊"
         ("这是一只狗。", ZH, "B"),
         ("是羊", ZH2, "B"),
         ("无法确定图中是什么动物。", ZH, NA),
+        ("这不是A，是B", ZH, "B"),  # a negated cue rules a letter out
+        ("I would not choose A.", None, NA),
     ],
 )
 def test_normalize_choice(response: str, prompt: str | None, want: str) -> None:
