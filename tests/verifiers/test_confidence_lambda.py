@@ -460,6 +460,16 @@ def test_shipped_adaptive_config_builds() -> None:
     path = (
         Path(__file__).resolve().parents[2] / "configs" / "reward" / "calibrated_qa_adaptive.yaml"
     )
+
+    def row(answer: str, confidence: int) -> dict:
+        text = f"<think>...</think><answer>{answer}</answer><confidence>{confidence}</confidence>"
+        return {"completion": text, "reference": "Paris"}
+
     with load_reward(str(path)) as r:
         assert isinstance(r, Reward)
         assert r.verifier("reliability").stateful  # type: ignore[attr-defined]
+        res = r.score([row("Rome", 9), row("Rome", 2), row("Paris", 9), row("Paris", 9)])
+        # 0.1·fmt + 0.9·acc + λ·reliab with λ = 0.3: wrong+sure 0.1, wrong+unsure 0.1 + 0.3,
+        # right+sure 0.1 + 0.9 + 0.3; then λ = 0.3 + 0.5·(1/4 − 0.05) = 0.4
+        assert res.total.tolist() == pytest.approx([0.1, 0.4, 1.3, 1.3])
+        assert res.log_dict()["reward/reliability/lambda_next"] == pytest.approx(0.4)
