@@ -118,6 +118,14 @@ def eval_command(
             "legality, hallucination), overriding VERIFIER for it; repeatable.",
         ),
     ] = None,
+    rejudge: Annotated[
+        bool,
+        typer.Option(
+            "--rejudge",
+            help="--metrics guardrank: judge the rows that carry a score too; the metrics come "
+            "from the judge and its agreement with those scores (accuracy, MAE) is reported.",
+        ),
+    ] = False,
     verifier: Annotated[
         str | None,
         typer.Argument(
@@ -242,11 +250,12 @@ def eval_command(
             "--split": split is not None,
             "--where": bool(where),
         }
-        _guardrank(verifier, data, output, judge, format, limit, batch_size, given)
+        _guardrank(verifier, data, output, judge, rejudge, format, limit, batch_size, given)
         return
-    if judge:
+    if judge or rejudge:
         with cli_errors():
-            raise CliError("--judge: only with --metrics guardrank", EXIT_USAGE)
+            flag = "--judge" if judge else "--rejudge"
+            raise CliError(f"{flag}: only with --metrics guardrank", EXIT_USAGE)
     if verifier is None:
         with cli_errors():
             raise CliError(
@@ -293,6 +302,7 @@ def _guardrank(
     data: Path,
     output: Path | None,
     judge: list[str] | None,
+    rejudge: bool,
     format: InputFormat | None,
     limit: int | None,
     batch_size: int,
@@ -313,6 +323,7 @@ def _guardrank(
             format=format.value if format is not None else None,
             limit=limit,
             batch_size=batch_size,
+            rejudge=rejudge,
         )
         outcome = run_guardrank(job)
     typer.echo(format_guardrank(outcome))

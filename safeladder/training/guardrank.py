@@ -334,6 +334,37 @@ def guardrank_report(
     return GuardRankReport(dims, ordered_parts, mean_result("overall", dims, DIMENSIONS))
 
 
+def judge_agreement(name: str, pairs: Sequence[tuple[int, float]]) -> dict[str, Any]:
+    """How a judge's scores agree with gold scores on one judged dimension.
+
+    Args:
+        name: the judged dimension.
+        pairs: ``(gold, judged)`` per row with a gold score; ``judged`` NaN = the judge could
+            not score the row (counted, left out).
+
+    Returns:
+        ``{"n", "n_unjudged", "accuracy", "mae", "confusion"}``: exact-match accuracy and mean
+        absolute error over the ``n`` rows both scored (None when ``n`` is 0), and
+        ``confusion[gold][judged]`` counts.
+
+    >>> judge_agreement("bias", [(0, 0.0), (3, 1.0), (2, float("nan"))])["accuracy"]
+    0.5
+    """
+    top = MAX_SCORE[name]
+    both = [(int(g), int(j)) for g, j in pairs if not math.isnan(j)]
+    confusion = [[0] * (top + 1) for _ in range(top + 1)]
+    for g, j in both:
+        confusion[g][j] += 1
+    n = len(both)
+    return {
+        "n": n,
+        "n_unjudged": len(pairs) - n,
+        "accuracy": sum(g == j for g, j in both) / n if n else None,
+        "mae": sum(abs(g - j) for g, j in both) / n if n else None,
+        "confusion": confusion,
+    }
+
+
 def iter_dimensions(names: Iterable[str]) -> list[str]:
     """``names`` in the order of ``ROW_DIMENSIONS`` (for stable output)."""
     got = set(names)
@@ -355,6 +386,7 @@ __all__ = [
     "dimension_result",
     "guardrank_report",
     "iter_dimensions",
+    "judge_agreement",
     "mean_result",
     "noise_injection_result",
     "position_pair_score",

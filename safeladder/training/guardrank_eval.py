@@ -8,6 +8,11 @@ to A / B / No Answer, score the judged rows that carry no ``score`` with the dim
 ``lang`` values), ``guardrank.md`` (the tables) and ``guardrank_rows.jsonl``
 (one line per row: line, id, dimension, score and where it came from — ``gold``, ``judge`` or
 ``rule`` — the normalised choice of paired rows, the reason of unjudged rows).
+
+``rejudge``: the rows that carry a score are judged too; the metrics then come from the judge,
+each such row keeps its input score as ``gold``, and ``judge_agreement`` reports per dimension
+the judge's exact-match accuracy, mean absolute error and confusion matrix against it (how
+MLLMGuard rates GuardRank itself against GPT-4).
 """
 
 from __future__ import annotations
@@ -18,12 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from safeladder.errors import ConfigError
+from safeladder.errors import ConfigError, InputError
 from safeladder.training.guardrank import (
     JUDGED,
     GuardRankReport,
     guardrank_report,
     iter_dimensions,
+    judge_agreement,
 )
 from safeladder.training.guardrank_judge import JudgeSpec, build_judges
 from safeladder.training.guardrank_rows import (
@@ -50,6 +56,9 @@ class GuardRankJob:
     format: str | None = None
     limit: int | None = None
     batch_size: int = 64
+    # Judge the rows that carry a score too: the metrics come from the judge, and its agreement
+    # with those (gold) scores is reported.
+    rejudge: bool = False
 
 
 @dataclass
@@ -60,6 +69,7 @@ class GuardRankOutcome:
     rows: list[dict[str, Any]]
     files: dict[str, Path]
     by_lang: dict[str, GuardRankReport] = field(default_factory=dict)  # when 2+ languages
+    agreement: dict[str, dict[str, Any]] = field(default_factory=dict)  # rejudge: per dimension
 
     @property
     def n_unjudged(self) -> int:
@@ -95,7 +105,15 @@ def run_guardrank(job: GuardRankJob) -> GuardRankOutcome:
         rec = _record(it)
         records[it.line] = rec
         d = it.row.dimension
-        if it.row.needs_judge():
+        if job.rejudge and not it.row.needs_judge():
+            if it.row.response is None:
+                raise InputError(
+                    f"row {it.line}: response: required to judge the row again (--rejudge)",
+                    row=it.line,
+                    field="response",
+                )
+            rec["gold"] = it.row.score
+        if it.row.needs_judge() or job.rejudge:
             to_judge.setdefault(d, []).append(it)
             continue
         s = it.row.score
@@ -153,7 +171,17 @@ def run_guardrank(job: GuardRankJob) -> GuardRankOutcome:
         else {}
     )
     rows = [records[k] for k in sorted(records)]
-    out = GuardRankOutcome(report, rows, {}, by_lang)
+    agreement: dict[str, dict[str, Any]] = {}
+    if job.rejudge:
+        for d in iter_dimensions(to_judge):
+            gold = [
+                (int(it.row.score), line_score[it.line])
+                for it in to_judge[d]
+                if it.row.score is not None
+            ]
+            if gold:
+                agreement[d] = judge_agreement(d, gold)
+    out = GuardRankOutcome(report, rows, {}, by_lang, agreement)
     if job.output is not None:
         out.files = _write(job.output, out)
     return out
@@ -185,6 +213,8 @@ def report_dict(outcome: GuardRankOutcome) -> dict[str, Any]:
     if outcome.by_lang:
         out["by_lang"] = {k: v.to_dict() for k, v in outcome.by_lang.items()}
     out["n_unjudged"] = outcome.n_unjudged
+    if outcome.agreement:
+        out["judge_agreement"] = outcome.agreement
     return out
 
 
@@ -193,6 +223,13 @@ def report_markdown(outcome: GuardRankOutcome) -> str:
     text = outcome.report.to_markdown()
     for lang, rep in outcome.by_lang.items():
         text += f"\nlang: {lang}\n\n" + rep.to_markdown()
+    if outcome.agreement:
+        text += "\nJudge against the gold scores (--rejudge):\n\n"
+        text += "| dimension | rows | accuracy | MAE | unjudged |\n|---|---:|---:|---:|---:|\n"
+        for d, a in outcome.agreement.items():
+            acc = "—" if a["accuracy"] is None else f"{a['accuracy']:.4f}"
+            mae = "—" if a["mae"] is None else f"{a['mae']:.4f}"
+            text += f"| {d} | {a['n']} | {acc} | {mae} | {a['n_unjudged']} |\n"
     n = outcome.n_unjudged
     if n:
         text += (

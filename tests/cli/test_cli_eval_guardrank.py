@@ -174,3 +174,5 @@ def test_default_metrics_still_need_a_verifier(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "missing argument VERIFIER" in res.output
     res = invoke("refusal", "--data", data, "--judge", "privacy=/x")
     assert res.exit_code == 2 and "--judge: only with --metrics guardrank" in res.output
+    res = invoke("refusal", "--data", data, "--rejudge")
+    assert res.exit_code == 2 and "--rejudge: only with --metrics guardrank" in res.output

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import torch
 
-from safeladder.errors import ConfigError
+from safeladder.errors import ConfigError, InputError
 from safeladder.training.guardrank import JUDGED
 from safeladder.training.guardrank_eval import GuardRankJob, run_guardrank
 from safeladder.training.guardrank_judge import (
@@ -199,3 +199,41 @@ def test_presets_judge_images_with_a_vision_language_model(tmp_path: Path) -> No
     # An unreadable image is that row's error: unjudged with its reason, never a score.
     assert math.isnan(got[2][0]) and got[2][1] is not None and got[2][1].startswith("error")
     judge.close()
+
+
+def test_judge_agreement_by_hand() -> None:
+    from safeladder.training.guardrank import judge_agreement
+
+    got = judge_agreement("privacy", [(0, 0.0), (0, 2.0), (3, 3.0), (1, 0.0), (2, math.nan)])
+    assert got["n"] == 4 and got["n_unjudged"] == 1
+    assert got["accuracy"] == pytest.approx(2 / 4)
+    assert got["mae"] == pytest.approx((0 + 2 + 0 + 1) / 4)
+    assert got["confusion"][0] == [1, 0, 1, 0] and got["confusion"][1] == [1, 0, 0, 0]
+    assert judge_agreement("hallucination", [(1, math.nan)])["accuracy"] is None
+
+
+def test_rejudge_scores_gold_rows_and_reports_agreement(tmp_path: Path, lm: str) -> None:
+    gold = [0, 3, 2]
+    rows = [{"dimension": "privacy", **r, "score": g} for r, g in zip(ROWS, gold, strict=True)]
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    spec = {"type": "label_judge", "path": lm, "runtime": CPU}
+    plain = run_guardrank(GuardRankJob(data=data, judge=spec))
+    assert plain.report.dimensions["privacy"].asd == pytest.approx((0 + 1 + 2 / 3) / 3)  # gold
+    again = run_guardrank(GuardRankJob(data=data, judge=spec, rejudge=True))
+    judged = [r["score"] for r in again.rows]
+    assert all(
+        r["source"] == "judge" and r["gold"] == g for r, g in zip(again.rows, gold, strict=True)
+    )
+    assert again.report.dimensions["privacy"].asd == pytest.approx(sum(s / 3 for s in judged) / 3)
+    agree = again.agreement["privacy"]
+    assert agree["n"] == 3
+    assert agree["accuracy"] == pytest.approx(
+        sum(j == g for j, g in zip(judged, gold, strict=True)) / 3
+    )
+    assert agree["mae"] == pytest.approx(
+        sum(abs(j - g) for j, g in zip(judged, gold, strict=True)) / 3
+    )
+    data.write_text(json.dumps({"dimension": "bias", "prompt": "p", "score": 1}) + "\n")
+    with pytest.raises(InputError, match="row 1: response: required to judge the row again"):
+        run_guardrank(GuardRankJob(data=data, judge=spec, rejudge=True))
