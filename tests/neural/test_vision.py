@@ -35,10 +35,9 @@ from safeladder.neural.vision import (
     vision_messages,
 )
 from tests.neural.tiny_vlm import (
-    make_tiny_llava,
-    make_tiny_qwen2_vl,
     png_bytes,
     qwen2_vl_processor_without_torchvision,
+    tiny_vlm_dir,
 )
 
 torch.set_num_threads(1)
@@ -47,13 +46,9 @@ GREEN, RED = png_bytes((10, 200, 30)), png_bytes((200, 10, 30))
 
 
 @pytest.fixture(scope="module")
-def dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
-    root = tmp_path_factory.mktemp("vlm")
+def dirs() -> Iterator[dict[str, Path]]:
     with qwen2_vl_processor_without_torchvision():
-        yield {
-            "qwen2_vl": make_tiny_qwen2_vl(root / "qwen2_vl"),
-            "llava": make_tiny_llava(root / "llava"),
-        }
+        yield {"qwen2_vl": tiny_vlm_dir("qwen2_vl"), "llava": tiny_vlm_dir("llava")}
 
 
 FAMILIES = ["qwen2_vl", "llava"]

@@ -226,6 +226,26 @@ def make_tiny_llava(dirpath: str | Path, *, seed: int = 0) -> Path:
     return out
 
 
+_BUILT: dict[str, Path] = {}
+
+
+def tiny_vlm_dir(family: str) -> Path:
+    """A tiny VLM directory (``qwen2_vl`` or ``llava``) built once per test session; read-only.
+
+    Call it inside ``qwen2_vl_processor_without_torchvision()`` (the Qwen2-VL build needs it).
+    """
+    import atexit
+    import shutil
+    import tempfile
+
+    if family not in _BUILT:
+        make = {"qwen2_vl": make_tiny_qwen2_vl, "llava": make_tiny_llava}[family]
+        root = Path(tempfile.mkdtemp(prefix=f"safeladder-vlm-{family}-"))
+        atexit.register(shutil.rmtree, root, True)
+        _BUILT[family] = make(root / family)
+    return _BUILT[family]
+
+
 def png_bytes(color: tuple[int, int, int], size: tuple[int, int] = (40, 32)) -> bytes:
     """A solid-colour PNG with a diagonal line (so resizing keeps some structure)."""
     from PIL import Image, ImageDraw
