@@ -28,7 +28,8 @@ import safeladder.cli.configs
 import safeladder.cli.serve
 import safeladder.cli.eval
 import safeladder.cli.generate
-import safeladder.cli.train  # noqa: F401
+import safeladder.cli.train
+import safeladder.cli.corrections  # noqa: F401
 
 # isort: on
 from safeladder.cli.base import InputFormat, Overrides, app

@@ -5,6 +5,9 @@
   fallback when every step is vetoed;
 - ``vote``: confidence-weighted voting over N answers, compared with plain majority voting.
 
+Each search can show the model the nearest stored corrections of earlier mistakes
+(``CorrectionMemory``, ``GenerateConfig.corrections``; format in ``guidance.corrections``).
+
 Each returns one ``Trace`` per prompt (``save_traces`` / ``render_report``). ``HFGenerator``
 samples from a local Hugging Face causal LM; ``run_generate`` drives a whole
 ``GenerateConfig`` (what ``safeladder generate`` calls).
@@ -26,6 +29,7 @@ Example::
 from safeladder.guidance.best_of_n import best_of_n, pick_best
 from safeladder.guidance.config import (
     BestOfNConfig,
+    CorrectionsConfig,
     GenerateConfig,
     GuidedConfig,
     ModelConfig,
@@ -33,6 +37,7 @@ from safeladder.guidance.config import (
     StepConfig,
     VoteConfig,
 )
+from safeladder.guidance.corrections import CorrectionMemory, format_corrections, inject
 from safeladder.guidance.generator import Continuation, HFGenerator, TextGenerator
 from safeladder.guidance.guided_search import guided_search
 from safeladder.guidance.run import load_generate_config, run_generate, run_search
@@ -40,6 +45,7 @@ from safeladder.guidance.trace import (
     Candidate,
     StepTrace,
     Trace,
+    UsedCorrection,
     load_traces,
     render_report,
     save_traces,
@@ -50,6 +56,8 @@ __all__ = [
     "BestOfNConfig",
     "Candidate",
     "Continuation",
+    "CorrectionMemory",
+    "CorrectionsConfig",
     "GenerateConfig",
     "GuidedConfig",
     "HFGenerator",
@@ -59,9 +67,12 @@ __all__ = [
     "StepTrace",
     "TextGenerator",
     "Trace",
+    "UsedCorrection",
     "VoteConfig",
     "best_of_n",
+    "format_corrections",
     "guided_search",
+    "inject",
     "load_generate_config",
     "load_traces",
     "pick_best",

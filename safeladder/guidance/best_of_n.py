@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from safeladder.guidance.config import BestOfNConfig
+from safeladder.guidance.corrections import CorrectionMemory, model_prompts
 from safeladder.guidance.generator import TextGenerator
 from safeladder.guidance.trace import Trace, candidates_from
 from safeladder.rewards.reward import Reward
@@ -94,6 +95,7 @@ def best_of_n(
     *,
     max_new_tokens: int = 256,
     seed: int = 0,
+    corrections: CorrectionMemory | None = None,
 ) -> list[Trace]:
     """Sample ``config.n`` completions per prompt, score them all in one reward call, pick the best.
 
@@ -105,14 +107,17 @@ def best_of_n(
         config: ``n`` and the fallback text.
         max_new_tokens: tokens per completion at most.
         seed: sampling seed.
+        corrections: inject the nearest stored corrections into what the model sees (the
+            reward scores the original prompt); ``n=1`` with it is plain corrected generation.
 
     Returns:
         P ``Trace`` objects (mode ``best_of_n``); ``trace.candidates`` holds all N with scores.
     """
     cfg = config or BestOfNConfig()
     rows = as_samples(prompts)
+    shown, used = model_prompts(rows, corrections)
     outs = generator.generate(
-        [generator.render(r.prompt) for r in rows], cfg.n, max_new_tokens=max_new_tokens, seed=seed
+        [generator.render(p) for p in shown], cfg.n, max_new_tokens=max_new_tokens, seed=seed
     )
     flat_rows = [r for r, cands in zip(rows, outs, strict=True) for _ in cands]
     flat_texts = [c.text for cands in outs for c in cands]
@@ -144,6 +149,7 @@ def best_of_n(
                 fallback=idx is None,
                 reason=why + ("; the fallback is returned" if idx is None else ""),
                 generated_tokens=sum(c.n_tokens for c in cands),
+                corrections=used[i],
             )
         )
     return apply_fallback_scores(reward, rows, traces, fallback_rows)

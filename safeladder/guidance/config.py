@@ -163,6 +163,71 @@ class VoteConfig(_Frozen):
     )
 
 
+#: First line of the injected block (``CorrectionsConfig.header``).
+DEFAULT_CORRECTIONS_HEADER = (
+    "Corrections of mistakes made before on similar problems. "
+    "Do not repeat the wrong reasoning; follow the corrected reasoning."
+)
+#: One retrieved correction in the injected block (``CorrectionsConfig.template``).
+DEFAULT_CORRECTION_TEMPLATE = (
+    "[{rank}] Problem: {prompt}\nWrong: {wrong}\nCorrected: {corrected}{note_line}"
+)
+
+
+class CorrectionsConfig(_Frozen):
+    """Retrieve the stored corrections nearest each prompt and show them to the model.
+
+    The block (``header``, then one ``template`` per correction, best first, separated by blank
+    lines) goes before a string prompt, followed by ``separator``; a chat prompt gets it as a
+    system message (appended to an existing first system message). The reward always scores the
+    original prompt; ``Trace.corrections`` records which corrections were shown.
+    """
+
+    store: str = Field(
+        min_length=1, description="Path of the correction store (an SQLite file); it must exist."
+    )
+    top_k: int = Field(default=2, ge=1, description="Corrections injected per prompt at most.")
+    min_similarity: float = Field(
+        default=0.6,
+        ge=-1.0,
+        le=1.0,
+        description="Cosine similarity of the prompts (store encoder) a correction needs.",
+    )
+    encoder: str | None = Field(
+        default=None, description="Sentence encoder; None: the store's own (others are refused)."
+    )
+    header: str = Field(
+        default=DEFAULT_CORRECTIONS_HEADER,
+        description="First line of the injected block ('' for none).",
+    )
+    template: str = Field(
+        default=DEFAULT_CORRECTION_TEMPLATE,
+        description="One correction: placeholders {rank} {prompt} {wrong} {corrected} {note} "
+        "{note_line} ('\\nNote: <note>' or '') {similarity} {id}.",
+    )
+    separator: str = Field(
+        default="\n\n", description="Text between the block and a string prompt."
+    )
+
+    @model_validator(mode="after")
+    def _template_fields(self) -> CorrectionsConfig:
+        try:
+            self.template.format(**_TEMPLATE_PROBE)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"template: {self.template!r} cannot be filled ({exc!r}); use the placeholders "
+                f"{', '.join('{' + k + '}' for k in _TEMPLATE_PROBE)}"
+            ) from None
+        return self
+
+
+_TEMPLATE_PROBE: dict[str, Any] = {
+    **dict.fromkeys(("prompt", "wrong", "corrected", "note", "note_line", "id"), "x"),
+    "rank": 1,
+    "similarity": 0.5,
+}
+
+
 SearchConfig = Annotated[BestOfNConfig | GuidedConfig | VoteConfig, Field(discriminator="mode")]
 
 
@@ -180,6 +245,10 @@ class GenerateConfig(_Frozen):
     search: SearchConfig = Field(
         default_factory=BestOfNConfig,
         description="best_of_n | guided | vote (key 'mode', default best_of_n) and its knobs.",
+    )
+    corrections: CorrectionsConfig | None = Field(
+        default=None,
+        description="Inject the nearest stored corrections into each prompt (null: off).",
     )
 
     @model_validator(mode="before")

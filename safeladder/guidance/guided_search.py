@@ -36,6 +36,7 @@ from safeladder.guidance.best_of_n import (
     score_texts,
 )
 from safeladder.guidance.config import GuidedConfig
+from safeladder.guidance.corrections import CorrectionMemory, model_prompts
 from safeladder.guidance.generator import TextGenerator
 from safeladder.guidance.trace import Candidate, StepTrace, Trace, candidates_from
 from safeladder.rewards.reward import Reward
@@ -68,6 +69,7 @@ def guided_search(
     step_reward: Reward | None = None,
     max_new_tokens: int = 256,
     seed: int = 0,
+    corrections: CorrectionMemory | None = None,
 ) -> list[Trace]:
     """Run step-level guided search on every prompt at once (see the module docstring).
 
@@ -79,6 +81,8 @@ def guided_search(
         step_reward: scores prefixes after each step and prunes by its gates (default: ``reward``).
         max_new_tokens: tokens per completion at most, over all steps.
         seed: sampling seed (each step uses its own derived seed).
+        corrections: inject the nearest stored corrections into what the model sees (step
+            and final rewards score the original prompt).
 
     Returns:
         P ``Trace`` objects (mode ``guided``) with every step's candidates, scores and pruning.
@@ -86,13 +90,14 @@ def guided_search(
     cfg = config or GuidedConfig()
     scorer = step_reward or reward
     rows = as_samples(prompts)
-    rendered = [generator.render(r.prompt) for r in rows]
+    shown, used = model_prompts(rows, corrections)
+    rendered = [generator.render(p) for p in shown]
     n_prompts = len(rows)
     beams: list[list[_Beam]] = [[_Beam("", 0)] for _ in rows]
     done: list[list[_Beam]] = [[] for _ in rows]
     fell_back = [False] * n_prompts
     steps: list[list[StepTrace]] = [[] for _ in rows]
-    used = [0] * n_prompts
+    spent = [0] * n_prompts
     for step in range(cfg.max_steps):
         work = [(p, b) for p in range(n_prompts) for b in beams[p]]
         if not work:
@@ -104,7 +109,7 @@ def guided_search(
         parent_of = {id(b): j for p in range(n_prompts) for j, b in enumerate(beams[p])}
         for (p, beam), outs in zip(work, conts, strict=True):
             for c in outs:
-                used[p] += c.n_tokens
+                spent[p] += c.n_tokens
                 tokens = beam.tokens + c.n_tokens
                 ended = c.finished or tokens >= max_new_tokens or not c.text
                 cands.append(_Beam(beam.text + c.text, tokens, ended))
@@ -143,7 +148,8 @@ def guided_search(
             )
     for p in range(n_prompts):
         done[p].extend(beams[p])  # out of steps: unfinished beams are final as they are
-    return _finish(reward, rows, done, fell_back, steps, used, cfg)
+    traces = _finish(reward, rows, done, fell_back, steps, spent, cfg)
+    return [t.model_copy(update={"corrections": u}) for t, u in zip(traces, used, strict=True)]
 
 
 def _extend(

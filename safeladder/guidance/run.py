@@ -14,6 +14,7 @@ from safeladder.config import apply_overrides, load_yaml, validate
 from safeladder.errors import ConfigError
 from safeladder.guidance.best_of_n import best_of_n
 from safeladder.guidance.config import GenerateConfig, GuidedConfig, VoteConfig
+from safeladder.guidance.corrections import CorrectionMemory
 from safeladder.guidance.generator import HFGenerator, TextGenerator
 from safeladder.guidance.guided_search import guided_search
 from safeladder.guidance.trace import Trace
@@ -53,27 +54,43 @@ def run_search(
     config: GenerateConfig,
     *,
     step_reward: Reward | None = None,
+    corrections: CorrectionMemory | None = None,
 ) -> list[Trace]:
-    """Run ``config.search`` (best_of_n | guided | vote) with ``config.sampling``'s budget and seed."""
+    """Run ``config.search`` (best_of_n | guided | vote) with ``config.sampling``'s budget and seed.
+
+    With ``config.corrections`` set (or a ``corrections`` memory given), the nearest stored
+    corrections are injected into each prompt the model sees (``safeladder.guidance.corrections``).
+    """
+    memory = corrections
+    if memory is None and config.corrections is not None:
+        memory = CorrectionMemory(config.corrections)
+    try:
+        return _run_mode(generator, reward, prompts, config, step_reward, memory)
+    finally:
+        if memory is not None and memory is not corrections:
+            memory.close()
+
+
+def _run_mode(
+    generator: TextGenerator,
+    reward: Reward,
+    prompts: Sequence[Sample | Mapping[str, Any] | Prompt],
+    config: GenerateConfig,
+    step_reward: Reward | None,
+    memory: CorrectionMemory | None,
+) -> list[Trace]:
     s = config.sampling
     search = config.search
+    common: dict[str, Any] = {
+        "max_new_tokens": s.max_new_tokens,
+        "seed": s.seed,
+        "corrections": memory,
+    }
     if isinstance(search, GuidedConfig):
-        return guided_search(
-            generator,
-            reward,
-            prompts,
-            search,
-            step_reward=step_reward,
-            max_new_tokens=s.max_new_tokens,
-            seed=s.seed,
-        )
+        return guided_search(generator, reward, prompts, search, step_reward=step_reward, **common)
     if isinstance(search, VoteConfig):
-        return vote(
-            generator, prompts, search, reward=reward, max_new_tokens=s.max_new_tokens, seed=s.seed
-        )
-    return best_of_n(
-        generator, reward, prompts, search, max_new_tokens=s.max_new_tokens, seed=s.seed
-    )
+        return vote(generator, prompts, search, reward=reward, **common)
+    return best_of_n(generator, reward, prompts, search, **common)
 
 
 def run_generate(

@@ -42,6 +42,13 @@ class Candidate(_Model):
     confidence: float | None = Field(default=None, description="Voting: stated confidence.")
 
 
+class UsedCorrection(_Model):
+    """A stored correction injected into the prompt (``safeladder.guidance.corrections``)."""
+
+    id: str = Field(description="The correction's id in the store.")
+    similarity: float = Field(description="Cosine similarity of its prompt to this prompt.")
+
+
 class StepTrace(_Model):
     """One step of guided search: the candidates sampled from every kept beam."""
 
@@ -83,6 +90,10 @@ class Trace(_Model):
         default=None, description="Voting: confidence-weighted and majority picks agree."
     )
     generated_tokens: int = Field(default=0, description="Tokens sampled for this prompt.")
+    corrections: list[UsedCorrection] = Field(
+        default_factory=list,
+        description="Stored corrections injected into the model's prompt (best first).",
+    )
 
 
 def candidates_from(
@@ -170,6 +181,9 @@ def render_report(traces: Sequence[Trace], *, max_candidates: int = 16) -> str:
             f"Why: {t.reason}",
             "",
         ]
+        if t.corrections:
+            shown = ", ".join(f"{c.id} ({c.similarity:.3f})" for c in t.corrections)
+            lines += [f"Corrections shown to the model: {shown}", ""]
         if t.votes:
             lines += ["| answer | count | total confidence |", "| --- | --- | --- |"]
             for v in t.votes:

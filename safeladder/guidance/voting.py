@@ -42,6 +42,7 @@ from safeladder.answers import (
 )
 from safeladder.guidance.best_of_n import as_samples, result_rows, score_texts
 from safeladder.guidance.config import VoteConfig
+from safeladder.guidance.corrections import CorrectionMemory, model_prompts
 from safeladder.guidance.generator import TextGenerator
 from safeladder.guidance.trace import Candidate, Trace, candidates_from
 from safeladder.rewards.reward import Reward
@@ -180,6 +181,7 @@ def vote(
     reward: Reward | None = None,
     max_new_tokens: int = 256,
     seed: int = 0,
+    corrections: CorrectionMemory | None = None,
 ) -> list[Trace]:
     """Sample ``config.n`` answers per prompt (one batched call) and vote (see ``tally``).
 
@@ -191,14 +193,16 @@ def vote(
             trace's ``score`` is the chosen sample's total. It does not influence the vote.
         max_new_tokens: tokens per answer at most.
         seed: sampling seed.
+        corrections: inject the nearest stored corrections into what the model sees.
 
     Returns:
         P ``Trace`` objects (mode ``vote``) with the groups, both picks and their agreement.
     """
     cfg = config or VoteConfig()
     rows = as_samples(prompts)
+    shown, used = model_prompts(rows, corrections)
     outs = generator.generate(
-        [generator.render(r.prompt) for r in rows], cfg.n, max_new_tokens=max_new_tokens, seed=seed
+        [generator.render(p) for p in shown], cfg.n, max_new_tokens=max_new_tokens, seed=seed
     )
     result = None
     if reward is not None:
@@ -262,6 +266,7 @@ def vote(
                 majority=majority,
                 agrees_with_majority=t.agrees,
                 generated_tokens=sum(c.n_tokens for c in conts),
+                corrections=used[p],
             )
         )
     return traces

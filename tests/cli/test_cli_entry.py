@@ -14,7 +14,7 @@ import pytest
 
 from tests.helpers import REPO
 
-COMMANDS = ("score", "check", "verifiers", "serve", "eval", "generate", "train")
+COMMANDS = ("score", "check", "verifiers", "serve", "eval", "generate", "train", "corrections")
 
 
 @pytest.mark.parametrize("module", ["safeladder.cli", "safeladder.cli.app"])
