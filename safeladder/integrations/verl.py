@@ -60,7 +60,8 @@ every row has the same keys, as verl requires, and NaN says "no score" -- verl's
 validation means of such a key read NaN when a data source mixes rows with and without the
 term. With ``nan_score`` set, an ``unscorable`` key (1.0 / 0.0) is added; with gates, a
 ``gated`` key; always a ``reference_unread`` key (1.0 where the row's ``ground_truth`` was read
-by no term -- a misrouted row; the reward also warns once).
+by no term -- a misrouted row; the reward also warns once) and an ``images_unread`` key (1.0
+where the row's images were looked at by no term).
 
 Routing with the default reward (no ``task_from`` needed): a row without ``meta["task"]`` is
 routed by its ``data_source`` -- the names verl's own ``default_compute_score`` dispatches on
@@ -120,7 +121,13 @@ VERL_KWARGS: frozenset[str] = frozenset(
     }
 )
 #: Keys this adapter adds next to the term names (a term may not use them).
-RESERVED_KEYS: tuple[str, ...] = ("score", "unscorable", "gated", "reference_unread")
+RESERVED_KEYS: tuple[str, ...] = (
+    "score",
+    "unscorable",
+    "gated",
+    "reference_unread",
+    "images_unread",
+)
 
 
 class VerlOptions(BaseModel):
@@ -381,6 +388,7 @@ def _finish(
         if gates:
             row["gated"] = float(result.gated[i])
         row["reference_unread"] = float(result.reference_unread[i])
+        row["images_unread"] = float(result.images_unread[i])
         rows.append(row)
     return rows
 

@@ -199,6 +199,7 @@ class _Service:
             unscorable=int(np.isnan(result.total).sum()),
             gated=int(result.gated.sum()),
             reference_unread=sum(r.reference_unread for r in rows),
+            images_unread=sum(r.images_unread for r in rows),
         )
         return rows
 
@@ -395,6 +396,7 @@ class _Service:
                 "route": r.route,
                 "unscorable_reason": r.unscorable_reason,
                 "reference_unread": r.reference_unread,
+                "images_unread": r.images_unread,
                 "terms": {
                     t: {
                         "score": num(r.scores[j]),

@@ -14,6 +14,8 @@ Metrics (the text format is Prometheus' own; https://prometheus.io/docs/instrume
   total was NaN (sent as null / ``unscorable_reward``); ``safeladder_gated_rows_total``: rows
   a gate vetoed; ``safeladder_reference_unread_rows_total``: rows that carried a reference no
   term read (a misrouted config shows here on its first batch);
+  ``safeladder_images_unread_rows_total``: rows that carried images no term looked at (a
+  text-only reward judging answers to pictures);
 - ``safeladder_term_rows_total{term,status}``: per term, rows by outcome (``ok``, ``abstain``,
   ``timeout``, ``error``; rows a term was not routed to are not counted);
 - ``safeladder_dropped_rows_total{reason}``: queued rows never scored because their request
@@ -109,6 +111,11 @@ class Metrics:
             "Rows that carried a reference no term read (check the reward's routes).",
             registry=r,
         )
+        self._images_unread = Counter(
+            "safeladder_images_unread_rows",
+            "Rows that carried images no term looked at (add an image term, e.g. routes.with_images).",
+            registry=r,
+        )
         self._term_rows = Counter(
             "safeladder_term_rows",
             "Rows per reward term by outcome (ok, abstain, timeout, error).",
@@ -140,6 +147,7 @@ class Metrics:
         unscorable: int,
         gated: int,
         reference_unread: int = 0,
+        images_unread: int = 0,
     ) -> None:
         """One ``Reward.score`` call: its size, time and per-term row outcomes."""
         self._batch_rows.observe(rows)
@@ -148,6 +156,7 @@ class Metrics:
         self._unscorable.inc(unscorable)
         self._gated.inc(gated)
         self._reference_unread.inc(reference_unread)
+        self._images_unread.inc(images_unread)
         for term, statuses in term_status.items():
             for status, n in Tally(str(s) for s in statuses).items():
                 if status != "skipped":

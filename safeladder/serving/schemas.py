@@ -125,6 +125,11 @@ class RowScore(_Wire):
     reference_unread: bool = Field(
         default=False, description="The row carried a reference that no term read."
     )
+    images_unread: bool = Field(
+        default=False,
+        description="The row carried images (its images or image parts of its prompt) that no "
+        "term looked at: a text-only judgement of an answer to a picture.",
+    )
     terms: dict[str, TermScore]
 
 

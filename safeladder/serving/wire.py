@@ -33,6 +33,7 @@ class Row:
     route: str | None
     unscorable_reason: str | None
     reference_unread: bool
+    images_unread: bool
 
 
 def floats(arr: np.ndarray) -> list[float]:
@@ -51,6 +52,9 @@ def rows_of(result: RewardResult, terms: Sequence[str]) -> list[Row]:
     unread = result.reference_unread
     if unread.shape[0] != n:
         unread = np.zeros(n, dtype=bool)
+    unseen = result.images_unread
+    if unseen.shape[0] != n:
+        unseen = np.zeros(n, dtype=bool)
     return [
         Row(
             total=totals[i],
@@ -62,6 +66,7 @@ def rows_of(result: RewardResult, terms: Sequence[str]) -> list[Row]:
             route=result.route[i],
             unscorable_reason=reasons[i],
             reference_unread=bool(unread[i]),
+            images_unread=bool(unseen[i]),
         )
         for i in range(n)
     ]

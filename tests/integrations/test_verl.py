@@ -95,7 +95,13 @@ def test_naive_call_returns_score_and_terms(reward_yaml: str) -> None:
     fn = verl_loaded(compute_score, config=reward_yaml)
     out = naive_call(fn, "openai/gsm8k", "6*12 = 72.\n#### 72", "72", {"index": 3})
     # correct = 1 (72 == 72); rep: bigrams "6*12 =", "= 72.", "72. ####", "#### 72" all distinct → 0
-    assert out == {"score": 1.0, "correct": 1.0, "rep": 0.0, "reference_unread": 0.0}
+    assert out == {
+        "score": 1.0,
+        "correct": 1.0,
+        "rep": 0.0,
+        "reference_unread": 0.0,
+        "images_unread": 0.0,
+    }
     assert all(type(v) is float for v in out.values())
     wrong = naive_call(fn, "openai/gsm8k", "71 71 71\n#### 71", "72", {"index": 4})
     # correct = 0; rep: bigrams "71 71", "71 71", "71 ####", "#### 71" → 3 distinct of 4 → -0.25
@@ -104,6 +110,7 @@ def test_naive_call_returns_score_and_terms(reward_yaml: str) -> None:
         "correct": 0.0,
         "rep": -0.25,
         "reference_unread": 0.0,
+        "images_unread": 0.0,
     }
 
 
@@ -151,7 +158,9 @@ def test_batch_call_matches_single_calls(reward_yaml: str) -> None:
     ]
     assert out == singles
     # same keys on every row
-    assert all(set(o) == {"score", "correct", "rep", "reference_unread"} for o in out)
+    assert all(
+        set(o) == {"score", "correct", "rep", "reference_unread", "images_unread"} for o in out
+    )
 
 
 def test_batch_lengths_must_align() -> None:
@@ -175,11 +184,12 @@ def test_config_sources(reward_yaml: str, monkeypatch: pytest.MonkeyPatch) -> No
         "correct",
         "rep",
         "reference_unread",
+        "images_unread",
     }
     # reward_kwargs win over the environment; inline mappings (OmegaConf dicts) and overrides work
     inline = {"name": "inline", "terms": [{"name": "em", "verifier": {"type": "qa_match"}}]}
     out = compute_score(data_source="x", solution_str="Paris", ground_truth="Paris", config=inline)
-    assert out == {"score": 1.0, "em": 1.0, "reference_unread": 0.0}
+    assert out == {"score": 1.0, "em": 1.0, "reference_unread": 0.0, "images_unread": 0.0}
     out = compute_score(
         data_source="x",
         solution_str="#### 1",
@@ -250,7 +260,13 @@ def test_worker_processes(reward_yaml: str, method: str) -> None:
     ctx = multiprocessing.get_context(method)
     with ctx.Pool(1) as pool:
         out = pool.apply(_score_in_worker, (reward_yaml,))
-    assert out == {"score": 1.0, "correct": 1.0, "rep": 0.0, "reference_unread": 0.0}
+    assert out == {
+        "score": 1.0,
+        "correct": 1.0,
+        "rep": 0.0,
+        "reference_unread": 0.0,
+        "images_unread": 0.0,
+    }
 
 
 @pytest.mark.slow
@@ -270,6 +286,7 @@ def test_separate_interpreter_with_environment_config(reward_yaml: str) -> None:
         "correct": 1.0,
         "rep": 0.0,
         "reference_unread": 0.0,
+        "images_unread": 0.0,
     }
 
 
@@ -292,7 +309,13 @@ def test_loaded_by_file_path_like_verl(reward_yaml: str) -> None:
         extra_info=None,
         config=reward_yaml,
     )
-    assert out == {"score": 1.0, "correct": 1.0, "rep": 0.0, "reference_unread": 0.0}
+    assert out == {
+        "score": 1.0,
+        "correct": 1.0,
+        "rep": 0.0,
+        "reference_unread": 0.0,
+        "images_unread": 0.0,
+    }
 
 
 def test_routing_by_data_source_with_the_default_reward() -> None:
@@ -356,7 +379,13 @@ def test_nan_score_is_explicit_and_counted(monkeypatch: pytest.MonkeyPatch) -> N
     ok = compute_score(
         data_source="g", solution_str="#### 2", ground_truth="2", config=only, nan_score=-0.5
     )
-    assert ok == {"score": 1.0, "correct": 1.0, "unscorable": 0.0, "reference_unread": 0.0}
+    assert ok == {
+        "score": 1.0,
+        "correct": 1.0,
+        "unscorable": 0.0,
+        "reference_unread": 0.0,
+        "images_unread": 0.0,
+    }
     monkeypatch.setenv(common.ENV_NAN_SCORE, "0")
     assert (
         compute_score(data_source="g", solution_str="x", ground_truth=None, config=only)["score"]

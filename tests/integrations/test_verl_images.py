@@ -203,3 +203,18 @@ def test_an_undecodable_image_is_that_rows_unscorable_score(direct: dict[Any, fl
     out = compute_score_batch(**kwargs, extra_infos=extras, config=IMAGE_REWARD, nan_score=-1.0)
     assert out[0]["score"] == -1.0 and out[0]["unscorable"] == 1.0
     assert out[1]["score"] == pytest.approx(direct[GREEN], abs=1e-6)
+
+
+def test_images_no_term_looks_at_are_flagged() -> None:
+    from safeladder.errors import SafeladderWarning
+
+    text_only = {"name": "t", "terms": [{"name": "rep", "verifier": {"type": "repetition"}}]}
+    with pytest.warns(SafeladderWarning, match="carry images that no term looks at"):
+        out = compute_score_batch(
+            data_sources=["a", "a"],
+            solution_strs=["x y", "x y"],
+            ground_truths=[None, None],
+            extra_infos=[{"images": [_png(RED)]}, {}],
+            config=text_only,
+        )
+    assert [r["images_unread"] for r in out] == [1.0, 0.0]

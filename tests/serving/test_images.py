@@ -220,3 +220,23 @@ def test_openapi_documents_the_images(reward: Any) -> None:
     assert (
         "safeladder extension" in schemas["GetRewardRequest"]["properties"]["images"]["description"]
     )
+
+
+# The reward warns once (in the server's scoring thread); the flag is what this test reads.
+@pytest.mark.filterwarnings("ignore:.*carry images that no term looks at")
+def test_images_no_term_looks_at_are_flagged_and_counted() -> None:
+    from tests.serving.support import metric, metric_values
+
+    text_only = load_reward(
+        {"name": "t", "terms": [{"name": "rep", "verifier": {"type": "repetition"}}]}
+    )
+
+    async def main() -> Any:
+        async with serving(text_only) as c:
+            resp = await c.post("/score", json={"samples": [_sample(_url(_png(RED))), _sample()]})
+            return resp, await c.get("/metrics")
+
+    resp, metrics = run(main)
+    text_only.close()
+    assert [r["images_unread"] for r in strict(resp.text)["results"]] == [True, False]
+    assert metric(metric_values(metrics.text), "safeladder_images_unread_rows_total") == 1
