@@ -129,7 +129,7 @@ def eval_command(
     verifier: Annotated[
         str | None,
         typer.Argument(
-            metavar="[VERIFIER]",
+            metavar="VERIFIER",
             help="A verifier preset or type name, a verifier config file (YAML / JSON), or a "
             "trained output directory holding safeladder_verifier.yaml. With --metrics "
             "guardrank: optional, the judge of the rows without a score (a model directory, a "
@@ -152,7 +152,8 @@ def eval_command(
             "-o",
             metavar="DIR",
             help="Write report.md, reliability.png, metrics.json, scores.jsonl and "
-            "errors.jsonl (bad rows) here.",
+            "errors.jsonl (bad rows) here; --metrics guardrank: guardrank.json, guardrank.md "
+            "and guardrank_rows.jsonl.",
         ),
     ] = None,
     score_means: Annotated[
@@ -240,7 +241,8 @@ def eval_command(
     ] = False,
 ) -> None:
     """Evaluate a verifier on a labelled file: accuracy, F1, AUROC, AUPRC, ECE, reliability
-    diagram (pointwise) or pairwise accuracy (preferences), per category, against a baseline."""
+    diagram (pointwise) or pairwise accuracy (preferences), per category, against a baseline.
+    With --metrics guardrank: MLLMGuard's ASD and PAR per dimension and overall."""
     if metrics is Metrics.guardrank:
         given = {
             "--baseline": baseline is not None,
