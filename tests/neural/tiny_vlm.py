@@ -63,7 +63,8 @@ _TEXT: dict[str, Any] = {
 }
 
 
-def _tokenizer(out: Path, special: list[str], style: str) -> Any:
+def vlm_tokenizer(out: Path, special: list[str], style: str) -> Any:
+    """The tiny in-memory BPE tokenizer saved in ``out`` with ``special`` tokens added."""
     from transformers import PreTrainedTokenizerFast
 
     make_tiny_tokenizer(out, style=style)
@@ -116,7 +117,7 @@ def make_tiny_qwen2_vl(dirpath: str | Path, *, seed: int = 0) -> Path:
         "<|image_pad|>",
         "<|video_pad|>",
     ]
-    tok = _tokenizer(out, special, "qwen2")
+    tok = vlm_tokenizer(out, special, "qwen2")
     ids = {t: tok.convert_tokens_to_ids(t) for t in special}
     side = 56 * 56
     # The PIL backend: the default one needs torchvision, which is not a dependency.
@@ -182,7 +183,7 @@ def make_tiny_llava(dirpath: str | Path, *, seed: int = 0) -> Path:
 
     out = Path(dirpath)
     out.mkdir(parents=True, exist_ok=True)
-    tok = _tokenizer(out, ["<image>"], "byte_level")
+    tok = vlm_tokenizer(out, ["<image>"], "byte_level")
     from transformers.models.clip import CLIPImageProcessorPil
 
     image_processor = CLIPImageProcessorPil(
@@ -259,25 +260,29 @@ def png_bytes(color: tuple[int, int, int], size: tuple[int, int] = (40, 32)) -> 
 
 @contextlib.contextmanager
 def qwen2_vl_processor_without_torchvision() -> Iterator[None]:
-    """``AutoProcessor.from_pretrained`` builds a Qwen2-VL processor without a video processor.
+    """``AutoProcessor.from_pretrained`` builds a Qwen2-VL / Qwen2.5-VL processor without a video
+    processor.
 
-    transformers' Qwen2-VL processor always loads a video processor, which needs torchvision
+    transformers' Qwen2-VL processors always load a video processor, which needs torchvision
     (not a safeladder dependency, absent from the test environment). Inside this block a
-    directory whose ``processor_config.json`` names ``Qwen2VLProcessor`` is loaded from its
-    own files (image processor, tokenizer, chat template) with no video processor: the object
-    AutoProcessor returns on a machine with torchvision, minus the video part. Other
-    directories go through the real ``AutoProcessor``.
+    directory whose ``processor_config.json`` names ``Qwen2VLProcessor`` or
+    ``Qwen2_5_VLProcessor`` is loaded from its own files (image processor, tokenizer, chat
+    template) with no video processor: the object AutoProcessor returns on a machine with
+    torchvision, minus the video part. Other directories go through the real ``AutoProcessor``.
     """
-    from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer, Qwen2VLProcessor
+    import transformers
+    from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
 
     real = AutoProcessor.from_pretrained
 
     def load(path: Any, *args: Any, **kwargs: Any) -> Any:
         cfg = Path(path) / "processor_config.json"
-        if not cfg.is_file() or "Qwen2VLProcessor" not in cfg.read_text(encoding="utf-8"):
+        data = json.loads(cfg.read_text(encoding="utf-8")) if cfg.is_file() else {}
+        name = data.get("processor_class")
+        if name not in ("Qwen2VLProcessor", "Qwen2_5_VLProcessor"):
             return real(path, *args, **kwargs)
         template = (Path(path) / "chat_template.jinja").read_text(encoding="utf-8")
-        return Qwen2VLProcessor(
+        return getattr(transformers, name)(
             image_processor=AutoImageProcessor.from_pretrained(str(path), **kwargs),
             tokenizer=AutoTokenizer.from_pretrained(str(path), **kwargs),
             chat_template=template,
