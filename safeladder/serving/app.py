@@ -332,7 +332,11 @@ class _Service:
                 ["body", "labels"],
                 "length_mismatch",
             )
-        images = await asyncio.to_thread(self._query_images, body.images, prompts)
+        images = (
+            await asyncio.to_thread(self._query_images, body.images, prompts)
+            if body.images is not None
+            else [() for _ in range(n)]
+        )
         samples = [
             Sample.model_construct(
                 prompt=p, completion=c, reference=lab, meta=dict(settings.default_meta), images=im
@@ -386,7 +390,9 @@ class _Service:
 
     async def score(self, body: ScoreRequest, request: Request) -> Response:
         self.check(body, len(body.samples), "samples")
-        samples = await asyncio.to_thread(self.images.samples, list(body.samples), "samples")
+        samples: list[Sample] = list(body.samples)
+        if self.images.any_images(samples):
+            samples = await asyncio.to_thread(self.images.samples, samples, "samples")
         rows = await self.run(samples, "samples", request)
         results = [
             {

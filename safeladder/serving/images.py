@@ -206,6 +206,14 @@ class ImageChecker:
         checked = tuple(self.check_ref(ref, [*images_loc, j]) for j, ref in enumerate(images))
         return checked, self._prompt(prompt, prompt_loc)
 
+    @staticmethod
+    def any_images(samples: Sequence[Sample]) -> bool:
+        """Whether any sample carries an image (cheap: no I/O), so text-only requests skip the
+        worker-thread hop."""
+        from safeladder.images import prompt_images
+
+        return any(s.images or prompt_images(s.prompt) for s in samples)
+
     def samples(self, samples: Sequence[Sample], field: str) -> list[Sample]:
         """Every sample checked; a sample whose references changed (paths) is a new copy."""
         out = []
