@@ -12,6 +12,9 @@
   algorithms), label softmax and aggregation; its template filling and input rendering.
 - ``encoder`` and ``head``: the sentence encoder (``Embedder``) and the embedding-head format.
 - ``activations``: stable sigmoid / softmax.
+- ``vision`` and ``vision_head``: vision-language checkpoints (detection, the processor, a row
+  as a ``VisionRow`` whose length and cache key count its images, collation) and the VLM
+  classifier format (a score head over the last token's hidden state).
 
 May import: ``safeladder.types``, ``errors``, ``config`` and ``data``; never ``verifiers`` or
 anything above (the verifiers' shared base class is ``safeladder.verifiers.neural_base``).
@@ -36,23 +39,29 @@ from safeladder.neural.runtime import (
     load_model,
     load_tokenizer,
 )
+from safeladder.neural.vision import VisionRow, is_vision_checkpoint, load_processor
+from safeladder.neural.vision_head import save_vision_score_head
 
 __all__ = [
     "Encoded",
     "LoadedModel",
     "RenderConfig",
     "RuntimeConfig",
+    "VisionRow",
     "cache_info",
     "checkpoint_fingerprint",
     "clear_caches",
     "clear_model_cache",
     "encode_pairs",
     "final_answer",
+    "is_vision_checkpoint",
     "last_token_index",
     "load_model",
+    "load_processor",
     "load_tokenizer",
     "logits_forward",
     "pad_right",
     "plan_microbatches",
     "run_batched",
+    "save_vision_score_head",
 ]

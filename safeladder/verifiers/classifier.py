@@ -24,6 +24,17 @@ used when ``calibration: auto``, the default) has the same schema as the ``calib
     {"kind": "isotonic", "x": [0.0, 0.4, 1.0], "y": [0.0, 0.3, 1.0]}
     {"kind": "isotonic", "per_label": {"toxicity": {"x": [0, 1], "y": [0, 0.9]}}}
 
+Vision-language checkpoints (Qwen2-VL / Qwen2.5-VL, LLaVA): transformers has no sequence
+classifier for them, so ``path`` holds the safeladder format of ``safeladder.neural.vision_head``:
+the VLM saved with its processor, plus ``safeladder_score_head.safetensors`` (``weight``
+``[num_labels, hidden]``, optional ``bias``) applied to the final hidden state of the last
+non-padding token, with ``id2label`` / ``problem_type`` in ``config.json``
+(``save_vision_score_head`` writes both). Rows are rendered by the processor's chat template
+with their images (``Sample.images`` and a chat prompt's image parts, decoded under
+``image_limits``); everything above (labels, calibration, multi-label) applies unchanged. An
+unreadable image, or a row longer than ``render.max_length`` with its image tokens (such rows
+are not cut), is that row's error under ``on_error``.
+
 Example::
 
     {"type": "classifier", "path": "ckpt/safety-clf", "good_label": "safe",

@@ -9,6 +9,10 @@ The model is any ``AutoModelForSequenceClassification`` checkpoint with ``num_la
 TRL's RewardTrainer and OpenRLHF save). The score is the head's raw output by default;
 optionally standardized ``(r - mean) / std`` and then squashed by a sigmoid into (0, 1).
 
+A vision-language checkpoint in the format of ``safeladder.neural.vision_head`` (the VLM + a
+one-row ``safeladder_score_head.safetensors``) is a reward model too: its rows are rendered with
+their images by the checkpoint's processor (see ``classifier``).
+
 Normalization stats: ``normalize: {mean: 0.3, std: 2.1}`` in the config, or ``normalize:
 saved`` to read ``safeladder_reward_stats.json`` from the model directory (written at training
 time; schema ``{"mean": float, "std": float, "count": int (optional)}``, other keys ignored).
