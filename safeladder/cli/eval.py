@@ -251,6 +251,13 @@ def eval_command(
             "--pairwise/--pointwise": pairwise is not None,
             "--split": split is not None,
             "--where": bool(where),
+            "--prompt-field": prompt_field is not None,
+            "--response-field": response_field is not None,
+            "--label-field": label_field != "label",
+            "--chosen-field": chosen_field != "chosen",
+            "--rejected-field": rejected_field != "rejected",
+            "--category-field": category_field != "category",
+            "--seed": seed != 0,
         }
         _guardrank(verifier, data, output, judge, rejudge, format, limit, batch_size, given)
         return

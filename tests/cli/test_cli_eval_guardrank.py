@@ -160,6 +160,8 @@ def test_guardrank_bad_input_and_flags(tmp_path: Path) -> None:
     ok = _write(tmp_path / "ok.jsonl", [good])
     res = invoke("--metrics", "guardrank", "--data", ok, "--baseline", "tfidf-cv")
     assert res.exit_code == 2 and "--baseline: not used by --metrics guardrank" in res.output
+    res = invoke("--metrics", "guardrank", "--data", ok, "--response-field", "answer")
+    assert res.exit_code == 2 and "--response-field: not used by --metrics guardrank" in res.output
     res = invoke("--metrics", "guardrank", "--data", ok, "--judge", "truthfulness=/x")
     assert res.exit_code == 2 and "truthfulness rows name their part" in res.output
     res = invoke("--metrics", "guardrank", "--data", ok, "--judge", "privacy")
