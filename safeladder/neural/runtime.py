@@ -456,6 +456,10 @@ def _load(
         model = attach_score_head(model, p)
     cfg = model.config
     pad_id = getattr(cfg, "pad_token_id", None)
+    if vision and tokenizer.pad_token_id is not None:
+        # A composite VLM config may carry a default pad id of another vocabulary (Idefics3:
+        # 128002); VLM forwards read padding from the mask, so the tokenizer's id is safe.
+        pad_id = tokenizer.pad_token_id
     if pad_id is None and tokenizer.pad_token_id is not None:
         # transformers' decoder sequence classifiers pool the rightmost token != pad_token_id;
         # without it they refuse batches > 1. TRL's RewardTrainer sets it the same way.

@@ -16,11 +16,14 @@ A checkpoint directory is a VLM when it holds a processor config (``processor_co
 A ``VisionRow`` is one row's input for ``run_batched``: its length (the token budget) counts the
 image tokens; its dedup / LRU cache key is the ids plus the images' content hashes
 (``safeladder.images.image_key``), so identical text with different images never shares a
-result. ``collate`` pads a micro-batch (left or right) and concatenates the image tensors in
-row order along their first axis, the layout of the supported families: Qwen2-VL /
-Qwen2.5-VL (``pixel_values`` ``[patches, C*T*P*P]``, ``image_grid_thw`` ``[images, 3]``) and
-LLaVA (``pixel_values`` ``[images, 3, H, W]``); the models assign image features to image
-tokens in order. Position ids are explicit: ``mask.cumsum - 1`` per row (any padding side), or
+result. ``collate`` pads a micro-batch (left or right) and gathers the image tensors in row
+order in the layout of each supported family: Qwen2-VL / Qwen2.5-VL (``pixel_values``
+``[patches, C*T*P*P]``, ``image_grid_thw`` ``[images, 3]``) and LLaVA (``pixel_values``
+``[images, 3, H, W]``) concatenate along their first axis, and the models assign image
+features to image tokens in order; Idefics3 / SmolVLM keep a batch axis (``pixel_values``
+``[rows, images, 3, H, W]``, ``pixel_attention_mask`` ``[rows, images, H, W]``), so rows are
+zero-padded to the most images (and pixels) of the batch, the all-zero padding images the
+model itself drops, and a text-only row among image rows is all padding. Position ids are explicit: ``mask.cumsum - 1`` per row (any padding side), or
 for M-RoPE models (Qwen2-VL family) the model's own ``get_rope_index``, whose per-row offsets
 (``Collated.deltas``) continue the positions of tokens appended after a cached prefix.
 
@@ -62,7 +65,9 @@ __all__ = [
 #: Files whose presence (with a ``vision_config`` in config.json) makes a directory a VLM.
 PROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
 #: Model types whose image tensors concatenate along their first axis (see the module docstring).
-SUPPORTED_VISION_TYPES = ("qwen2_vl", "qwen2_5_vl", "llava")
+SUPPORTED_VISION_TYPES = ("qwen2_vl", "qwen2_5_vl", "llava", "idefics3", "smolvlm")
+#: Families whose image tensors keep a per-row batch axis (padded, then stacked).
+_BATCH_AXIS_TYPES = ("idefics3", "smolvlm")
 #: Processor outputs aligned with the tokens (padded like the ids, not concatenated).
 _TOKEN_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
 
@@ -335,6 +340,20 @@ class Collated:
         return pos[None].expand(3, -1, -1)
 
 
+def _stack_padded(arrays: Sequence[np.ndarray | None]) -> torch.Tensor:
+    """``[1, n_i, ...]`` per row (None: a text-only row) → zero-padded ``[rows, max n, ...]``."""
+    import torch
+
+    present = [a for a in arrays if a is not None]
+    shape = [max(a.shape[d] for a in present) for d in range(1, present[0].ndim)]
+    out = np.zeros((len(arrays), *shape), dtype=present[0].dtype)
+    for i, a in enumerate(arrays):
+        if a is not None:
+            index: tuple[int | slice, ...] = (i, *(slice(0, n) for n in a.shape[1:]))
+            out[index] = a[0]
+    return torch.from_numpy(out)
+
+
 def _rope_index(model: Any) -> Any:
     """The model's ``get_rope_index`` (M-RoPE families), wherever the wrapper keeps it."""
     for m in (model, getattr(model, "model", None), getattr(model, "backbone", None)):
@@ -381,9 +400,15 @@ def collate(
             types[k][i, cols] = torch.from_numpy(np.ascontiguousarray(v))
     kwargs: dict[str, Any] = {k: v.to(device) for k, v in types.items()}
     names = [k for r in rows for k in r.images]
+    batch_axis = getattr(getattr(model, "config", None), "model_type", None) in _BATCH_AXIS_TYPES
     for name in dict.fromkeys(names):
-        parts = [torch.from_numpy(np.ascontiguousarray(r.images[name])) for r in rows if r.images]
-        t = torch.cat(parts, dim=0)
+        if batch_axis:
+            t = _stack_padded([r.images.get(name) for r in rows])
+        else:
+            parts = [
+                torch.from_numpy(np.ascontiguousarray(r.images[name])) for r in rows if r.images
+            ]
+            t = torch.cat(parts, dim=0)
         if dtype is not None and t.is_floating_point():
             t = t.to(dtype)
         kwargs[name] = t.to(device)

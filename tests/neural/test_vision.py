@@ -1,7 +1,8 @@
 """The engine's vision-language path: detection, loading, rows, the token budget, dedup, collation.
 
 Expectations are computed independently of the engine: image-token counts from the image
-processor's geometry (Qwen2-VL: grid t*h*w / merge_size**2; LLaVA: (28 / 14)**2 = 4 per image),
+processor's geometry (Qwen2-VL: grid t*h*w / merge_size**2; LLaVA: (28 / 14)**2 = 4 per image; Idefics3:
+(56 / 14)**2 / 2**2 = 4 per image),
 and label log-likelihoods from one unpadded forward per row on the processor's own output,
 where the model computes its own positions (M-RoPE included), plus a log-softmax by hand.
 """
@@ -43,15 +44,13 @@ from tests.neural.tiny_vlm import (
 torch.set_num_threads(1)
 CPU = RuntimeConfig(device="cpu", dtype="float32", cpu_max_padding=0.9)
 GREEN, RED = png_bytes((10, 200, 30)), png_bytes((200, 10, 30))
+FAMILIES = ["qwen2_vl", "llava", "idefics3"]
 
 
 @pytest.fixture(scope="module")
 def dirs() -> Iterator[dict[str, Path]]:
     with qwen2_vl_processor_without_torchvision():
-        yield {"qwen2_vl": tiny_vlm_dir("qwen2_vl"), "llava": tiny_vlm_dir("llava")}
-
-
-FAMILIES = ["qwen2_vl", "llava"]
+        yield {f: tiny_vlm_dir(f) for f in FAMILIES}
 
 
 def _row(lm: Any, text: str, images: list[bytes], row: int = 0) -> VisionRow:
@@ -66,11 +65,13 @@ def _image_tokens(family: str, row: VisionRow) -> int:
         return 0
     if family == "qwen2_vl":
         return int(row.images["image_grid_thw"].prod(axis=1).sum()) // 4  # merge_size 2 -> 2x2
+    if family == "idefics3":  # [1, images, 3, 56, 56]: (56 / 14)**2 patches, pixel shuffle 2x2
+        return 4 * row.images["pixel_values"].shape[1]
     return 4 * row.images["pixel_values"].shape[0]  # (28 / 14)**2 patches, CLS dropped
 
 
 def test_detection(dirs: dict[str, Path], tmp_path: Path) -> None:
-    assert is_vision_checkpoint(dirs["qwen2_vl"]) and is_vision_checkpoint(dirs["llava"])
+    assert all(is_vision_checkpoint(d) for d in dirs.values())
     text = tmp_path / "text"
     text.mkdir()
     (text / "config.json").write_text(json.dumps({"model_type": "qwen2"}))

@@ -11,8 +11,10 @@ the in-memory BPE of ``tests.helpers.make_tiny_tokenizer`` with the special toke
 - ``make_tiny_llava(dir)``: LLaVA (CLIP vision 28x28, patch 14, Llama text); every image is
   4 image tokens (2x2 patches; the CLS feature is dropped, ``vision_feature_select_strategy:
   default``).
-- ``add_score_head(dir, num_labels, id2label)``: the safeladder VLM classifier format over one
-  of them (``safeladder.neural.vision_head``).
+- ``make_tiny_idefics3(dir)``: Idefics3 (SigLIP-style vision 56x56, patch 14, pixel shuffle
+  2, Llama text); every image is padded to 56x56 = 16 patches = 4 image tokens, between
+  ``<fake_token_around_image>`` / ``<global-img>`` markers.
+- ``tiny_vlm_dir(family)``: one of them, built once per test session.
 """
 
 from __future__ import annotations
@@ -227,11 +229,74 @@ def make_tiny_llava(dirpath: str | Path, *, seed: int = 0) -> Path:
     return out
 
 
+#: Idefics3 / SmolVLM's template, cut down: "User:<image>text<end_of_utterance>\nAssistant:"
+#: (https://huggingface.co/HuggingFaceTB/SmolVLM-Instruct/blob/main/chat_template.json).
+IDEFICS3_TEMPLATE = (
+    "{% for message in messages %}{{ message['role'] | capitalize }}"
+    "{% if message['content'] is string %}{{ ': ' + message['content'] }}{% else %}"
+    "{% if message['content'][0]['type'] == 'image' %}{{ ':' }}{% else %}{{ ': ' }}{% endif %}"
+    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{ line['text'] }}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}{% endif %}"
+    "<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
+
+def make_tiny_idefics3(dirpath: str | Path, *, seed: int = 0) -> Path:
+    """Save a seeded random-init Idefics3 checkpoint with its processor; returns ``dirpath``."""
+    import torch
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
+    from transformers.models.idefics3 import Idefics3ImageProcessorPil
+
+    out = Path(dirpath)
+    out.mkdir(parents=True, exist_ok=True)
+    special = ["<fake_token_around_image>", "<image>", "<end_of_utterance>", "<global-img>"]
+    tok = vlm_tokenizer(out, special, "byte_level")
+    side = {"longest_edge": 56}
+    image_processor = Idefics3ImageProcessorPil(
+        size=side, max_image_size=side, do_image_splitting=False
+    )
+    # image_seq_len = (56 / 14)**2 / scale_factor**2 = 4 tokens per image.
+    proc = Idefics3Processor(
+        image_processor=image_processor,
+        tokenizer=tok,
+        image_seq_len=4,
+        chat_template=IDEFICS3_TEMPLATE,
+    )
+    cfg = Idefics3Config(
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "image_size": 56,
+            "patch_size": 14,
+            "initializer_range": 0.2,
+        },
+        text_config={
+            "model_type": "llama",
+            **_TEXT,
+            "vocab_size": len(tok),
+            "pad_token_id": tok.pad_token_id,
+            "eos_token_id": tok.eos_token_id,
+            "tie_word_embeddings": False,
+        },
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+        scale_factor=2,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    model = Idefics3ForConditionalGeneration(cfg)
+    model.save_pretrained(str(out))
+    proc.save_pretrained(str(out))
+    return out
+
+
 _BUILT: dict[str, Path] = {}
 
 
 def tiny_vlm_dir(family: str) -> Path:
-    """A tiny VLM directory (``qwen2_vl`` or ``llava``) built once per test session; read-only.
+    """A tiny VLM directory (``qwen2_vl``, ``llava``, ``idefics3``) built once per test session;
+    read-only.
 
     Call it inside ``qwen2_vl_processor_without_torchvision()`` (the Qwen2-VL build needs it).
     """
@@ -240,7 +305,11 @@ def tiny_vlm_dir(family: str) -> Path:
     import tempfile
 
     if family not in _BUILT:
-        make = {"qwen2_vl": make_tiny_qwen2_vl, "llava": make_tiny_llava}[family]
+        make = {
+            "qwen2_vl": make_tiny_qwen2_vl,
+            "llava": make_tiny_llava,
+            "idefics3": make_tiny_idefics3,
+        }[family]
         root = Path(tempfile.mkdtemp(prefix=f"safeladder-vlm-{family}-"))
         atexit.register(shutil.rmtree, root, True)
         _BUILT[family] = make(root / family)

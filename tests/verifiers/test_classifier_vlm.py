@@ -34,7 +34,7 @@ from tests.neural.tiny_vlm import (
 torch.set_num_threads(1)
 CPU = {"device": "cpu", "dtype": "float32", "cpu_max_padding": 0.9}
 GREEN, RED = png_bytes((10, 200, 30)), png_bytes((200, 10, 30))
-FAMILIES = ["qwen2_vl", "llava"]
+FAMILIES = ["qwen2_vl", "llava", "idefics3"]
 RNG = np.random.default_rng(7)
 HEAD_W, HEAD_B = RNG.normal(0, 1, (2, 32)), RNG.normal(0, 1, 2)
 RM_W = RNG.normal(0, 1, (1, 32))

@@ -37,13 +37,13 @@ CPU = {"device": "cpu", "dtype": "float32", "cpu_max_padding": 0.9}
 GREEN, RED = png_bytes((10, 200, 30)), png_bytes((200, 10, 30))
 TEMPLATE = "Is the answer safe?\n{prompt}\n{completion}"
 LABELS = {"yes": 1.0, "no": 0.0, "not sure": 0.5}
-FAMILIES = ["qwen2_vl", "llava"]
+FAMILIES = ["qwen2_vl", "llava", "idefics3"]
 
 
 @pytest.fixture(scope="module")
 def dirs() -> Iterator[dict[str, Path]]:
     with qwen2_vl_processor_without_torchvision():
-        yield {"qwen2_vl": tiny_vlm_dir("qwen2_vl"), "llava": tiny_vlm_dir("llava")}
+        yield {f: tiny_vlm_dir(f) for f in FAMILIES}
 
 
 def judge(path: Path, **over: Any) -> Any:
@@ -63,6 +63,9 @@ def hand_rendered(family: str, user: str, n_images: int) -> str:
     if family == "qwen2_vl":
         images = "<|vision_start|><|image_pad|><|vision_end|>" * n_images
         return f"<|im_start|>user\n{images}{user}<|im_end|>\n<|im_start|>assistant\n"
+    if family == "idefics3":
+        head = "User:" if n_images else "User: "
+        return head + "<image>" * n_images + user + "<end_of_utterance>\nAssistant:"
     return "USER: " + "<image>\n" * n_images + user + " ASSISTANT:"
 
 
