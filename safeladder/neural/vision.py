@@ -11,7 +11,10 @@ A checkpoint directory is a VLM when it holds a processor config (``processor_co
    images lead the first user turn) and text parts as text, rendered by the processor's chat
    template (``render_vision_text``);
 3. ``process_row``: ``processor(text=[text], images=...)`` gives the ids with every image
-   placeholder expanded to its image tokens, plus pixel tensors: one ``VisionRow``.
+   placeholder expanded to its image tokens, plus pixel tensors: one ``VisionRow``;
+   ``fit_vision_row`` does 2-3 for a (prompt, completion) pair and cuts text that does not fit
+   ``max_length`` as the text path does (the prompt from its start first, then the
+   completion's start); images are never cut.
 
 A ``VisionRow`` is one row's input for ``run_batched``: its length (the token budget) counts the
 image tokens; its dedup / LRU cache key is the ids plus the images' content hashes
@@ -43,6 +46,7 @@ import numpy as np
 
 from safeladder.errors import ConfigError, InputError
 from safeladder.images import ImageRef, content_text
+from safeladder.neural.rendering import keep_end, keep_prompt_end
 
 if TYPE_CHECKING:
     import torch
@@ -53,6 +57,7 @@ __all__ = [
     "Collated",
     "VisionRow",
     "collate",
+    "fit_vision_row",
     "is_vision_checkpoint",
     "load_processor",
     "process_row",
@@ -297,6 +302,88 @@ def process_row(
         elif images:
             tensors[name] = arr
     return VisionRow(tuple(int(t) for t in ids), token_types, tensors, tuple(image_keys))
+
+
+def _prompt_chars(prompt: Any) -> int:
+    if isinstance(prompt, str):
+        return len(prompt)
+    total = 0
+    for m in prompt:
+        content = m.get("content") if isinstance(m, Mapping) else None
+        if isinstance(content, str):
+            total += len(content)
+        elif isinstance(content, list):
+            total += sum(len(p.get("text") or "") for p in content if isinstance(p, Mapping))
+    return total
+
+
+def _largest(fits: Any, hi: int) -> int:
+    """The largest k in [0, hi] with fits(k), given fits(0) (binary search; token counts grow
+    with the characters kept, up to merges at the cut, and the k returned always fits)."""
+    lo = 0
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def fit_vision_row(
+    processor: Any,
+    prompt: Any,
+    completion: str,
+    images: Sequence[Any],
+    image_keys: Sequence[str],
+    max_length: int,
+    row: int,
+) -> tuple[VisionRow, bool]:
+    """``(VisionRow, truncated)`` of a (prompt, completion) pair, its text cut to ``max_length``.
+
+    The row's image tokens always stay; the text keeps the END of the prompt (cut first) and,
+    when the completion alone is too long, the end of the completion with the prompt's text
+    emptied (the rule of ``rendering.encode_pairs``).
+
+    Raises:
+        InputError: the images and the template's fixed text alone exceed ``max_length``.
+    """
+    n = len(images)
+
+    def text_of(p: Any, c: str) -> str:
+        return render_vision_text(processor, vision_messages(p, n, c), generation=False)
+
+    text = text_of(prompt, completion)
+    full = process_row(processor, text, images, image_keys, row)
+    if len(full) <= max_length:
+        return full, False
+    tok = processor.tokenizer
+
+    def tokens(t: str) -> int:
+        return len(tok(t, add_special_tokens=False)["input_ids"])
+
+    # Image placeholders are one token in the text and their image tokens in ``full``.
+    budget = max_length - (len(full) - tokens(text))
+    empty = keep_prompt_end(prompt, 0)[0]
+    if tokens(text_of(empty, completion)) <= budget:
+        k = _largest(
+            lambda k: tokens(text_of(keep_prompt_end(prompt, k)[0], completion)) <= budget,
+            _prompt_chars(prompt),
+        )
+        prompt, completion = keep_prompt_end(prompt, k)[0], completion
+    elif tokens(text_of(empty, "")) <= budget:
+        k = _largest(
+            lambda k: tokens(text_of(empty, keep_end(completion, k)[0])) <= budget,
+            len(completion),
+        )
+        prompt, completion = empty, keep_end(completion, k)[0]
+    else:
+        raise InputError(
+            f"row {row}: its {n} images ({len(full) - tokens(text) + n} image tokens) and the "
+            f"template's fixed text exceed max_length={max_length} even without the text",
+            row=row,
+        )
+    return process_row(processor, text_of(prompt, completion), images, image_keys, row), True
 
 
 # -- batches -----------------------------------------------------------------------------------

@@ -31,9 +31,10 @@ the VLM saved with its processor, plus ``safeladder_score_head.safetensors`` (``
 non-padding token, with ``id2label`` / ``problem_type`` in ``config.json``
 (``save_vision_score_head`` writes both). Rows are rendered by the processor's chat template
 with their images (``Sample.images`` and a chat prompt's image parts, decoded under
-``image_limits``); everything above (labels, calibration, multi-label) applies unchanged. An
-unreadable image, or a row longer than ``render.max_length`` with its image tokens (such rows
-are not cut), is that row's error under ``on_error``.
+``image_limits``); everything above (labels, calibration, multi-label) applies unchanged. Image
+tokens count in ``render.max_length``; longer text is cut as usual (images never are). An
+unreadable image, or images that alone exceed ``max_length``, is that row's error under
+``on_error``.
 
 Example::
 

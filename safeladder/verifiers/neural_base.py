@@ -21,9 +21,10 @@ Vision-language checkpoints (``LoadedModel.processor`` set): ``_prepare`` builds
 ``VisionRow`` per row instead (``_prepare_vision``): the row's images (``Sample.images`` plus
 the image parts of a chat prompt) are decoded once per batch under the config's
 ``image_limits``, the prompt + completion rendered with the processor's chat template and run
-through the processor; an image that cannot be read, or a row longer than ``max_length``
-tokens (image tokens included; such rows are not cut), is that row's error under ``on_error``,
-never the batch's. Text-only rows go through the same path.
+through the processor; text longer than ``max_length`` tokens (image tokens included) is cut
+as the text path cuts it (``vision.fit_vision_row``; images are never cut); an image that
+cannot be read, or images that alone exceed ``max_length``, is that row's error under
+``on_error``, never the batch's. Text-only rows go through the same path.
 
 Subclasses: ``classifier``, ``reward_model``, ``label_judge``, ``embedding_head``.
 """
@@ -44,13 +45,7 @@ from safeladder.neural.batching import Forward, logits_forward, run_batched
 from safeladder.neural.checkpoints import position_limit
 from safeladder.neural.rendering import Encoded, RenderConfig, encode_pairs, final_answer
 from safeladder.neural.runtime import LoadedModel, ModelKind, RuntimeConfig, load_model
-from safeladder.neural.vision import (
-    VisionRow,
-    process_row,
-    render_vision_text,
-    row_image_refs,
-    vision_messages,
-)
+from safeladder.neural.vision import VisionRow, fit_vision_row, row_image_refs
 from safeladder.neural.vision_head import vision_logits_forward
 from safeladder.types import SampleBatch, ScoreBatch
 from safeladder.verifiers.base import RowResult, Verifier, VerifierConfig
@@ -173,39 +168,29 @@ class NeuralVerifier(Verifier):
         decoded = load_batch_images(refs, self.image_limits)
         inputs: list[Any] = [None] * n
         results: list[RowResult | None] = [None] * n
+        truncated = np.zeros(n, dtype=bool)
         for i in range(n):
             got = self._guard(i, self._vision_row, batch, i, refs[i], decoded[i])
-            if isinstance(got, VisionRow):
-                inputs[i] = got
+            if isinstance(got[0], VisionRow):
+                inputs[i], truncated[i] = got[0], bool(got[1])
             else:
                 results[i] = got
-        return PreparedRows(inputs, results, np.zeros(n, dtype=bool))
+        return PreparedRows(inputs, results, truncated)
 
     def _vision_row(
         self, batch: SampleBatch, i: int, refs: list[ImageRef], images: list[Any] | InputError
-    ) -> VisionRow:
-        """Row ``i`` rendered (prompt + completion as the assistant turn) and processed."""
+    ) -> tuple[VisionRow, bool]:
+        """Row ``i`` rendered (prompt + completion as the assistant turn), processed and cut to
+        ``max_length``: ``(row, truncated)``."""
         if isinstance(images, InputError):
             raise images
         completion = batch.completions[i]
         if self.render.judge_final_answer:
             completion = final_answer(completion)
-        proc = self.loaded.processor
-        msgs = vision_messages(batch.prompts[i], len(images), completion)
-        text = render_vision_text(proc, msgs, generation=False)
         keys = [image_key(r, self.image_limits) for r in refs]
-        row = process_row(proc, text, images, keys, i)
-        if len(row) > self.max_length:
-            image_tokens = len(row) - len(
-                proc.tokenizer(text, add_special_tokens=False)["input_ids"]
-            )
-            raise InputError(
-                f"row {i}: {len(row)} tokens ({image_tokens + len(images)} of them image tokens) "
-                f"exceed max_length={self.max_length}; vision-language rows are not cut: raise "
-                "render.max_length or shorten the text",
-                row=i,
-            )
-        return row
+        return fit_vision_row(
+            self.loaded.processor, batch.prompts[i], completion, images, keys, self.max_length, i
+        )
 
     def _forward(self) -> Forward:
         if self.loaded.processor is not None:

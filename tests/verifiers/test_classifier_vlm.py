@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from safeladder import ConfigError, Sample, SampleBatch
-from safeladder.errors import VerifierError
+from safeladder.errors import SafeladderWarning, VerifierError
 from safeladder.images import load_image
 from safeladder.neural.vision_head import SCORE_HEAD_FILE, save_vision_score_head
 from safeladder.verifiers import build_verifier
@@ -109,21 +109,47 @@ def test_reward_model_is_the_raw_head(dirs: dict[str, Path], family: str) -> Non
 
 def test_row_errors_are_isolated(dirs: dict[str, Path]) -> None:
     bad = Sample(prompt="Describe", completion="x", images=("data:image/png;base64,AAAA",))
-    long = Sample(prompt="word " * 300, completion="x", images=(GREEN,))
-    rows = [samples()[0], bad, long, samples()[2]]
+    rows = [samples()[0], bad, samples()[2]]
     cfg = {
         "type": "classifier",
         "path": str(dirs["qwen2_vl"]),
         "good_label": "safe",
         "runtime": CPU,
-        "render": {"max_length": 200},
     }
     got = build_verifier({**cfg, "on_error": "abstain"}).score(SampleBatch.from_samples(rows))
-    assert list(got.status) == ["ok", "error", "error", "ok"]
+    assert list(got.status) == ["ok", "error", "ok"]
     assert "row 1: image 0" in got.details[1]["reason"]
-    assert "max_length=200" in got.details[2]["reason"]
     with pytest.raises(VerifierError, match="row 1"):
         build_verifier(cfg).score(SampleBatch.from_samples(rows))
+    # Images (and the template) that alone exceed max_length: that row's error.
+    tiny = {**cfg, "render": {"max_length": 8}, "on_error": "abstain"}
+    got = build_verifier(tiny).score(SampleBatch.from_samples(rows[:1]))
+    assert got.status[0] == "error" and "max_length=8" in got.details[0]["reason"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_long_text_is_cut_around_the_images(dirs: dict[str, Path], family: str) -> None:
+    cfg = {"type": "classifier", "path": str(dirs[family]), "good_label": "safe", "runtime": CPU}
+    v: Any = build_verifier({**cfg, "render": {"max_length": 120}})
+    long_prompt = Sample(
+        prompt="START " + "word " * 300 + "END?", completion="Fine.", images=(GREEN,)
+    )
+    long_answer = Sample(prompt="Q?", completion="BEGIN " + "so " * 300 + "DONE.", images=(RED,))
+    batch = SampleBatch.from_samples([long_prompt, long_answer])
+    prep = v._prepare(batch)
+    assert prep.truncated.tolist() == [True, True]
+    image_id = v.loaded.processor.image_token_id
+    for row in prep.inputs:
+        # Every image token kept: Qwen2-VL grid t*h*w / 2**2, the others 4 per image.
+        grid = row.images.get("image_grid_thw")
+        n_image = int(grid.prod()) // 4 if grid is not None else 4
+        assert len(row) <= 120 and row.ids.count(image_id) == n_image
+    first, second = (v.loaded.tokenizer.decode(list(r.ids)) for r in prep.inputs)
+    assert "END?" in first and "START" not in first and "Fine." in first  # prompt end kept
+    assert "DONE." in second and "BEGIN" not in second and "Q?" not in second  # answer end kept
+    with pytest.warns(SafeladderWarning, match="truncated"):
+        got = v.score(batch)
+    assert list(got.status) == ["ok", "ok"] and got.details[0]["truncated"] is True
 
 
 def test_checkpoint_format_is_checked(dirs: dict[str, Path], tmp_path: Path) -> None:
