@@ -154,6 +154,8 @@ def build_judge(out: Path, shape: dict[str, Any], device: str) -> Path:
         torch.set_default_dtype(before)
     model.save_pretrained(str(out))
     del model
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()  # the judge loads its own copy from the saved directory
     return out
 
 

@@ -1,7 +1,7 @@
 """The safeladder VLM classifier format: a vision-language backbone plus a linear score head.
 
-transformers has no ``*ForSequenceClassification`` class for the Qwen2-VL, Qwen2.5-VL or LLaVA
-families, so ``classifier`` and ``reward_model`` read this format instead:
+transformers has no ``*ForSequenceClassification`` class for the Qwen2-VL, Qwen2.5-VL, LLaVA or
+Idefics3 / SmolVLM families, so ``classifier`` and ``reward_model`` read this format instead:
 
 - the directory is the VLM checkpoint as ``save_pretrained`` writes it (``config.json`` with
   ``vision_config``, weights, and the processor's files: tokenizer, image processor, chat

@@ -24,7 +24,7 @@ used when ``calibration: auto``, the default) has the same schema as the ``calib
     {"kind": "isotonic", "x": [0.0, 0.4, 1.0], "y": [0.0, 0.3, 1.0]}
     {"kind": "isotonic", "per_label": {"toxicity": {"x": [0, 1], "y": [0, 0.9]}}}
 
-Vision-language checkpoints (Qwen2-VL / Qwen2.5-VL, LLaVA): transformers has no sequence
+Vision-language checkpoints (Qwen2-VL / Qwen2.5-VL, LLaVA, Idefics3 / SmolVLM): transformers has no sequence
 classifier for them, so ``path`` holds the safeladder format of ``safeladder.neural.vision_head``:
 the VLM saved with its processor, plus ``safeladder_score_head.safetensors`` (``weight``
 ``[num_labels, hidden]``, optional ``bias``) applied to the final hidden state of the last

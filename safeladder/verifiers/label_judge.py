@@ -53,7 +53,8 @@ prompt is empty; fixed text alone exceeds ``max_length``. With ``empty_score`` s
 (final) completion scores that value without running the model (SafeWork's knowledge verifier
 gives an empty answer 0).
 
-A vision-language ``path`` (Qwen2-VL / Qwen2.5-VL, LLaVA; ``safeladder.neural.vision``) is
+A vision-language ``path`` (Qwen2-VL / Qwen2.5-VL, LLaVA, Idefics3 / SmolVLM; see
+``safeladder.neural.vision``) is
 judged through its processor, the row's images leading the user turn; image tokens count in
 ``max_length``; an unreadable image is that row's error (``JudgeRenderer.vision_input``).
 
