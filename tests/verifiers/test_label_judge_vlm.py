@@ -24,6 +24,7 @@ from safeladder.images import load_image
 from safeladder.neural.batching import cache_info, clear_caches
 from safeladder.neural.vision import VisionRow
 from safeladder.verifiers import build_verifier
+from safeladder.verifiers.label_judge import prompt_for_judge
 from tests.helpers import assert_batch_equals_rows, assert_in_range_or_nan
 from tests.neural.tiny_vlm import (
     png_bytes,
@@ -192,3 +193,18 @@ def test_safework_presets_judge_image_prompts(dirs: dict[str, Path], preset: str
 
 def got_batch(samples: list[Sample]) -> SampleBatch:
     return SampleBatch.from_samples(samples)
+
+
+def test_text_judge_reads_the_text_parts_of_a_multimodal_prompt() -> None:
+    # Before: a message whose content is a list of parts filled {prompt} with the list's repr.
+    chat = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Safe?"}]}]
+    assert prompt_for_judge(chat) == "Safe?"
+    two = [*chat, {"role": "assistant", "content": [{"type": "text", "text": "Yes."}]}]
+    assert prompt_for_judge(two) == "user: Safe?\nassistant: Yes."
+
+
+def test_replicas_share_vision_rows(dirs: dict[str, Path]) -> None:
+    one = judge(dirs["qwen2_vl"]).score(SampleBatch.from_samples(rows()))
+    two = judge(dirs["qwen2_vl"], runtime={**CPU, "device": ["cpu", "cpu"], "max_batch_size": 1})
+    got = two.score(SampleBatch.from_samples(rows()))
+    np.testing.assert_allclose(got.scores, one.scores, atol=1e-5)
