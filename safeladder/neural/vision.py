@@ -158,12 +158,18 @@ def _part_payload(part: Mapping[str, Any]) -> Any:
     return part.get("image")
 
 
-def row_image_refs(prompt: Any, images: Sequence[ImageRef]) -> list[ImageRef]:
+def row_image_refs(
+    prompt: Any, images: Sequence[ImageRef], row: int | None = None
+) -> list[ImageRef]:
     """A row's image references in model order (see the module docstring, step 1).
 
     >>> row_image_refs([{"role": "user", "content": [{"type": "image"}, {"type": "text",
     ...     "text": "hi"}]}], ["a.png", "b.png"])
     ['a.png', 'b.png']
+
+    Raises:
+        InputError: the prompt has more image placeholders (``{"type": "image"}`` without a
+            payload) than the row has images: an image the prompt refers to is missing.
     """
     own = list(images)
     placed: list[ImageRef] = []
@@ -180,6 +186,14 @@ def row_image_refs(prompt: Any, images: Sequence[ImageRef]) -> list[ImageRef]:
                 elif taken < len(own):
                     placed.append(own[taken])
                     taken += 1
+                else:
+                    where = f"row {row}: " if row is not None else ""
+                    raise InputError(
+                        f"{where}the prompt has more image placeholders than the row has images "
+                        f"({len(own)}); each {{'type': 'image'}} part needs an image in 'images'",
+                        row=row,
+                        field="images",
+                    )
     return placed + own[taken:]
 
 

@@ -481,14 +481,15 @@ class LabelJudge(NeuralVerifier):
 
     def _prepare_vision_rows(self, batch: SampleBatch, rows: list[Any]) -> list[Any]:
         """``_prepare_rows`` for a vision-language judge (images decoded once per batch)."""
-        todo = [i for i, r in enumerate(rows) if isinstance(r, _RowText)]
-        refs = [
-            row_image_refs(batch.prompts[i], batch.images[i]) if i in todo else []
-            for i in range(len(rows))
-        ]
+        refs: list[list[Any]] = [[] for _ in rows]
+        for i, r in enumerate(rows):
+            if isinstance(r, _RowText):
+                got = self._guard(i, row_image_refs, batch.prompts[i], batch.images[i], i)
+                refs[i], rows[i] = (got, r) if isinstance(got, list) else ([], got)
         decoded = load_batch_images(refs, self.image_limits)
-        for i in todo:
-            rows[i] = self._guard(i, self._vision_input, rows[i], refs[i], decoded[i], i)
+        for i, r in enumerate(rows):
+            if isinstance(r, _RowText):
+                rows[i] = self._guard(i, self._vision_input, r, refs[i], decoded[i], i)
         return rows
 
     def _vision_input(

@@ -164,12 +164,18 @@ class NeuralVerifier(Verifier):
     def _prepare_vision(self, batch: SampleBatch) -> PreparedRows:
         """One ``VisionRow`` per row (see the module docstring); failures are row errors."""
         n = len(batch)
-        refs = [row_image_refs(p, im) for p, im in zip(batch.prompts, batch.images, strict=True)]
+        found = [
+            self._guard(i, row_image_refs, batch.prompts[i], batch.images[i], i) for i in range(n)
+        ]
+        refs = [r if isinstance(r, list) else [] for r in found]
         decoded = load_batch_images(refs, self.image_limits)
         inputs: list[Any] = [None] * n
         results: list[RowResult | None] = [None] * n
         truncated = np.zeros(n, dtype=bool)
         for i in range(n):
+            if not isinstance(found[i], list):
+                results[i] = found[i]  # type: ignore[assignment]
+                continue
             got = self._guard(i, self._vision_row, batch, i, refs[i], decoded[i])
             if isinstance(got[0], VisionRow):
                 inputs[i], truncated[i] = got[0], bool(got[1])

@@ -168,3 +168,12 @@ def test_checkpoint_format_is_checked(dirs: dict[str, Path], tmp_path: Path) -> 
         build_verifier({**cfg, "good_label": None})
     with pytest.raises(ConfigError, match="'plain'"):
         build_verifier({**cfg, "path": str(dirs["llava"]), "render": {"template": "plain"}})
+
+
+def test_placeholder_without_an_image_is_that_rows_error(dirs: dict[str, Path]) -> None:
+    chat = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Safe?"}]}]
+    rows = [samples()[0], Sample(prompt=chat, completion="Yes.")]
+    cfg = {"type": "classifier", "path": str(dirs["llava"]), "good_label": "safe", "runtime": CPU}
+    got = build_verifier({**cfg, "on_error": "abstain"}).score(SampleBatch.from_samples(rows))
+    assert list(got.status) == ["ok", "error"]
+    assert "row 1: the prompt has more image placeholders" in got.details[1]["reason"]

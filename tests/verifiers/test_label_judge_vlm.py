@@ -208,3 +208,11 @@ def test_replicas_share_vision_rows(dirs: dict[str, Path]) -> None:
     two = judge(dirs["qwen2_vl"], runtime={**CPU, "device": ["cpu", "cpu"], "max_batch_size": 1})
     got = two.score(SampleBatch.from_samples(rows()))
     np.testing.assert_allclose(got.scores, one.scores, atol=1e-5)
+
+
+def test_placeholder_without_an_image_is_that_rows_error(dirs: dict[str, Path]) -> None:
+    chat = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Safe?"}]}]
+    rows_ = [Sample(prompt=chat, completion="Yes."), rows()[0]]  # the first has no image
+    got = judge(dirs["qwen2_vl"], on_error="abstain").score(SampleBatch.from_samples(rows_))
+    assert list(got.status) == ["error", "ok"]
+    assert "more image placeholders than the row has images" in got.details[0]["reason"]
