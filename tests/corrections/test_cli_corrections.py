@@ -78,3 +78,18 @@ def test_bad_inputs_name_the_file(tmp_path: Path) -> None:
     res = invoke("corrections", "import", bad, "--store", tmp_path / "new.db")
     assert res.exit_code == 1 and "bad.jsonl:2: corrected: Field required" in res.stderr
     assert not (tmp_path / "new.db").exists()  # validated before the store is created
+
+
+def test_a_store_of_another_encoder_is_refused(store: Path, tmp_path: Path) -> None:
+    import shutil
+    import sqlite3
+
+    other = tmp_path / "other.db"
+    shutil.copy(store, other)
+    con = sqlite3.connect(other)
+    with con:  # as if written by another encoder: another fingerprint of its files
+        con.execute("UPDATE meta SET value = '0123456789abcdef' WHERE key = 'fingerprint'")
+    con.close()
+    res = invoke("corrections", "search", "capital of Australia", "--store", other)
+    assert res.exit_code == 2
+    assert "fingerprint 0123456789abcdef" in res.stderr and "not comparable" in res.stderr

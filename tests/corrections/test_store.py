@@ -107,7 +107,7 @@ def test_a_write_by_another_connection_is_seen_by_search(tmp_path: Path) -> None
 
 def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
     path = tmp_path / "shared.db"
-    _store(path).close()
+    # no file yet: the writers race to create it too
     # fork: the parent holds no connection at this point, and spawn would re-import everything
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(4) as pool:
