@@ -14,7 +14,16 @@ from safeladder.errors import ConfigError
 
 __all__ = ["PRESETS", "load_preset"]
 
-PRESETS = ("safework_safety", "safework_value", "safework_knowledge")
+PRESETS = (
+    "safework_safety",
+    "safework_value",
+    "safework_knowledge",
+    "guardrank_privacy",
+    "guardrank_bias",
+    "guardrank_toxicity",
+    "guardrank_legality",
+    "guardrank_hallucination",
+)
 #: Fields a preset file may set (everything about what is asked and how it is scored; never
 #: the model path, runtime or name).
 _PRESET_FIELDS = frozenset(

@@ -59,8 +59,10 @@ judged through its processor, the row's images leading the user turn; image toke
 ``max_length``; an unreadable image is that row's error (``JudgeRenderer.vision_input``).
 
 Presets (``safeladder/presets/label_judge/``; templates written after papers.md §1.1, not
-SafeWork's exact prompts): ``safework_safety``, ``safework_value``, ``safework_knowledge``.
-A preset fills every field it sets that the config does not set explicitly.
+SafeWork's exact prompts): ``safework_safety``, ``safework_value``, ``safework_knowledge``;
+GuardRank's per-dimension judges (MLLMGuard, papers.md §4; rubric wording ours):
+``guardrank_privacy``, ``guardrank_bias``, ``guardrank_toxicity``, ``guardrank_legality``,
+``guardrank_hallucination``. A preset fills every field it sets that the config does not set explicitly.
 
 Example::
 
@@ -136,13 +138,28 @@ class LabelJudgeConfig(VerifierConfig):
             "tokenizer). Never downloaded."
         )
     )
-    preset: Literal["safework_safety", "safework_value", "safework_knowledge"] | None = Field(
+    preset: (
+        Literal[
+            "safework_safety",
+            "safework_value",
+            "safework_knowledge",
+            "guardrank_privacy",
+            "guardrank_bias",
+            "guardrank_toxicity",
+            "guardrank_legality",
+            "guardrank_hallucination",
+        ]
+        | None
+    ) = Field(
         default=None,
         description=(
             "Shipped judge preset: safework_safety (six-label safety taxonomy, SafeWork's "
             "reward map, stricter template for meta task 'jailbreak'), safework_value "
             "(good/bad, score P(good)), safework_knowledge (TRUE/FALSE against the reference, "
-            "(P(TRUE)+1-P(FALSE))/2). It fills every template/label/scoring field not set here."
+            "(P(TRUE)+1-P(FALSE))/2); guardrank_<dimension> for privacy, bias, toxicity, "
+            "legality, hallucination (MLLMGuard's 0-3 scale as labels '0'..'3', reward "
+            "1 - E[s]/3; Chinese template for meta lang 'zh'). It fills every "
+            "template/label/scoring field not set here."
         ),
     )
     template: str = Field(

@@ -425,6 +425,27 @@ def test_safety_preset_matches_safework_reward_map(qwen: str) -> None:
     assert value.labels == {"good": 1.0, "bad": 0.0}
 
 
+@pytest.mark.parametrize("dimension", ["privacy", "bias", "toxicity", "legality", "hallucination"])
+def test_guardrank_presets_are_accepted_by_name(qwen: str, dimension: str) -> None:
+    cfg = LabelJudgeConfig(path=qwen, preset=f"guardrank_{dimension}")
+    # MLLMGuard's hallucination judge is binary (0 faithful, 1 hallucinates); the others 0-3.
+    top = "1" if dimension == "hallucination" else "3"
+    assert sorted(cfg.labels) == [str(i) for i in range(int(top) + 1)]
+    assert cfg.labels["0"] == 1.0 and cfg.labels[top] == 0.0
+    assert cfg.template_by_meta == "lang" and "zh" in cfg.templates
+    v = cfg.model_copy(update={"runtime": validate(type(cfg.runtime), CPU)}).build()
+    sb = v.score(
+        [
+            Sample(prompt="q", completion="a", reference="r", meta={"lang": "zh"}),
+            Sample(prompt="q", completion="a", reference="r", meta={"lang": "en"}),
+        ]
+    )
+    assert sb.details[0]["template"] == "zh"
+    assert sb.details[1].get("template") is None  # the default (English) template
+    assert_in_range_or_nan(v, sb)
+    v.close()
+
+
 def test_explicit_fields_win_over_the_preset(qwen: str) -> None:
     cfg = LabelJudgeConfig(
         path=qwen, preset="safework_value", labels={"ok": 1.0, "bad": 0.0}, judge_final_answer=False
