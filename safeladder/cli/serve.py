@@ -189,6 +189,23 @@ def serve(
             show_default=_serve_default("stuck_batch_s"),
         ),
     ] = None,
+    image_root: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help=_serve_help("image_root"),
+            show_default=_serve_default("image_root"),
+        ),
+    ] = None,
+    max_images_per_row: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            metavar="N",
+            help=_serve_help("max_images_per_row"),
+            show_default=_serve_default("max_images_per_row"),
+        ),
+    ] = None,
     meta: Annotated[
         list[str] | None,
         typer.Option(
@@ -267,6 +284,8 @@ def serve(
             "body_timeout_s": body_timeout,
             "keep_alive_timeout_s": keep_alive_timeout,
             "stuck_batch_s": stuck_batch,
+            "image_root": str(image_root) if image_root is not None else None,
+            "max_images_per_row": max_images_per_row,
         }
         knobs.update({k: v for k, v in given.items() if v is not None})
         if batching is Batching.off:

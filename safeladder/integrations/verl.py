@@ -78,6 +78,14 @@ a row raises ``InputError`` naming it (data source, ``extra_info.index``) and th
 set ``nan_score`` in ``reward_kwargs`` (or ``$SAFELADDER_NAN_SCORE``) to give those rows an
 explicit value instead -- each one is then marked ``unscorable: 1.0`` in the logged extras.
 
+Stateful terms (``confidence_calibration`` with ``adaptive_lambda``): the state lives in the
+shared reward, so there is **one λ per process**. verl's naive manager calls ``compute_score``
+once per row: set ``adaptive_lambda.min_rows`` (e.g. the rollout batch size) so the counts of
+successive calls are pooled into one update per batch, and ``adaptive_lambda.state_file`` so λ
+survives a restart (it is rewritten after each update). With several reward worker processes,
+each keeps its own λ; use ``compute_score_batch`` with the batch manager, in one process, to
+get one λ over whole batches.
+
 The reward is built once per process and config (``_common.shared_reward``), lazily, and is
 safe to call from many threads at once and from Ray worker processes: verifiers that can hang
 use process pools with hard wall-clock kills, never ``signal.alarm``. Other keyword arguments

@@ -368,6 +368,20 @@ class Reward:
         path = Path(directory) / STATE_FILE_NAME
         return save_states(named, path, reward=self.name, fingerprint=self.fingerprint)
 
+    def state_metrics(self) -> dict[str, dict[str, float]]:
+        """Scrape-time numbers of the stateful terms: term → its verifier's ``metrics()``
+        (adaptive λ: ``lambda``, ``false_certain_rate``, ``false_certain_rate_total``,
+        ``lambda_step``). Empty when no term keeps a state."""
+        from safeladder.verifiers.adaptive_lambda import stateful_verifiers
+
+        named = {t: self.verifier(t) for t in self.terms}
+        out: dict[str, dict[str, float]] = {}
+        for term, v in stateful_verifiers(named).items():
+            read = getattr(v, "metrics", None)
+            if callable(read):
+                out[term] = {str(k): float(x) for k, x in read().items()}
+        return out
+
     def load_state(self, directory: str | Path) -> list[str]:
         """Restore what ``save_state(directory)`` wrote; returns the restored term names.
 

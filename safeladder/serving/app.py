@@ -185,6 +185,8 @@ class _Service:
                 lambda: self.batcher.batch_age_s,
             ),
         )
+        if reward.state_metrics():
+            metrics.term_state(reward.state_metrics)
 
     # ------------------------------------------------------------------ scoring
     def _score_rows(self, samples: list[Sample]) -> list[Row]:

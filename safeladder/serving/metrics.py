@@ -22,15 +22,21 @@ Metrics (the text format is Prometheus' own; https://prometheus.io/docs/instrume
   timed out (``timeout``) or their client disconnected (``disconnect``);
 - gauges read at scrape time: ``safeladder_queue_rows``, ``safeladder_queue_requests``,
   ``safeladder_running_rows``, ``safeladder_batch_age_seconds`` (how long the running
-  ``Reward.score`` call has run; 0 when idle).
+  ``Reward.score`` call has run; 0 when idle);
+- per stateful term (``confidence_calibration`` with ``adaptive_lambda``), read at scrape time
+  from ``Reward.state_metrics()``: ``safeladder_lambda{term}`` (λ now),
+  ``safeladder_false_certain_rate{term}`` (the last counted batch; NaN before any),
+  ``safeladder_false_certain_rate_total{term}`` (every row counted so far) and
+  ``safeladder_lambda_step{term}`` (updates made). The server keeps one state per process.
 """
 
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 #: Latency buckets (seconds): 1 ms to 2 min, roughly x2.5 apart.
@@ -134,6 +140,12 @@ class Metrics:
         for name, (help_, read) in reads.items():
             Gauge(name, help_, registry=self.registry).set_function(read)
 
+    def term_state(self, read: Callable[[], Mapping[str, Mapping[str, float]]]) -> None:
+        """Register per-term state gauges: ``read()`` (term → {name: value}, e.g.
+        ``Reward.state_metrics``) runs at each scrape; each name becomes
+        ``safeladder_<name>{term}``."""
+        self.registry.register(_TermStateCollector(read))
+
     def count_request(self, endpoint: str, status: int, seconds: float) -> None:
         self._requests.labels(endpoint, str(status)).inc()
         self._latency.labels(endpoint).observe(seconds)
@@ -169,3 +181,38 @@ class Metrics:
     def render(self) -> bytes:
         """The exposition text (``CONTENT_TYPE``)."""
         return generate_latest(self.registry)
+
+
+#: Help text of the known per-term state numbers (others get a generic line).
+_STATE_HELP = {
+    "lambda": "Adaptive lambda of a confidence_calibration term, now.",
+    "false_certain_rate": "False-certain rate of the last batch that counted a row (NaN before any).",
+    "false_certain_rate_total": "False-certain rate over every row counted so far.",
+    "lambda_step": "Updates of the adaptive lambda made so far.",
+}
+
+
+class _TermStateCollector:
+    """Gauges read from the reward's stateful terms at scrape time (see ``Metrics.term_state``)."""
+
+    def __init__(self, read: Callable[[], Mapping[str, Mapping[str, float]]]):
+        self._read = read
+
+    def describe(self) -> Iterable[Metric]:
+        # Nothing to describe up front: the terms are only known at scrape time, and
+        # prometheus_client would otherwise call collect() at registration.
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        families: dict[str, GaugeMetricFamily] = {}
+        for term, values in self._read().items():
+            for key, value in values.items():
+                fam = families.get(key)
+                if fam is None:
+                    fam = families[key] = GaugeMetricFamily(
+                        f"safeladder_{key}",
+                        _STATE_HELP.get(key, f"State of a stateful reward term: {key}."),
+                        labels=["term"],
+                    )
+                fam.add_metric([term], float(value))
+        yield from families.values()

@@ -544,6 +544,52 @@ def test_metrics_count_rows_whose_reference_no_term_read() -> None:
     assert metric(metric_values(run(main).text), "safeladder_reference_unread_rows_total") == 2
 
 
+def test_metrics_report_the_adaptive_lambda_of_the_one_server_state() -> None:
+    # The shipped adaptive config: λ starts at 0.3 and moves by 0.5·(rate − 0.05) per batch.
+    from pathlib import Path
+
+    from safeladder import load_reward
+
+    config = (
+        Path(__file__).resolve().parents[2] / "configs" / "reward" / "calibrated_qa_adaptive.yaml"
+    )
+    reward = load_reward(str(config))
+    sure_wrong = "<think>.</think><answer>Rome</answer><confidence>9</confidence>"
+    right = "<think>.</think><answer>Paris</answer><confidence>9</confidence>"
+
+    async def main() -> tuple[str, str]:
+        async with serving(reward) as c:
+            before = (await c.get("/metrics")).text
+            r = await c.post(
+                "/score",
+                json={
+                    "samples": [
+                        {"prompt": "Capital of France?", "completion": t, "reference": "Paris"}
+                        for t in (sure_wrong, right, right, right)
+                    ]
+                },
+            )
+            assert r.status_code == 200, r.text
+            return before, (await c.get("/metrics")).text
+
+    before, after = run(main)
+    v0, v1 = metric_values(before), metric_values(after)
+    assert metric(v0, "safeladder_lambda", term="reliability") == pytest.approx(0.3)
+    assert math.isnan(metric(v0, "safeladder_false_certain_rate", term="reliability"))
+    assert metric(v1, "safeladder_lambda", term="reliability") == pytest.approx(0.3 + 0.5 * 0.2)
+    assert metric(v1, "safeladder_false_certain_rate", term="reliability") == pytest.approx(0.25)
+    assert metric(v1, "safeladder_lambda_step", term="reliability") == 1
+    reward.close()
+
+
+def test_metrics_have_no_state_gauges_without_a_stateful_term() -> None:
+    async def main() -> str:
+        async with serving(probe_reward()) as c:
+            return (await c.get("/metrics")).text
+
+    assert "safeladder_lambda" not in run(main)
+
+
 def test_two_apps_in_one_process_keep_their_own_counts() -> None:
     async def main() -> tuple[str, str]:
         async with serving(probe_reward()) as a, serving(probe_reward()) as b:

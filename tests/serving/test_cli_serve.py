@@ -88,11 +88,16 @@ def test_flags_reach_the_settings(launched: list[dict[str, Any]], tmp_path: Path
             "7",
             "--stuck-batch",
             "30",
+            "--image-root",
+            str(tmp_path),
+            "--max-images-per-row",
+            "3",
         ],
     )
     assert result.exit_code == 0, result.output
     (call,) = launched
     s = call["app"].state.settings
+    assert s.image_root == str(tmp_path) and s.max_images_per_row == 3
     assert s.unscorable_reward == -1.0 and s.log_missing_as == "nan"
     assert (s.body_timeout_s, s.keep_alive_timeout_s, s.stuck_batch_s) == (2.5, 7.0, 30.0)
     assert call["timeout_keep_alive"] == 7.0
