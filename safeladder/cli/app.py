@@ -1,5 +1,6 @@
 """The ``safeladder`` command line: ``score``, ``check``, ``verifiers``, ``serve``, ``eval``,
-``train``, ``generate``, each in its own module, registered on ``safeladder.cli.base.app``.
+``train``, ``generate`` and the ``corrections`` group (add / import / list / search / export /
+remove), each in its own module, registered on ``safeladder.cli.base.app``.
 
 Exit codes: 0 ok; 1 the run failed (a bad row under ``--fail-on-error``, a reward that raised);
 2 usage or config error (nothing was scored); 130 interrupted (Ctrl-C). Expected errors print
@@ -14,6 +15,8 @@ Examples::
     safeladder score --input rollouts.parquet --output scored.jsonl --resume
     safeladder check rewards.yaml --set terms.0.weight=0.5
     safeladder verifiers math_answer
+    safeladder eval --metrics guardrank --data answers.jsonl -o out/guardrank
+    safeladder corrections search "Q: 6 bags of 8 coins?" --store fixes.db -k 3
 """
 
 from __future__ import annotations
