@@ -17,9 +17,17 @@ Normalization stats: ``normalize: {mean: 0.3, std: 2.1}`` in the config, or ``no
 saved`` to read ``safeladder_reward_stats.json`` from the model directory (written at training
 time; schema ``{"mean": float, "std": float, "count": int (optional)}``, other keys ignored).
 
+Presets (``safeladder/presets/reward_model/<name>.yaml``; a preset fills what the config does
+not set, and ``render`` key by key): ``skywork_reward_v2`` for the Skywork-Reward-V2 series
+(Llama-3.1/3.2 and Qwen3 variants): the conversation rendered with the checkpoint's own chat
+template, tokenized as the model card does (its "duplicate bos" strip then the tokenizer's
+special tokens: one BOS for Llama, none for Qwen3), the score the raw logit.
+
 Example::
 
     {"type": "reward_model", "path": "ckpt/rm", "normalize": "saved", "squash": "sigmoid"}
+    {"type": "reward_model", "preset": "skywork_reward_v2",
+     "path": "/models/Skywork-Reward-V2-Llama-3.1-8B", "render": {"max_length": 8192}}
 
 Details per row: ``raw`` (the head output before normalization) and ``truncated: true`` when
 the row was cut to fit ``render.max_length``.
@@ -29,12 +37,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from safeladder.config import load_yaml, preset_path
 from safeladder.errors import ConfigError
 from safeladder.images import ImageLimits
 from safeladder.neural.activations import sigmoid
@@ -44,6 +54,29 @@ from safeladder.verifiers.base import RowResult, Verifier, VerifierConfig
 from safeladder.verifiers.neural_base import NeuralVerifier
 
 STATS_FILE = "safeladder_reward_stats.json"
+
+#: Shipped presets (``safeladder/presets/reward_model/<name>.yaml``).
+PRESETS = ("skywork_reward_v2",)
+#: Fields a preset may set: how rows are rendered and scored, never the path or runtime.
+_PRESET_FIELDS = frozenset(["render", "normalize", "squash"])
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """The fields of a shipped reward-model preset.
+
+    >>> load_preset("skywork_reward_v2")["render"]
+    {'template': 'chat'}
+    """
+    path = preset_path("reward_model", name)
+    if path is None:
+        raise ConfigError(
+            f"preset: unknown reward_model preset {name!r}; known: {', '.join(PRESETS)}"
+        )
+    data = load_yaml(path)
+    unknown = sorted(set(data) - _PRESET_FIELDS)
+    if unknown:
+        raise ConfigError(f"{path}: keys {unknown} cannot be set by a preset")
+    return data
 
 
 class NormalizeStats(BaseModel):
@@ -84,6 +117,14 @@ class RewardModelConfig(VerifierConfig):
     path: str = Field(
         description="Local Hugging Face directory of a num_labels=1 sequence-classification model."
     )
+    preset: Literal["skywork_reward_v2"] | None = Field(
+        default=None,
+        description=(
+            "Shipped preset: skywork_reward_v2 (Skywork-Reward-V2 Llama/Qwen3 checkpoints: the "
+            "checkpoint's chat template, tokenized as the model card does; the raw logit). It "
+            "fills every field it sets that is not set here (render key by key)."
+        ),
+    )
     normalize: NormalizeStats | Literal["saved"] | None = Field(
         default=None,
         description=(
@@ -109,12 +150,41 @@ class RewardModelConfig(VerifierConfig):
         ),
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_from_preset(cls, data: Any) -> Any:
+        # Explicit fields win over the preset's; render merges key by key, so that
+        # render: {max_length: 8192} keeps the preset's template.
+        if not isinstance(data, Mapping) or not data.get("preset"):
+            return data
+        if data["preset"] not in PRESETS:
+            return data  # the Literal check reports it, naming the key
+        merged = dict(load_preset(str(data["preset"])))
+        for key, value in data.items():
+            base = merged.get(key)
+            if key == "render" and isinstance(base, Mapping) and isinstance(value, Mapping):
+                merged[key] = {**base, **value}
+            elif key == "render" and isinstance(base, Mapping) and isinstance(value, RenderConfig):
+                merged[key] = {**base, **value.model_dump(exclude_unset=True)}
+            else:
+                merged[key] = value
+        return merged
+
     @field_validator("path")
     @classmethod
     def _path_given(cls, v: str) -> str:
         if not v.strip():
             raise ValueError("path: give the local directory of the reward model")
         return v
+
+    @model_validator(mode="after")
+    def _preset_render(self) -> RewardModelConfig:
+        if self.preset is not None and self.render.template == "plain":
+            raise ValueError(
+                f"render.template: 'plain' contradicts preset {self.preset!r}, whose checkpoints "
+                "read their own chat template; leave render.template unset (or 'chat')"
+            )
+        return self
 
     def build(self) -> Verifier:
         return RewardModelVerifier(self)
@@ -132,6 +202,11 @@ class RewardModelVerifier(NeuralVerifier):
             raise ConfigError(
                 f"path: {config.path!r} has a {n}-label head; a reward model needs num_labels=1 "
                 "(use type: classifier for label probabilities)"
+            )
+        if config.preset is not None and not getattr(loaded.tokenizer, "chat_template", None):
+            raise ConfigError(
+                f"path: preset {config.preset!r} renders with the checkpoint's chat template, but "
+                f"the tokenizer in {config.path!r} has none; is this the released checkpoint?"
             )
         if config.normalize == "saved":
             self.stats: NormalizeStats | None = read_reward_stats(loaded.path)
