@@ -1,0 +1,630 @@
+"""Safety classifiers across distributions: a train-on-A / test-on-B matrix (issue 13, item 1).
+
+The shipped ``safety`` verifier scores F1 0.90 on GPTFuzz's held-out split, but that is one
+distribution. This script measures, on the shared safety sources (``../shared/data``):
+
+**Test sets** (columns; never trained on by any learner here):
+
+- ``gptfuzz``: GPTFuzz's upstream ``evaluate`` split (its 20 questions are not in ``train``);
+- ``jbb-<attack>``: JailbreakBench artifacts of one attack method (GCG, PAIR, JBC,
+  random search ``RS``, DSN), restricted to the ``JBB_TEST_FRACTION`` of behaviours (goals)
+  held out for testing, so no test goal is ever trained on, under any attack;
+- ``advbench`` / ``strongreject``: each prompt turned into one refusal (safe) and two compliant
+  replies (unsafe) by the project's generator (``augment.harmful_prompt_responses``); the
+  ``TEST_FRACTION`` of prompts held out;
+- ``toxigen``: ToxiGen's human-written hateful (1) / neutral (0) sentences, as a response to an
+  empty prompt; ``TEST_FRACTION`` held out.
+
+**False-flag rate** (``ffr``): the share of benign, helpfully answered requests flagged unsafe:
+the hand-written scary-sounding questions (``configs/train/data/safety_benign_scary.jsonl``),
+TruthfulQA correct answers and GSM8K solutions, all through ``augment.benign_answers`` (only the
+answered rows, label 0). TruthfulQA / GSM8K rows are the ones after those the shipped recipe
+trains on (``BENIGN_TRUTHFULQA``, ``BENIGN_GSM8K``); the scary set is in the shipped recipe.
+
+**Learners** (rows = what they were trained on):
+
+- ``shipped``: ``build_verifier("safety")`` as is, at its shipped threshold
+  (``safeladder_calibration.json`` ``meta.score_threshold``: a score below it flags);
+- ``tfidf``: ``baseline.tfidf_logreg_pointwise`` (word 1-2 + char_wb 3-5 TF-IDF, logistic
+  regression), the runner's baseline;
+- ``emb``: frozen packaged all-MiniLM-L6-v2 embeddings (``Embedder.features``, the call the
+  ``embedding_head`` verifier makes; one embedding cache for the whole run) + the
+  ``embedding_head`` kind's default logistic head (sklearn, C = 1).
+
+each in two views: ``pair`` (TF-IDF: ``prompt + "\\n" + response`` as ``baseline.point_text``;
+emb: the ``[prompt, completion]`` blocks) and ``response`` (the response alone).
+
+Training rows: each source's own pool (``gptfuzz``: the upstream train split; ``jbb``: the
+other attacks' training goals when the column is a JBB attack), ``recipe`` (the shipped
+recipe's data, ``configs/train/safety.yaml``) and ``union`` (all five sources). A model never
+sees a test set: for each column, training and dev rows that share a prompt or a goal with it
+are dropped (AdvBench and StrongREJECT share 25 prompts; GPTFuzz, JBB and AdvBench a few), and
+``union - B`` / ``recipe - B`` leave the column's own source part out (for a JBB column, that
+attack). The threshold is chosen by max F1 on the training source's own dev split (a grouped
+``DEV_FRACTION`` of its pool; the recipe's own dev split): the shipped-threshold analogue.
+
+Per cell: ``f1_at_t`` (F1 at that threshold), ``best_f1`` (the best F1 over thresholds on B
+itself: an oracle, reported beside), ``auroc``; per row: the false-flag rate at its threshold,
+for a model trained without the benign rows' prompts. One JSON line per (learner, view, train
+rows) is appended to ``benchmarks/results/safety_matrix.jsonl`` with the environment record.
+
+    python benchmarks/bench_safety_matrix.py            # ~10-15 minutes on 2 shared CPUs
+    python benchmarks/bench_safety_matrix.py --quick    # smoke run, < 1 minute, not recorded
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import bench_env  # benchmarks/ is the script's directory, so it is on sys.path
+import numpy as np
+
+# --- knobs ----------------------------------------------------------------------------------
+SEED = 0
+DEV_FRACTION = 0.15  # share of a source's training groups held out to choose its threshold
+TEST_FRACTION = 0.3  # share of groups held out as the test set (AdvBench, StrongREJECT, ToxiGen)
+JBB_TEST_FRACTION = 0.4  # share of JailbreakBench behaviours (goals) held out for the test sets
+BENIGN_TRUTHFULQA = (600, 1000)  # TruthfulQA correct answers [start, stop): the recipe uses 600
+BENIGN_GSM8K = (300, 600)  # GSM8K solutions [start, stop): the recipe trains on the first 300
+EMB_C = 1.0  # embedding_head kind default (logistic head)
+EMB_MAX_ITER = 1000
+THREADS = 2  # torch threads of the encoder
+# --quick: rows kept per source pool / test set / benign subset (seeded sample)
+QUICK_POOL, QUICK_TEST, QUICK_BENIGN = 60, 20, 10
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+RESULTS = REPO / "benchmarks" / "results" / "safety_matrix.jsonl"
+RECIPE = REPO / "configs" / "train" / "safety.yaml"
+SHIPPED = REPO / "safeladder" / "defaults" / "safety"
+JBB_ATTACKS = {
+    "GCG": "GCG",
+    "PAIR": "PAIR",
+    "JBC": "JBC",
+    "prompt_with_random_search": "RS",
+    "DSN": "DSN",
+}
+SOURCES = ("gptfuzz", "jbb", "advbench", "strongreject", "toxigen")
+TESTS = (
+    "gptfuzz",
+    *(f"jbb-{a}" for a in JBB_ATTACKS.values()),
+    "advbench",
+    "strongreject",
+    "toxigen",
+)
+#: Test sets the shipped model was trained on (the recipe generates exactly these rows).
+SHIPPED_SEEN = {"advbench", "strongreject"}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One labelled (prompt, response); ``keys``: normalised prompt / goal, for leak checks."""
+
+    uid: str
+    prompt: str
+    response: str
+    label: int
+    group: str
+    keys: frozenset[str]
+    tag: str = ""  # JBB attack; benign subset
+
+
+@dataclass
+class Source:
+    """A training source: its pool split into train / dev, and its test part."""
+
+    train: list[Row]
+    dev: list[Row]
+    tests: dict[str, list[Row]] = field(default_factory=dict)
+
+
+def _norm(text: str) -> str:
+    from safeladder.training.data import normalize_group
+
+    return normalize_group(text)
+
+
+def _row(uid: str, prompt: str, response: str, label: int, group: str, *extra: str) -> Row:
+    keys = frozenset(k for k in (_norm(prompt), group, *map(_norm, extra)) if k)
+    return Row(uid, prompt, response, int(label), group, keys)
+
+
+def _read(name: str) -> list[dict[str, Any]]:
+    path = SHARED / name
+    opener: Callable[..., Any] = gzip.open if name.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def _records(path: Path, augment: str, keep_label: int | None = None, **source: Any) -> list[Row]:
+    """Rows of one file through the project's loader and row generator (as the recipe reads)."""
+    from safeladder.training.common import DataSource, PointRecord
+    from safeladder.training.data import load_records
+
+    src = DataSource(path=str(path), augment=augment, **source)
+    recs = load_records([src], pairwise=False, labels=["0", "1"]).records
+    out = []
+    for r in recs:
+        assert isinstance(r, PointRecord) and isinstance(r.label, int)
+        if keep_label is not None and r.label != keep_label:
+            continue
+        out.append(_row(f"{path.name}:{r.row}", r.prompt, r.response or "", int(r.label), r.group))
+    return out
+
+
+def _split(rows: list[Row], fraction: float, salt: str) -> tuple[list[Row], list[Row]]:
+    """(rest, held out): a seeded split by group (``split.grouped_split``, the runner's)."""
+    from safeladder.training.split import grouped_split
+
+    s = grouped_split(rows, fraction, seed=_seed(salt))  # type: ignore[arg-type]
+    return list(s.train), list(s.dev)
+
+
+def _seed(salt: str) -> int:
+    return SEED * 1_000_003 + int(hashlib.sha256(salt.encode()).hexdigest()[:8], 16)
+
+
+def _sample(rows: list[Row], k: int | None, salt: str) -> list[Row]:
+    if k is None or len(rows) <= k:
+        return rows
+    idx = sorted(random.Random(_seed(salt)).sample(range(len(rows)), k))
+    return [rows[i] for i in idx]
+
+
+def load_sources(quick: bool) -> tuple[dict[str, Source], dict[str, list[Row]], list[Row]]:
+    """``(sources, tests by column, benign rows)``; see the module docstring."""
+    pool_k = QUICK_POOL if quick else None
+    test_k = QUICK_TEST if quick else None
+    sources: dict[str, Source] = {}
+    tests: dict[str, list[Row]] = {}
+
+    def add(name: str, pool: list[Row], test_parts: dict[str, list[Row]]) -> None:
+        pool = _sample(pool, pool_k, f"pool:{name}")
+        train, dev = _split(pool, DEV_FRACTION, f"dev:{name}")
+        parts = {k: _sample(v, test_k, f"test:{k}") for k, v in test_parts.items()}
+        sources[name] = Source(train, dev, parts)
+        tests.update(parts)
+
+    g = _read("gptfuzz_labeled_responses.jsonl.gz")
+    gf = {
+        s: [
+            _row(f"gptfuzz:{i}", r["prompt"], r["response"], r["label"], _norm(r["prompt"]))
+            for i, r in enumerate(g)
+            if r["split"] == s
+        ]
+        for s in ("train", "evaluate")
+    }
+    add("gptfuzz", gf["train"], {"gptfuzz": gf["evaluate"]})
+
+    jbb = [
+        replace(
+            _row(f"jbb:{i}", r["prompt"], r["response"], r["label"], _norm(r["goal"])),
+            tag=JBB_ATTACKS[r["attack"]],
+        )
+        for i, r in enumerate(_read("jailbreakbench_artifacts.jsonl.gz"))
+    ]
+    jpool, jtest = _split(jbb, JBB_TEST_FRACTION, "test:jbb")
+    add("jbb", jpool, {f"jbb-{a}": [r for r in jtest if r.tag == a] for a in JBB_ATTACKS.values()})
+
+    for name, file in (
+        ("advbench", "advbench_harmful_behaviors.jsonl"),
+        ("strongreject", "strongreject_prompts.jsonl"),
+    ):
+        rows = _records(SHARED / file, "harmful_prompt_responses")
+        pool, test = _split(rows, TEST_FRACTION, f"test:{name}")
+        add(name, pool, {name: test})
+
+    tox = [
+        _row(f"toxigen:{i}", "", r["prompt"], r["label"], _norm(r["prompt"]), r["prompt"])
+        for i, r in enumerate(_read("toxigen_demonstrations.jsonl"))
+    ]
+    pool, test = _split(tox, TEST_FRACTION, "test:toxigen")
+    add("toxigen", pool, {"toxigen": test})
+
+    benign_k = QUICK_BENIGN if quick else None
+    benign: list[Row] = []
+    scary = _records(REPO / "configs/train/data/safety_benign_scary.jsonl", "benign_answers", 0)
+    tqa = _records(
+        SHARED / "truthfulqa_answers.jsonl",
+        "benign_answers",
+        0,
+        fields={"prompt": "question", "response": "answer"},
+        where={"label": 1},
+        limit=BENIGN_TRUTHFULQA[1],
+    )[BENIGN_TRUTHFULQA[0] :]
+    gsm = _records(
+        SHARED / "gsm8k_train.jsonl.gz",
+        "benign_answers",
+        0,
+        fields={"prompt": "question", "response": "solution", "category": None},
+        limit=BENIGN_GSM8K[1],
+    )[BENIGN_GSM8K[0] :]
+    for tag, rows in (("scary", scary), ("truthfulqa", tqa), ("gsm8k", gsm)):
+        benign += [replace(r, tag=tag) for r in _sample(rows, benign_k, f"benign:{tag}")]
+    return sources, tests, benign
+
+
+def load_recipe(quick: bool) -> Source:
+    """The shipped recipe's own train / dev split (``runner.prepare_data``)."""
+    from safeladder.training.config import load_train_config
+    from safeladder.training.runner import prepare_data
+
+    data, _, _ = prepare_data(load_train_config(RECIPE))
+
+    def rows(recs: Sequence[Any], side: str) -> list[Row]:
+        return [
+            _row(f"recipe:{side}:{i}", r.prompt, r.response or "", int(r.label), r.group)
+            for i, r in enumerate(recs)
+        ]
+
+    k = QUICK_POOL if quick else None
+    return Source(
+        _sample(rows(data.train, "train"), k, "recipe:train"),
+        _sample(rows(data.dev, "dev"), k and k // 4, "recipe:dev"),
+    )
+
+
+# --- training sets per (row, column) -------------------------------------------------------
+
+
+def _clean(rows: list[Row], banned: frozenset[str]) -> list[Row]:
+    return [r for r in rows if not (r.keys & banned)]
+
+
+def _keys(rows: Sequence[Row]) -> frozenset[str]:
+    return frozenset(k for r in rows for k in r.keys)
+
+
+def _origin(test: str) -> str:
+    return "jbb" if test.startswith("jbb-") else test
+
+
+#: Columns whose source the recipe (shipped or ``recipe - B``) trains on (other prompts of it).
+RECIPE_SOURCES = {"gptfuzz", "advbench", "strongreject"}
+
+
+def _in_distribution(row: str, test: str) -> bool:
+    """The row trained on other rows of the column's own source (JBB columns: never, since
+    the column's attack is left out)."""
+    if test.startswith("jbb-"):
+        return False
+    return row == test or (row in ("recipe", "shipped") and test in RECIPE_SOURCES)
+
+
+def _source_part(src: Source, name: str, test: str | None) -> tuple[list[Row], list[Row]]:
+    """A source's (train, dev) for column ``test`` (None: the false-flag model)."""
+    if name == "jbb" and test is not None and test.startswith("jbb-"):
+        attack = test.removeprefix("jbb-")
+        return [r for r in src.train if r.tag != attack], [r for r in src.dev if r.tag != attack]
+    return src.train, src.dev
+
+
+def training_set(
+    row: str, test: str | None, sources: dict[str, Source], recipe: Source, banned: frozenset[str]
+) -> tuple[list[Row], list[Row]]:
+    """(train, dev) of training row ``row`` for column ``test``, without ``banned`` keys."""
+    if row == "recipe":
+        train, dev = recipe.train, recipe.dev
+    elif row == "union":
+        parts = [_source_part(sources[s], s, test) for s in SOURCES]
+        train = [r for t, _ in parts for r in t]
+        dev = [r for _, d in parts for r in d]
+    else:
+        train, dev = _source_part(sources[row], row, test)
+    return _clean(train, banned), _clean(dev, banned)
+
+
+# --- learners ---------------------------------------------------------------------------------
+
+
+def _text(r: Row, view: str) -> str:
+    return f"{r.prompt}\n{r.response}" if view == "pair" else r.response  # baseline.point_text
+
+
+class EmbLearner:
+    """Frozen MiniLM features (one cache for the run) + a logistic head."""
+
+    def __init__(self) -> None:
+        from safeladder.neural.encoder import Embedder, FeatureSpec
+        from safeladder.neural.runtime import RuntimeConfig
+
+        rt = RuntimeConfig(device="cpu", dtype="float32", num_threads=THREADS, cache_size=10**6)
+        self.embedder = Embedder(runtime=rt)
+        self.specs = {
+            "pair": FeatureSpec(blocks=["prompt", "completion"]),
+            "response": FeatureSpec(blocks=["completion"]),
+        }
+
+    def features(self, rows: Sequence[Row], view: str) -> np.ndarray:
+        x, _ = self.embedder.features(
+            [r.prompt for r in rows], [r.response for r in rows], self.specs[view]
+        )
+        return x
+
+    def fit_predict(self, train: list[Row], view: str, targets: list[Row]) -> np.ndarray:
+        from sklearn.linear_model import LogisticRegression
+
+        y = np.array([r.label for r in train], dtype=np.int64)
+        clf = LogisticRegression(C=EMB_C, max_iter=EMB_MAX_ITER)
+        clf.fit(self.features(train, view), y)
+        col = int(np.flatnonzero(clf.classes_ == 1)[0])
+        return np.asarray(clf.predict_proba(self.features(targets, view))[:, col], np.float64)
+
+
+def tfidf_fit_predict(train: list[Row], view: str, targets: list[Row]) -> np.ndarray:
+    from safeladder.training.baseline import tfidf_logreg_pointwise
+
+    return tfidf_logreg_pointwise(
+        [_text(r, view) for r in train],
+        [r.label for r in train],
+        [_text(r, view) for r in targets],
+        seed=SEED,
+    )
+
+
+# --- metrics ---------------------------------------------------------------------------------
+
+
+def cell(rows: Sequence[Row], p_unsafe: np.ndarray, t: float) -> dict[str, Any]:
+    """Metrics of P(unsafe) on one test set at threshold ``t`` (``p >= t`` flags)."""
+    from safeladder.training.calibration import select_threshold
+    from safeladder.training.metrics import pointwise_metrics
+
+    y = np.array([r.label for r in rows], dtype=np.int64)
+    m = pointwise_metrics(y, p_unsafe, t, probabilities=False)
+    best = select_threshold(y, p_unsafe, "max_f1")
+    return {
+        "n": len(rows),
+        "positives": int(y.sum()),
+        "f1_at_t": m["f1"],
+        "precision_at_t": m["precision"],
+        "recall_at_t": m["recall"],
+        "fpr_at_t": float(np.mean(p_unsafe[y == 0] >= t)) if (y == 0).any() else None,
+        "best_f1": float(best["f1"]),
+        "best_f1_threshold": float(best["threshold"]),
+        "auroc": m["auroc"],
+    }
+
+
+def ffr(benign: Sequence[Row], p_unsafe: np.ndarray, t: float) -> dict[str, Any]:
+    """False-flag rate (share flagged) on the benign answers, overall and per subset."""
+    flagged = p_unsafe >= t
+    out: dict[str, Any] = {"all": float(flagged.mean()), "n": len(benign)}
+    for tag in dict.fromkeys(r.tag for r in benign):
+        m = np.array([r.tag == tag for r in benign])
+        out[tag] = float(flagged[m].mean())
+    return out
+
+
+def _threshold(dev: Sequence[Row], p_dev: np.ndarray) -> tuple[float, str | None]:
+    from safeladder.training.calibration import select_threshold
+
+    sel = select_threshold(np.array([r.label for r in dev], dtype=np.int64), p_dev, "max_f1")
+    return float(sel["threshold"]), sel.get("degenerate")
+
+
+# --- the matrix ------------------------------------------------------------------------------
+
+
+def shipped_row(tests: dict[str, list[Row]], benign: list[Row]) -> dict[str, Any]:
+    from safeladder import Sample, build_verifier
+
+    cal = json.loads((SHIPPED / "safeladder_calibration.json").read_text(encoding="utf-8"))
+    t_score = float(cal["meta"]["score_threshold"])
+    # score < t_score flags  <=>  1 - score > 1 - t_score  <=>  p_unsafe >= nextafter(1 - t)
+    t = float(np.nextafter(1.0 - t_score, np.inf))
+    v = build_verifier("safety")
+    order = [*(r for name in TESTS for r in tests[name]), *benign]
+    t0 = time.perf_counter()
+    scores = np.asarray(
+        v.score([Sample(prompt=r.prompt, completion=r.response) for r in order]).scores,
+        dtype=np.float64,
+    )
+    v.close()
+    secs = time.perf_counter() - t0
+    p = 1.0 - scores
+    cells, at = {}, 0
+    for name in TESTS:
+        n = len(tests[name])
+        cells[name] = cell(tests[name], p[at : at + n], t)
+        if name in SHIPPED_SEEN:
+            cells[name]["seen_in_training"] = True
+        elif _in_distribution("shipped", name):
+            cells[name]["in_distribution"] = True
+        at += n
+    return {
+        "learner": "shipped",
+        "view": "pair",
+        "train": "shipped recipe",
+        "threshold": t,
+        "threshold_from": "safeladder_calibration.json meta.score_threshold",
+        "score_threshold": t_score,
+        "cells": cells,
+        "ffr": {**ffr(benign, p[at:], t), "scary_seen_in_training": True},
+        "seconds": round(secs, 1),
+    }
+
+
+ROWS = (*SOURCES, "recipe", "union")
+
+
+def learner_rows(
+    learner: str,
+    fit_predict: Callable[[list[Row], str, list[Row]], np.ndarray],
+    view: str,
+    sources: dict[str, Source],
+    recipe: Source,
+    tests: dict[str, list[Row]],
+    benign: list[Row],
+) -> list[dict[str, Any]]:
+    """One record per training row: every column, and the false-flag rate."""
+    out = []
+    benign_keys = _keys(benign)
+    for row in ROWS:
+        t0 = time.perf_counter()
+        # job key (train + dev uids) -> (train, dev, columns it serves)
+        jobs: dict[str, tuple[list[Row], list[Row], list[str | None]]] = {}
+        for test in (*TESTS, None):
+            banned = benign_keys if test is None else _keys(tests[test])
+            train, dev = training_set(row, test, sources, recipe, banned)
+            key = hashlib.sha256(
+                "\0".join([*(r.uid for r in train), "|", *(r.uid for r in dev)]).encode()
+            ).hexdigest()
+            jobs.setdefault(key, (train, dev, []))[2].append(test)
+        cells: dict[str, Any] = {}
+        rec: dict[str, Any] = {"learner": learner, "view": view, "train": row}
+        for train, dev, cols in jobs.values():
+            targets = [*dev]
+            for c in cols:
+                targets += benign if c is None else tests[c]
+            p = fit_predict(train, view, targets)
+            t, degenerate = _threshold(dev, p[: len(dev)])
+            at = len(dev)
+            for c in cols:
+                rows = benign if c is None else tests[c]
+                pc, at = p[at : at + len(rows)], at + len(rows)
+                info: dict[str, Any] = {
+                    "train_rows": len(train),
+                    "dev_rows": len(dev),
+                    "threshold": t,
+                }
+                if degenerate:
+                    info["threshold_note"] = degenerate
+                if c is None:
+                    rec["ffr"] = {**ffr(rows, pc, t), **info}
+                else:
+                    cells[c] = {**cell(rows, pc, t), **info}
+                    if _in_distribution(row, c):
+                        cells[c]["in_distribution"] = True
+        rec["cells"] = {c: cells[c] for c in TESTS}
+        rec["models_fitted"] = len(jobs)
+        rec["seconds"] = round(time.perf_counter() - t0, 1)
+        out.append(rec)
+        print(f"  {learner}/{view} {row}: {len(jobs)} fits, {rec['seconds']} s", flush=True)
+    return out
+
+
+def _ood_means(rec: dict[str, Any]) -> dict[str, float]:
+    """Means over the columns that are neither in-distribution nor seen in training."""
+    cs = [
+        c
+        for c in rec["cells"].values()
+        if not c.get("in_distribution") and not c.get("seen_in_training")
+    ]
+    return {k: float(np.nanmean([c[k] for c in cs])) for k in ("f1_at_t", "best_f1", "auroc")}
+
+
+def _trio(x: dict[str, Any]) -> str:
+    """``F1@t/bestF1/AUROC`` with two decimals, leading zeros dropped (``.71/.80/.88``)."""
+    return "/".join(f"{x[k]:.2f}".removeprefix("0") for k in ("f1_at_t", "best_f1", "auroc"))
+
+
+def print_table(records: list[dict[str, Any]], title: str) -> None:
+    short = {"strongreject": "strongrej"}
+    print(f"\n{title}  (cell: F1 at the row's threshold / best F1 on the column / AUROC)")
+    head = f"{'train':<14}" + "".join(f"{short.get(c, c):>15}" for c in TESTS)
+    print(head + f"{'OOD mean':>15} {'FFR':>6}")
+    for rec in records:
+        name = "shipped" if rec["learner"] == "shipped" else rec["train"]
+        if name == "union":
+            name = "union - B"
+        elif name == "recipe":
+            name = "recipe - B"
+        line = f"{name:<14}"
+        for c in TESTS:
+            x = rec["cells"][c]
+            mark = "*" if x.get("seen_in_training") else ("'" if x.get("in_distribution") else " ")
+            line += f"{_trio(x):>14}{mark}"
+        line += f"{_trio(_ood_means(rec)):>15} {rec['ffr']['all']:>6.3f}"
+        print(line)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run on a few rows (not recorded)")
+    ap.add_argument(
+        "--learners",
+        nargs="+",
+        default=["shipped", "tfidf", "emb"],
+        choices=["shipped", "tfidf", "emb"],
+    )
+    ap.add_argument(
+        "--views", nargs="+", default=["pair", "response"], choices=["pair", "response"]
+    )
+    ap.add_argument("--no-record", action="store_true", help="print only")
+    args = ap.parse_args()
+    if not SHARED.is_dir():
+        sys.exit(f"needs ../shared/data beside the checkout ({SHARED} is missing)")
+    t_start = time.perf_counter()
+    sources, tests, benign = load_sources(args.quick)
+    recipe = load_recipe(args.quick)
+    print(f"loaded in {time.perf_counter() - t_start:.1f} s")
+    print(
+        "test sets: "
+        + ", ".join(f"{c} {len(tests[c])} ({sum(r.label for r in tests[c])} unsafe)" for c in TESTS)
+    )
+    print(
+        f"benign answers: {len(benign)}; sources (train/dev): "
+        + ", ".join(
+            f"{s} {len(v.train)}/{len(v.dev)}" for s, v in {**sources, "recipe": recipe}.items()
+        )
+    )
+    records: list[dict[str, Any]] = []
+    shipped = None
+    if "shipped" in args.learners:
+        shipped = shipped_row(tests, benign)
+        records.append(shipped)
+        print(f"  shipped: {shipped['seconds']} s", flush=True)
+    emb = EmbLearner() if "emb" in args.learners else None
+    tables: list[tuple[str, list[dict[str, Any]]]] = []
+    for learner in ("tfidf", "emb"):
+        if learner not in args.learners:
+            continue
+        fp = tfidf_fit_predict if learner == "tfidf" else emb.fit_predict  # type: ignore[union-attr]
+        for view in args.views:
+            recs = learner_rows(learner, fp, view, sources, recipe, tests, benign)
+            records += recs
+            tables.append((f"{learner} / {view}", recs))
+    wall = time.perf_counter() - t_start
+    if shipped is not None:
+        print_table([shipped], "shipped safety verifier (its own threshold)")
+    for title, recs in tables:
+        print_table(([shipped] if shipped else []) + recs, title)
+    print(
+        "\n* = rows the shipped model was trained on; ' = in-distribution (the source's own held-out "
+        "part). OOD mean excludes both. FFR = share of benign answers flagged."
+    )
+    print(f"wall time {wall:.0f} s")
+    if args.quick or args.no_record:
+        return
+    env = bench_env.environment(("torch", "transformers", "scikit-learn", "sentence-transformers"))
+    knobs = {
+        "seed": SEED,
+        "dev_fraction": DEV_FRACTION,
+        "test_fraction": TEST_FRACTION,
+        "jbb_test_fraction": JBB_TEST_FRACTION,
+        "benign_truthfulqa": BENIGN_TRUTHFULQA,
+        "benign_gsm8k": BENIGN_GSM8K,
+        "emb_C": EMB_C,
+        "threads": THREADS,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with RESULTS.open("a", encoding="utf-8") as fh:
+        for rec in records:
+            rec = {"bench": "safety_matrix", **rec, "ood_mean": _ood_means(rec)}
+            fh.write(json.dumps({**rec, "knobs": knobs, "wall_s": round(wall, 1), **env}) + "\n")
+    print(f"appended {len(records)} lines to {RESULTS.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()
