@@ -7,6 +7,10 @@ class-weighted) cross-entropy, multi-label heads with BCE (optionally ``pos_weig
 output is a standard HF directory (or a LoRA adapter) that ``{type: classifier, path: DIR}``
 loads, with ``good_label`` / ``multi_label`` and the rendering in the verifier dict.
 
+A vision-language ``model.path`` (Qwen2-VL / Qwen2.5-VL, LLaVA, Idefics3 / SmolVLM) trains a
+score head (and optionally a merged LoRA) over the VLM on rows that may carry images, saved in
+the VLM classifier format the verifier loads: ``safeladder.training.vision_classifier``.
+
 Example (YAML)::
 
     kind: classifier
@@ -83,6 +87,12 @@ class ClassifierTrainConfig(hf.HFTrainConfig):
         if isinstance(self.class_weights, list) and any(w <= 0 for w in self.class_weights):
             raise ValueError("class_weights: every weight must be > 0")
         return self
+
+
+def reads_images(cfg: ClassifierTrainConfig) -> bool:
+    """Whether the rows' images are read (the runner loads ``ImagePointRecord``): the base is a
+    vision-language checkpoint."""
+    return hf.is_vision_base(cfg.model)
 
 
 def resolve_good_label(good: str | int, labels: list[str]) -> str:
@@ -220,6 +230,10 @@ def train(
     from datasets import Dataset
     from transformers import TrainingArguments
 
+    if reads_images(cfg):
+        from safeladder.training import vision_classifier
+
+        return vision_classifier.train(cfg, data, out_dir, progress=progress)
     t0 = time.monotonic()
     hf.setup_torch(cfg.train)
     labels = list(data.labels) or ["0", "1"]
@@ -342,6 +356,12 @@ class _Collator:
 def _weighted_trainer(loss_weights: np.ndarray | None, multi_label: bool, **kwargs: Any) -> Any:
     """A ``transformers.Trainer`` whose loss is weighted cross-entropy (single-label, class
     weights) or BCE with logits (multi-label, ``pos_weight``)."""
+    return weighted_trainer_class(loss_weights, multi_label)(**kwargs)
+
+
+def weighted_trainer_class(loss_weights: np.ndarray | None, multi_label: bool) -> Any:
+    """The ``transformers.Trainer`` subclass of ``_weighted_trainer``. The model returns an
+    output with ``logits``, or the logits tensor itself (a VLM score model)."""
     import torch
     from transformers import Trainer
 
@@ -358,7 +378,12 @@ def _weighted_trainer(loss_weights: np.ndarray | None, multi_label: bool, **kwar
             inputs = dict(inputs)
             labels = inputs.pop("labels")
             outputs = model(**inputs)
-            logits = outputs.logits.float()
+            if isinstance(outputs, torch.Tensor):
+                # The evaluation loop reads the logits of a dict output.
+                outputs = {"logits": outputs}
+                logits = outputs["logits"].float()
+            else:
+                logits = outputs.logits.float()
             weight = None if w is None else w.to(logits.device)
             if multi_label:
                 loss = torch.nn.functional.binary_cross_entropy_with_logits(
@@ -370,4 +395,4 @@ def _weighted_trainer(loss_weights: np.ndarray | None, multi_label: bool, **kwar
                 )
             return (loss, outputs) if return_outputs else loss
 
-    return WeightedTrainer(**kwargs)
+    return WeightedTrainer

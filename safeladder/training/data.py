@@ -28,11 +28,22 @@ labels are names. Multi-label rows hold a list: of class names, or a 0/1 vector 
 per class.
 
 Groups. Rows with the same group never straddle the train/dev split: the group is the value of
-``fields.group`` when set, else the prompt text normalised by ``normalize_group``.
+``fields.group`` when set, else the prompt text normalised by ``normalize_group`` (with
+``images``: plus a hash of the row's image references, so rows that share one instruction but
+show different images are not all one group).
+
+Images (``load_records(..., images=True)``: a ``classifier`` over a vision-language base). The
+row's ``images`` (else ``image``) cell is read by ``safeladder.data.to_sample`` (the shapes of
+``safeladder.data.fields``: paths, data URLs, bytes, a JSON list of them); a relative path
+resolves against the data file's folder. The records are ``ImagePointRecord``: the prompt as
+the row holds it (string or chat messages, image parts included) and the image references, what
+the verifier renders at scoring time. Images are only referenced here; they are decoded when
+the rows are rendered for training. Without ``images`` an image cell is ignored, as before.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -43,6 +54,7 @@ from typing import Any
 from safeladder.data import read_rows
 from safeladder.data.fields import MISSING, FieldValueError, get_path, to_sample, value_matches
 from safeladder.errors import ConfigError, InputError
+from safeladder.images import ImageRef
 from safeladder.training.common import DataSource, PairRecord, PointRecord, Record, TrainFields
 from safeladder.types import Sample, prompt_text
 
@@ -58,11 +70,26 @@ def normalize_group(text: str) -> str:
 
 @dataclass
 class RawRow:
-    """A decoded input row with where it came from (``row`` is 1-based, see ``Row.line``)."""
+    """A decoded input row with where it came from (``row`` is 1-based, see ``Row.line``);
+    ``base_dir``: the folder relative image paths resolve against (the data file's)."""
 
     source: str
     row: int
     data: dict[str, Any]
+    base_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class ImagePointRecord(PointRecord):
+    """A labelled row for a vision-language classifier.
+
+    ``prompt`` stays the prompt's text (grouping, baseline, reports); ``chat`` is the prompt as
+    the row holds it (string or chat messages with image parts) and ``images`` the row's image
+    references (absolute paths, data URLs, bytes), which the verifier's rendering reads.
+    """
+
+    chat: Any = None
+    images: tuple[ImageRef, ...] = ()
 
 
 def read_source(source: DataSource, base_dir: Path | None = None) -> list[RawRow]:
@@ -75,12 +102,13 @@ def read_source(source: DataSource, base_dir: Path | None = None) -> list[RawRow
     """
     path = resolve_path(source.path, base_dir)
     shown = str(path)
+    folder = path if path.is_dir() else path.parent
     rows: list[RawRow] = []
     for row in read_rows(path):
         if row.data is None:
             raise InputError(f"{shown}: line {row.line}: {row.error}", row=row.line)
         if all(value_matches(get_path(row.data, k), v) for k, v in source.where.items()):
-            rows.append(RawRow(shown, row.line, row.data))
+            rows.append(RawRow(shown, row.line, row.data, folder))
             if source.limit is not None and len(rows) >= source.limit:
                 break
     if not rows:
@@ -106,7 +134,8 @@ def _augment(source: DataSource, rows: list[RawRow], shown: str) -> list[RawRow]
     out = apply(name, [r.data for r in rows], source)
     # Generated rows get the 1-based position in the augmented list; the source says so.
     tag = f"{shown} (augment {name})"
-    return [RawRow(tag, i, dict(d)) for i, d in enumerate(out, start=1)]
+    folder = rows[0].base_dir if rows else None
+    return [RawRow(tag, i, dict(d), folder) for i, d in enumerate(out, start=1)]
 
 
 def resolve_path(path: str, base_dir: Path | None) -> Path:
@@ -137,18 +166,31 @@ def _prompt_value(raw: RawRow, fields: TrainFields) -> Any:
     return value
 
 
-def _sample(raw: RawRow, fields: TrainFields, role: str, name: str | None, value: Any) -> Sample:
+def _sample(
+    raw: RawRow,
+    fields: TrainFields,
+    role: str,
+    name: str | None,
+    value: Any,
+    images: bool = False,
+) -> Sample:
     """The row's prompt with one reply (``value``, from field ``name``, the ``role`` reply:
     response / chosen / rejected; None = prompt-only) through ``safeladder.data.to_sample``,
-    the one row → ``Sample`` mapping; a bad value is reported at its file, row and field."""
+    the one row → ``Sample`` mapping; a bad value is reported at its file, row and field.
+    ``images``: the row's image cell (``FieldMap``'s default names) is read too."""
     prompt = _prompt_value(raw, fields)
     # Dotted paths are resolved here, so the mapper sees one flat field per role.
     reply = name if name is not None and name != fields.prompt else f"({role})"
     flat = {fields.prompt: prompt, reply: "" if value is None else value}
+    fm = fields.sample_fields(reply)
+    if images:
+        cell = next((k for k in fm.images if k in raw.data and k not in flat), None)
+        if cell is not None:
+            flat[cell] = raw.data[cell]
     try:
-        return to_sample(flat, fields.sample_fields(reply))
+        return to_sample(flat, fm, base_dir=raw.base_dir if images else None)
     except FieldValueError as exc:
-        what = exc.reason if exc.role == "prompt" else f"{role}: {exc.reason}"
+        what = exc.reason if exc.role in ("prompt", "images") else f"{role}: {exc.reason}"
         raise _bad(raw, exc.field or reply, what) from None
 
 
@@ -296,27 +338,65 @@ def _group(raw: RawRow, source: DataSource, prompt: str) -> str:
     return str(value)
 
 
+def _image_group(group: str, refs: Sequence[ImageRef]) -> str:
+    """``group`` plus a hash of the image references (see Groups in the module docstring)."""
+    if not refs:
+        return group
+    h = hashlib.sha256()
+    for ref in refs:
+        h.update(ref if isinstance(ref, bytes) else str(ref).encode("utf-8", "replace"))
+        h.update(b"\0")
+    return f"{group}|images:{h.hexdigest()[:16]}"
+
+
 def to_point_records(
-    rows: Sequence[RawRow], source: DataSource, space: LabelSpace, raw_labels: Sequence[Any]
+    rows: Sequence[RawRow],
+    source: DataSource,
+    space: LabelSpace,
+    raw_labels: Sequence[Any],
+    *,
+    images: bool = False,
 ) -> list[PointRecord]:
-    """Pointwise records of one source's rows (``raw_labels`` from ``_raw_labels``)."""
+    """Pointwise records of one source's rows (``raw_labels`` from ``_raw_labels``);
+    ``images``: ``ImagePointRecord`` with the rows' images (see the module docstring)."""
     f = source.fields
-    out = []
+    out: list[PointRecord] = []
     for raw, value in zip(rows, raw_labels, strict=True):
         r = MISSING if f.completion is None else get_path(raw.data, f.completion)
         reply = None if r is MISSING else r
-        sample = _sample(raw, f, "response", f.completion, reply)
+        sample = _sample(raw, f, "response", f.completion, reply, images)
         prompt = _prompt_str(sample)
         response = None if reply is None else sample.completion
+        label = _label(raw, f.label, value, space)
+        group = _group(raw, source, prompt)
+        category = _optional_str(raw, f.category)
+        if images:
+            refs = tuple(sample.images)
+            if f.group is None:
+                group = _image_group(group, refs)
+            out.append(
+                ImagePointRecord(
+                    row=raw.row,
+                    source=raw.source,
+                    prompt=prompt,
+                    response=response,
+                    label=label,
+                    category=category,
+                    group=group,
+                    chat=sample.prompt,
+                    images=refs,
+                )
+            )
+            continue
         out.append(
             PointRecord(
                 row=raw.row,
                 source=raw.source,
                 prompt=prompt,
                 response=response,
-                label=_label(raw, f.label, value, space),
-                category=_optional_str(raw, f.category),
-                group=_group(raw, source, prompt),
+                label=label,
+                category=category,
+                group=group,
             )
         )
     return out
@@ -375,6 +455,7 @@ def load_records(
     labels: Sequence[str] | None = None,
     multi_label: bool = False,
     base_dir: Path | None = None,
+    images: bool = False,
 ) -> LoadedRecords:
     """Read and map every source (in order) into records.
 
@@ -385,6 +466,8 @@ def load_records(
             raw labels of all sources together.
         multi_label: rows hold several labels each (a list).
         base_dir: relative source paths are resolved against it (the config file's directory).
+        images: pointwise rows carry their images (``ImagePointRecord``; a vision-language
+            base).
     """
     raws = [(s, read_source(s, base_dir)) for s in sources]
     if pairwise:
@@ -394,7 +477,7 @@ def load_records(
     space = infer_label_space((v for vs in raw_labels for v in vs), labels, multi_label)
     points: list[Record] = []
     for (s, rows), vals in zip(raws, raw_labels, strict=True):
-        points.extend(to_point_records(rows, s, space, vals))
+        points.extend(to_point_records(rows, s, space, vals, images=images))
     return LoadedRecords(points, space.names, multi_label)
 
 
@@ -448,6 +531,7 @@ def class_balance(records: Sequence[Record], labels: Sequence[str]) -> dict[str,
 
 __all__ = [
     "MISSING",
+    "ImagePointRecord",
     "LabelSpace",
     "LoadedRecords",
     "RawRow",

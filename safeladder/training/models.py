@@ -71,6 +71,17 @@ def resolve_model_dir(src: ModelSource) -> Path | None:
     return None
 
 
+def is_vision_base(src: ModelSource) -> bool:
+    """Whether ``model.path`` is a vision-language checkpoint (processor config + a
+    ``vision_config``: ``safeladder.neural.vision.is_vision_checkpoint``); packaged and
+    random-init bases are text models."""
+    from safeladder.neural.vision import is_vision_checkpoint
+
+    if src.path is None:
+        return False
+    return is_vision_checkpoint(check_model_dir(src.path, "model.path"))
+
+
 def base_reference(src: ModelSource) -> str | None:
     """How a saved adapter names its base: ``packaged:<name>``, an absolute path, or None."""
     if src.packaged is not None:

@@ -22,7 +22,12 @@ CONFIG`` call. It:
 8. self-check: builds the verifier from the output directory, scores the first dev rows, and
    compares with the kind's own (calibrated) dev predictions within ``SELF_CHECK_TOL`` — a
    save / load mismatch (wrong head, lost calibration, different rendering) fails the run here
-   instead of in an RL job.
+   instead of in an RL job (rows with images: ``vision_classifier.self_check_images``, which
+   scores them with their images).
+
+A kind whose module has ``reads_images(cfg)`` returning True (``classifier`` over a
+vision-language base) gets ``ImagePointRecord`` rows, each with its images (step 3). The
+baseline (6) sees the rows' text only.
 
 ``verifier_config(output_dir)`` reads ``safeladder_verifier.yaml`` back with ``path`` set to the
 directory, so ``build_verifier(verifier_config(DIR))`` works from any working directory.
@@ -48,7 +53,7 @@ from safeladder.training.baseline import BASELINE_NAME, holdout_baseline
 from safeladder.training.baseline import point_text as _point_text  # noqa: F401  (benchmarks)
 from safeladder.training.common import TrainConfigBase, TrainData
 from safeladder.training.config import is_pairwise, kind_module
-from safeladder.training.data import class_balance, load_records
+from safeladder.training.data import ImagePointRecord, class_balance, load_records
 from safeladder.training.dev_eval import (
     DevEvaluation,
     evaluate_pairwise,
@@ -115,13 +120,22 @@ def prepare_data(cfg: TrainConfigBase) -> tuple[TrainData, Split, list[str]]:
     """
     pairwise = is_pairwise(cfg)
     multi = bool(getattr(cfg, "multi_label", False))
+    images = reads_images(cfg)
     train = load_records(
-        cfg.data.train, pairwise=pairwise, labels=cfg.data.labels, multi_label=multi
+        cfg.data.train,
+        pairwise=pairwise,
+        labels=cfg.data.labels,
+        multi_label=multi,
+        images=images,
     )
     labels = train.labels
     if cfg.data.dev is not None:
         dev = load_records(
-            cfg.data.dev, pairwise=pairwise, labels=labels or None, multi_label=multi
+            cfg.data.dev,
+            pairwise=pairwise,
+            labels=labels or None,
+            multi_label=multi,
+            images=images,
         )
         split = given_split(train.records, dev.records)
     else:
@@ -129,6 +143,13 @@ def prepare_data(cfg: TrainConfigBase) -> tuple[TrainData, Split, list[str]]:
     notes = check_classes(split, labels)
     balance = {"train": class_balance(split.train, labels), "dev": class_balance(split.dev, labels)}
     return TrainData(split.train, split.dev, labels, balance), split, notes
+
+
+def reads_images(cfg: TrainConfigBase) -> bool:
+    """Whether the kind reads the rows' images (its module's ``reads_images(cfg)``: a
+    ``classifier`` over a vision-language base)."""
+    check = getattr(kind_module(cfg.kind), "reads_images", None)
+    return bool(check(cfg)) if check is not None else False
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,7 +210,12 @@ def run_training(
     }
     files: dict[str, Path] = {"verifier": yaml_path}
     try:
-        check = self_check(out, data, ev, outcome)
+        if any(isinstance(r, ImagePointRecord) for r in data.dev):
+            from safeladder.training.vision_classifier import self_check_images
+
+            check = self_check_images(out, data, ev)
+        else:
+            check = self_check(out, data, ev, outcome)
     except SafeladderError:
         write_run(out, "self_check_failed", echo)
         raise
@@ -240,6 +266,7 @@ __all__ = [
     "TrainSummary",
     "prepare_data",
     "prepare_output_dir",
+    "reads_images",
     "run_training",
     "seed_everything",
     "self_check",
