@@ -34,7 +34,11 @@ from safeladder.training.config import parse_train_config
 from safeladder.training.data import ImagePointRecord
 from safeladder.training.runner import prepare_data, run_training, verifier_config
 from safeladder.verifiers import build_verifier
-from tests.neural.tiny_vlm import png_bytes, tiny_vlm_dir
+from tests.neural.tiny_vlm import (
+    png_bytes,
+    qwen2_vl_processor_without_torchvision,
+    tiny_vlm_dir,
+)
 
 torch.set_num_threads(1)
 PROMPT, REPLY = "What colour is this picture?", "It is a picture."
@@ -231,6 +235,19 @@ def test_lora_is_merged_into_the_language_model(tmp_path: Path) -> None:
     assert not torch.equal(weight(base, lm), weight(saved, lm))  # adapted and merged
     assert torch.equal(weight(base, vt), weight(saved, vt))  # the vision tower is not
     assert build_verifier({**verifier_config(out), "runtime": CPU}).reads_images
+
+
+def test_qwen2_vl_trains_with_its_3d_positions(tmp_path: Path) -> None:
+    # Qwen2-VL batches need the model's M-RoPE positions (vision.collate calls get_rope_index).
+    with qwen2_vl_processor_without_torchvision():
+        cfg = config(
+            tmp_path, write_rows(tmp_path, n=4), model={"path": str(tiny_vlm_dir("qwen2_vl"))}
+        )
+        cfg["train"].update(max_steps=4, eval_steps=None)
+        summary = run_training(parse_train_config(cfg), progress=False)
+    assert summary.self_check["ok"] and summary.self_check["rows"] == summary.split["dev"]
+    head = load_file(str(summary.output_dir / SCORE_HEAD_FILE))
+    assert head["weight"].shape == (2, 32)
 
 
 @pytest.mark.parametrize(
