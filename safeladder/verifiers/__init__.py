@@ -30,6 +30,7 @@ from safeladder.verifiers.kk_logic import KKLogicConfig
 from safeladder.verifiers.label_judge import LabelJudgeConfig
 from safeladder.verifiers.length import LengthConfig
 from safeladder.verifiers.math_answer import MathAnswerConfig
+from safeladder.verifiers.process_reward import ProcessRewardConfig
 from safeladder.verifiers.qa_match import QAMatchConfig
 from safeladder.verifiers.refusal import RefusalConfig
 from safeladder.verifiers.repeats_correction import RepeatsCorrectionConfig
@@ -54,6 +55,7 @@ VerifierSpec = Annotated[
     | LabelJudgeConfig
     | EmbeddingHeadConfig
     | StepScorerConfig
+    | ProcessRewardConfig
     | ImageSafetyConfig
     | RepeatsCorrectionConfig
     | CustomConfig,

@@ -184,7 +184,7 @@ def make_qwen_prm(dirpath: str | Path, *, seed: int = 0) -> Path:
     head = torch.nn.Sequential(torch.nn.Linear(h, h), torch.nn.ReLU(), torch.nn.Linear(h, 2))
     with torch.no_grad():  # spread the logits so step probabilities differ visibly
         for p in head.parameters():
-            p.normal_(0.0, 0.5)
+            p.normal_(0.0, 0.15)
     tensors = {f"model.{k}": v for k, v in backbone.state_dict().items()}
     tensors.update({f"score.{k}": v for k, v in head.state_dict().items()})
     save_file(

@@ -27,6 +27,7 @@ from tests.helpers import (
     same_scores,
     tiny_model_dir,
 )
+from tests.verifiers.open_rm_fixtures import tiny_open_rm
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CPU = {"device": "cpu"}
@@ -62,6 +63,12 @@ CONFIGS: dict[str, Callable[[], dict]] = {
     "repeats_correction": lambda: {
         "type": "repeats_correction",
         "store": str(shared_minilm_store()),
+        "runtime": CPU,
+    },
+    "process_reward": lambda: {
+        "type": "process_reward",
+        "preset": "qwen2_5_math_prm",
+        "path": str(tiny_open_rm("qwen_prm")),
         "runtime": CPU,
     },
     "step_scorer": lambda: {
