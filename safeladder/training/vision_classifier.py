@@ -250,7 +250,6 @@ def _build(cfg: clf.ClassifierTrainConfig, base: Path, n_labels: int) -> tuple[A
             backbone.gradient_checkpointing_enable()
             backbone.enable_input_require_grads()
     model = _with_new_head(backbone, n_labels, cfg.train.seed)
-    model._keys_to_ignore_on_save = None  # read by Trainer._issue_warnings_after_load
     return model, processor, tok
 
 

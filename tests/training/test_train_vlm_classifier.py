@@ -237,6 +237,39 @@ def test_lora_is_merged_into_the_language_model(tmp_path: Path) -> None:
     assert build_verifier({**verifier_config(out), "runtime": CPU}).reads_images
 
 
+def test_multi_label_heads_train(tmp_path: Path) -> None:
+    rows = write_rows(tmp_path, n=6, text_rows=False)
+    lines = [json.loads(line) for line in rows.read_text().splitlines()]
+    for r in lines:  # [is red, is blue]
+        r["label"] = [1, 0] if r["label"] == 0 else [0, 1]
+    rows.write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
+    cfg = config(tmp_path, rows, multi_label=True)
+    cfg["data"]["labels"] = ["red", "blue"]
+    cfg["train"].update(max_steps=6, eval_steps=None)
+    del cfg["good_label"]
+    summary = run_training(parse_train_config(cfg), progress=False)
+    assert summary.self_check["ok"]  # per-label probabilities of the rebuilt verifier
+    saved = json.loads((summary.output_dir / "config.json").read_text())
+    assert saved["problem_type"] == "multi_label_classification"
+    assert saved["id2label"] == {"0": "red", "1": "blue"}
+
+
+def test_checkpoints_hold_the_head_and_resume_from_it(tmp_path: Path) -> None:
+    from safeladder.training import classifier
+
+    cfg = config(tmp_path, write_rows(tmp_path, n=6), keep_checkpoints=True)
+    cfg["train"].update(max_steps=4, eval_steps=2)
+    first = parse_train_config(cfg)
+    data, _, _ = prepare_data(first)
+    out = tmp_path / "out"
+    classifier.train(first, data, out, progress=False)  # type: ignore[arg-type]
+    ckpt = load_file(str(out / "checkpoints/checkpoint-4/model.safetensors"))
+    assert sorted(ckpt) == ["score.bias", "score.weight"]  # not the frozen backbone
+    again = parse_train_config({**cfg, "resume": True, "train": {**cfg["train"], "max_steps": 6}})
+    res = classifier.train(again, data, out, progress=False)  # type: ignore[arg-type]
+    assert Path(res.extra["resumed_from"]).name == "checkpoint-4" and res.extra["steps"] == 6
+
+
 def test_qwen2_vl_trains_with_its_3d_positions(tmp_path: Path) -> None:
     # Qwen2-VL batches need the model's M-RoPE positions (vision.collate calls get_rope_index).
     with qwen2_vl_processor_without_torchvision():
