@@ -21,7 +21,9 @@ Presets (``safeladder/presets/reward_model/<name>.yaml``; a preset fills what th
 not set, and ``render`` key by key): ``skywork_reward_v2`` for the Skywork-Reward-V2 series
 (Llama-3.1/3.2 and Qwen3 variants): the conversation rendered with the checkpoint's own chat
 template, tokenized as the model card does (its "duplicate bos" strip then the tokenizer's
-special tokens: one BOS for Llama, none for Qwen3), the score the raw logit.
+special tokens: one BOS for Llama, none for Qwen3), the score the raw logit at the row's last
+token, as the card's one-row forward reads it (a checkpoint that saved no ``pad_token_id`` is
+pooled at the last real token by the attention mask: see ``_saved_pad_id``).
 
 Example::
 
@@ -48,6 +50,7 @@ from safeladder.config import load_yaml, preset_path
 from safeladder.errors import ConfigError
 from safeladder.images import ImageLimits
 from safeladder.neural.activations import sigmoid
+from safeladder.neural.batching import Forward, last_token_index, pad_right
 from safeladder.neural.rendering import RenderConfig
 from safeladder.neural.runtime import RuntimeConfig
 from safeladder.verifiers.base import RowResult, Verifier, VerifierConfig
@@ -190,6 +193,41 @@ class RewardModelConfig(VerifierConfig):
         return RewardModelVerifier(self)
 
 
+def _saved_pad_id(model_dir: str | Path) -> int | None:
+    """``pad_token_id`` of the checkpoint's own ``config.json`` (None when absent or unreadable).
+
+    The engine sets a missing one to the tokenizer's pad (or EOS) id so that batches can be
+    padded; a sequence classifier then pools the last token that is not that id. A model card's
+    single-row forward without a pad id pools the very last token instead, and with Llama 3.1
+    Instruct's tokenizer (no pad token; EOS ``<|eot_id|>`` ends every rendered conversation)
+    the two differ. Presets therefore pool the last real token themselves when the checkpoint
+    saved no pad id, which is the card's number.
+    """
+    try:
+        data = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    pad = data.get("pad_token_id") if isinstance(data, dict) else None
+    return pad if isinstance(pad, int) else None
+
+
+def last_token_score_forward(pad_id: int) -> Forward:
+    """A ``forward`` for a decoder ``*ForSequenceClassification``: the ``score`` head at each
+    row's last real token (by the attention mask, whatever ``pad_token_id`` says), float32
+    ``(b, num_labels)``."""
+
+    def forward(batch: list[list[int]], model: Any, device: Any) -> np.ndarray:
+        import torch
+
+        input_ids, mask = pad_right(batch, pad_id, device)
+        hidden = model.base_model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        pooled = hidden[rows, last_token_index(mask).to(hidden.device)]
+        return model.score(pooled).float().cpu().numpy()
+
+    return forward
+
+
 class RewardModelVerifier(NeuralVerifier):
     """Scores rows with a scalar reward head; range (-inf, inf), or [0, 1] with a sigmoid."""
 
@@ -208,6 +246,13 @@ class RewardModelVerifier(NeuralVerifier):
                 f"path: preset {config.preset!r} renders with the checkpoint's chat template, but "
                 f"the tokenizer in {config.path!r} has none; is this the released checkpoint?"
             )
+        #: Pool the last real token explicitly (see ``_saved_pad_id``); else the model pools.
+        self.pool_last_token = (
+            config.preset is not None
+            and loaded.processor is None
+            and _saved_pad_id(loaded.path) is None
+            and hasattr(loaded.replicas[0], "score")
+        )
         if config.normalize == "saved":
             self.stats: NormalizeStats | None = read_reward_stats(loaded.path)
         else:
@@ -217,6 +262,11 @@ class RewardModelVerifier(NeuralVerifier):
 
     def _fingerprint_state(self) -> str:
         return "stats:" + (self.stats.model_dump_json() if self.stats is not None else "none")
+
+    def _forward(self) -> Forward:
+        if self.pool_last_token:
+            return last_token_score_forward(self.loaded.pad_id)
+        return super()._forward()
 
     def _rows_from_outputs(self, outputs: np.ndarray) -> list[RowResult]:
         raw = np.asarray(outputs[:, 0], dtype=np.float64)

@@ -78,8 +78,9 @@ def chat_template(name: str) -> str:
     return (Path(trl.__file__).parent / "chat_templates" / name).read_text(encoding="utf-8")
 
 
-def make_tokenizer(dirpath: Path, family: str) -> Any:
-    """Train and save a tiny tokenizer of ``family`` (llama3 | qwen3 | qwen2_5_prm)."""
+def make_tokenizer(dirpath: Path, family: str, *, pad: bool = True) -> Any:
+    """Train and save a tiny tokenizer of ``family`` (llama3 | qwen3 | qwen2_5_prm); ``pad=False``
+    saves it without a pad token (as Llama 3.1 Instruct's)."""
     from tokenizers import (
         Regex,
         Tokenizer,
@@ -125,7 +126,7 @@ def make_tokenizer(dirpath: Path, family: str) -> Any:
         tokenizer_object=tok,
         bos_token=spec["bos"],
         eos_token=spec["eos"],
-        pad_token=spec["pad"],
+        pad_token=spec["pad"] if pad else None,
     )
     if spec.get("added"):
         fast.add_tokens(spec["added"])
@@ -150,13 +151,16 @@ def _common(vocab: int, pad_id: int, **extra: Any) -> dict[str, Any]:
     }
 
 
-def make_skywork(dirpath: str | Path, family: str, *, seed: int = 0) -> Path:
-    """A tiny Skywork-Reward-V2 stand-in: ``llama3`` or ``qwen3`` family, num_labels 1."""
+def make_skywork(dirpath: str | Path, family: str, *, seed: int = 0, pad: bool = True) -> Path:
+    """A tiny Skywork-Reward-V2 stand-in: ``llama3`` or ``qwen3`` family, num_labels 1.
+
+    ``pad=False``: neither the tokenizer nor ``config.json`` has a pad token / id.
+    """
     import torch
     from transformers import AutoModelForSequenceClassification, LlamaConfig, Qwen3Config
 
     out = Path(dirpath)
-    tok = make_tokenizer(out, family)
+    tok = make_tokenizer(out, family, pad=pad)
     cfg_cls = LlamaConfig if family == "llama3" else Qwen3Config
     extra: dict[str, Any] = {"num_labels": 1}
     if family == "qwen3":
@@ -164,6 +168,8 @@ def make_skywork(dirpath: str | Path, family: str, *, seed: int = 0) -> Path:
     if family == "llama3":
         extra["bos_token_id"] = tok.bos_token_id
     cfg = cfg_cls(**_common(len(tok), tok.pad_token_id, eos_token_id=tok.eos_token_id, **extra))
+    if not pad:
+        cfg.pad_token_id = None
     torch.manual_seed(seed)
     AutoModelForSequenceClassification.from_config(cfg).save_pretrained(str(out))
     return out
@@ -207,8 +213,8 @@ _ROOT: list[str] = []
 
 
 def tiny_open_rm(kind: str) -> Path:
-    """A tiny model of ``kind`` (skywork_llama | skywork_qwen3 | qwen_prm), built once per
-    session; treat it as read-only."""
+    """A tiny model of ``kind`` (skywork_llama | skywork_llama_nopad | skywork_qwen3 | qwen_prm),
+    built once per session; treat it as read-only."""
     if kind not in _BUILT:
         if not _ROOT:
             _ROOT.append(tempfile.mkdtemp(prefix="safeladder-open-rm-"))
@@ -216,6 +222,8 @@ def tiny_open_rm(kind: str) -> Path:
         d.mkdir()
         if kind == "skywork_llama":
             _BUILT[kind] = make_skywork(d, "llama3")
+        elif kind == "skywork_llama_nopad":
+            _BUILT[kind] = make_skywork(d, "llama3", seed=2, pad=False)
         elif kind == "skywork_qwen3":
             _BUILT[kind] = make_skywork(d, "qwen3", seed=1)
         elif kind == "qwen_prm":

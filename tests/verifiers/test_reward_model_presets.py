@@ -136,3 +136,21 @@ def test_preset_needs_a_chat_template() -> None:
             path=str(tiny_model_dir("bert_reward")),
             runtime={"device": "cpu"},
         ).build()
+
+
+def test_checkpoint_without_pad_id_scores_the_cards_last_token() -> None:
+    # Llama 3.1 Instruct's tokenizer has no pad token and <|eot_id|> (its EOS) ends every
+    # rendered conversation. The card's one-row forward, with no pad id in the config, reads
+    # the head at that last token; padding with EOS and letting the model pool "the last
+    # non-pad token" would read the token before it.
+    kind = "skywork_llama_nopad"
+    v = skywork(kind).build()
+    assert v.pool_last_token
+    want = card_scores(tiny_open_rm(kind), SAMPLES)
+    got = assert_batch_equals_rows(v, SAMPLES, atol=1e-5)
+    assert np.abs(got.scores - want).max() < 1e-4
+    pooled_by_model = RewardModelConfig(
+        path=str(tiny_open_rm(kind)), render={"template": "chat"}, runtime={"device": "cpu"}
+    ).build()
+    assert np.abs(pooled_by_model.score(SAMPLES).scores - want).max() > 1e-3
+    assert not skywork("skywork_llama").build().pool_last_token  # its config saves a pad id
