@@ -7,14 +7,16 @@ that the config does not set itself.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal, get_args
 
 from safeladder.config import load_yaml, preset_path
 from safeladder.errors import ConfigError
 
-__all__ = ["PRESETS", "load_preset"]
+__all__ = ["PRESETS", "PresetName", "load_preset", "merge_preset"]
 
-PRESETS = (
+#: The shipped presets (``LabelJudgeConfig.preset`` accepts exactly these).
+PresetName = Literal[
     "safework_safety",
     "safework_value",
     "safework_knowledge",
@@ -23,7 +25,17 @@ PRESETS = (
     "guardrank_toxicity",
     "guardrank_legality",
     "guardrank_hallucination",
-)
+    # Released guard models in their own formats (each file cites its source).
+    "llama_guard_3",
+    "llama_guard_4",
+    "shieldgemma_dangerous_content",
+    "shieldgemma_harassment",
+    "shieldgemma_hate_speech",
+    "shieldgemma_sexually_explicit",
+    "wildguard",
+    "harmbench_classifier",
+]
+PRESETS: tuple[str, ...] = get_args(PresetName)
 #: Fields a preset file may set (everything about what is asked and how it is scored; never
 #: the model path, runtime or name).
 _PRESET_FIELDS = frozenset(
@@ -41,6 +53,16 @@ _PRESET_FIELDS = frozenset(
         "length_normalize",
         "judge_final_answer",
         "empty_score",
+        # Guard-model formats (safeladder.verifiers.judge_fields).
+        "rendering",
+        "chat_template_kwargs",
+        "message_content",
+        "add_bos",
+        "labels_in_context",
+        "fields",
+        "categories",
+        "category_after",
+        "category_sep",
     ]
 )
 
@@ -61,3 +83,20 @@ def load_preset(name: str) -> dict[str, Any]:
     if unknown:
         raise ConfigError(f"{path}: keys {unknown} cannot be set by a preset")
     return data
+
+
+def merge_preset(data: Any) -> Any:
+    """A config mapping with its ``preset``'s fields filled in where it does not set them.
+
+    >>> merge_preset({"preset": "safework_value", "aggregate": "argmax"})["aggregate"]
+    'argmax'
+    """
+    # Explicit fields win over the preset's: the preset only fills what is not given.
+    if not isinstance(data, Mapping) or not data.get("preset"):
+        return data
+    name = data["preset"]
+    if name not in PRESETS:
+        return data  # the Literal check reports it, naming the key
+    merged = dict(load_preset(str(name)))
+    merged.update(data)
+    return merged

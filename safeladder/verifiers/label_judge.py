@@ -54,19 +54,23 @@ prompt is empty; fixed text alone exceeds ``max_length``. With ``empty_score`` s
 gives an empty answer 0).
 
 A vision-language ``path`` (Qwen2-VL / Qwen2.5-VL, LLaVA, Idefics3 / SmolVLM; see
-``safeladder.neural.vision``) is
-judged through its processor, the row's images leading the user turn; image tokens count in
-``max_length``; an unreadable image is that row's error (``JudgeRenderer.vision_input``).
+``safeladder.neural.vision``) is judged through its processor, the row's images leading the user
+turn; image tokens count in ``max_length``; an unreadable image is that row's error.
 
-Presets (``safeladder/presets/label_judge/``; templates written after papers.md §1.1, not
-SafeWork's exact prompts): ``safework_safety``, ``safework_value``, ``safework_knowledge``;
-GuardRank's per-dimension judges (MLLMGuard, papers.md §4; rubric wording ours):
-``guardrank_privacy``, ``guardrank_bias``, ``guardrank_toxicity``, ``guardrank_legality``,
-``guardrank_hallucination``. A preset fills every field it sets that the config does not set explicitly.
+Guard models (``safeladder.verifiers.judge_fields``): ``rendering: conversation`` renders the
+row with the checkpoint's own chat template as a user/assistant conversation
+(``chat_template_kwargs``, ``message_content``); ``fields`` scores answer lines written before
+the labels (teacher-forced with their most likely answers); ``categories`` reads category codes
+after a label (``details["categories"]``); ``labels_in_context``, ``add_bos``.
+
+Presets (``safeladder/presets/label_judge/``, each citing its source; a preset fills every field
+the config does not set): ``safework_*`` and ``guardrank_<dimension>`` (wording ours, after
+papers.md §1.1 / §4); the released guard models in their own formats: ``llama_guard_3``,
+``llama_guard_4``, ``shieldgemma_<harm>``, ``wildguard``, ``harmbench_classifier``.
 
 Example::
 
-    {"type": "label_judge", "preset": "safework_safety", "path": "/models/qwen2.5-7b-instruct"}
+    {"type": "label_judge", "preset": "llama_guard_3", "path": "/models/Llama-Guard-3-8B"}
     {"type": "label_judge", "path": "/models/judge",
      "template": "Is this answer polite?\\n{completion}\\nAnswer yes or no.",
      "labels": {"yes": 1.0, "no": 0.0}, "label_prefix": ""}
@@ -75,7 +79,6 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -83,9 +86,8 @@ from pydantic import Field, model_validator
 
 from safeladder.errors import ConfigError, InputError, VerifierError
 from safeladder.images import ImageLimits, ImageRef, image_key, load_batch_images
-from safeladder.neural.batching import Forward
+from safeladder.neural.batching import Forward, run_batched
 from safeladder.neural.judge_prompt import (
-    JudgeRenderer,
     fill_template,
     has_chat_template,
     prompt_for_judge,
@@ -108,8 +110,15 @@ from safeladder.neural.rendering import (
 from safeladder.neural.runtime import RuntimeConfig
 from safeladder.neural.vision import row_image_refs
 from safeladder.types import SampleBatch
-from safeladder.verifiers.base import RowResult, Verifier, VerifierConfig, abstain, ok
-from safeladder.verifiers.judge_presets import PRESETS, load_preset
+from safeladder.verifiers.base import RowResult, Verifier, abstain, ok
+from safeladder.verifiers.judge_fields import (
+    FollowUps,
+    GuardJudgeConfig,
+    GuardRenderer,
+    Staged,
+    context_ids,
+)
+from safeladder.verifiers.judge_presets import PRESETS, PresetName, load_preset, merge_preset
 from safeladder.verifiers.neural_base import NeuralVerifier, PreparedRows
 
 # The likelihood algorithms and the templating moved to the engine; re-exported here.
@@ -128,7 +137,7 @@ __all__ = [
 ]
 
 
-class LabelJudgeConfig(VerifierConfig):
+class LabelJudgeConfig(GuardJudgeConfig):
     """Config of a causal-LM judge scored by label likelihoods (see the module docstring)."""
 
     type: Literal["label_judge"] = "label_judge"
@@ -138,19 +147,7 @@ class LabelJudgeConfig(VerifierConfig):
             "tokenizer). Never downloaded."
         )
     )
-    preset: (
-        Literal[
-            "safework_safety",
-            "safework_value",
-            "safework_knowledge",
-            "guardrank_privacy",
-            "guardrank_bias",
-            "guardrank_toxicity",
-            "guardrank_legality",
-            "guardrank_hallucination",
-        ]
-        | None
-    ) = Field(
+    preset: PresetName | None = Field(
         default=None,
         description=(
             "Shipped judge preset: safework_safety (six-label safety taxonomy, SafeWork's "
@@ -158,7 +155,11 @@ class LabelJudgeConfig(VerifierConfig):
             "(good/bad, score P(good)), safework_knowledge (TRUE/FALSE against the reference, "
             "(P(TRUE)+1-P(FALSE))/2); guardrank_<dimension> for privacy, bias, toxicity, "
             "legality, hallucination (MLLMGuard's 0-3 scale as labels '0'..'3', reward "
-            "1 - E[s]/3; Chinese template for meta lang 'zh'). It fills every "
+            "1 - E[s]/3; Chinese template for meta lang 'zh'); released guard models in their "
+            "own formats, score = P(safe): llama_guard_3, llama_guard_4 (+ S1-S14 categories), "
+            "shieldgemma_<harm> (dangerous_content, harassment, hate_speech, "
+            "sexually_explicit; P(No)), wildguard (P(harmful response: no); request and "
+            "refusal fields in details), harmbench_classifier (P(No)). It fills every "
             "template/label/scoring field not set here."
         ),
     )
@@ -179,29 +180,11 @@ class LabelJudgeConfig(VerifierConfig):
     template_by_meta: str | None = Field(
         default=None, description="Meta key whose value selects an entry of 'templates'."
     )
-    system_prompt: str | None = Field(
-        default=None,
-        description="Optional system message (chat rendering) or text put before the template.",
-    )
     labels: dict[str, float] = Field(
         default_factory=dict,
         description=(
             "Allowed labels and their rewards, e.g. {'good': 1.0, 'bad': 0.0}; at least two. "
             "The label text is what the judge would answer."
-        ),
-    )
-    label_prefix: str = Field(
-        default="",
-        description=(
-            "Text put before every label when it is tokenized, e.g. ' ' when the prompt ends with "
-            "'Answer:' and the model answers ' yes'."
-        ),
-    )
-    response_prefix: str = Field(
-        default="",
-        description=(
-            "Text the judge's answer starts with, appended after the generation prompt "
-            "(e.g. 'Label:'); the labels are scored after it."
         ),
     )
     aggregate: Literal["expected", "argmax", "true_false"] = Field(
@@ -233,13 +216,6 @@ class LabelJudgeConfig(VerifierConfig):
         description=(
             "Score given without running the judge when the (final) completion is empty or "
             "whitespace; null judges it like any other text."
-        ),
-    )
-    rendering: Literal["auto", "chat", "plain"] = Field(
-        default="auto",
-        description=(
-            "'chat': the judge tokenizer's chat template with the generation prompt; 'plain': "
-            "the filled template as raw text; 'auto': chat when the tokenizer has a template."
         ),
     )
     max_length: int = Field(
@@ -282,27 +258,15 @@ class LabelJudgeConfig(VerifierConfig):
     @model_validator(mode="before")
     @classmethod
     def _fill_from_preset(cls, data: Any) -> Any:
-        # Explicit fields win over the preset's: the preset only fills what is not given.
-        if not isinstance(data, Mapping) or not data.get("preset"):
-            return data
-        name = data["preset"]
-        if name not in PRESETS:
-            return data  # the Literal check reports it, naming the key
-        merged = dict(load_preset(str(name)))
-        merged.update(data)
-        return merged
+        return merge_preset(data)
 
     @model_validator(mode="after")
     def _check(self) -> LabelJudgeConfig:
-        if not self.template:
-            raise ValueError(
-                "template: required; write the judge prompt with {completion} (and {prompt}, "
-                f"{{reference}}), or set preset: one of {', '.join(PRESETS)}"
-            )
+        self._check_guard(self.rendering, self.template, self.system_prompt)
         for key, tpl in [("template", self.template)] + [
             (f"templates.{k}", v) for k, v in self.templates.items()
         ]:
-            if "{completion}" not in tpl:
+            if "{completion}" not in tpl and self.rendering != "conversation":
                 raise ValueError(f"{key}: must contain {{completion}} (the text being judged)")
         if self.templates and not self.template_by_meta:
             raise ValueError(
@@ -378,9 +342,9 @@ class LabelJudge(NeuralVerifier):
         self._load(config.path, None, config.runtime)
         tok = self.loaded.tokenizer
         self.label_names: list[str] = list(config.labels)
-        self.label_ids: list[list[int]] = [
-            list(tok.encode(config.label_prefix + name, add_special_tokens=False))
-            for name in self.label_names
+        context = config.response_prefix if config.labels_in_context else ""
+        self.label_ids = [
+            context_ids(tok, context, config.label_prefix + n) for n in self.label_names
         ]
         seen: dict[tuple[int, ...], str] = {}
         for name, ids in zip(self.label_names, self.label_ids, strict=True):
@@ -397,19 +361,32 @@ class LabelJudge(NeuralVerifier):
         self._max_label = max(self._lengths)
         processor = self.loaded.processor
         has_chat = has_chat_template(processor if processor is not None else tok)
-        if processor is not None and config.rendering == "plain":
+        mode = config.rendering
+        if processor is not None and (mode in ("plain", "conversation") or config.fields):
             raise ConfigError(
-                f"rendering: 'plain', but {config.path!r} is a vision-language model; its images "
-                "are placed by the processor's chat template (use 'auto' or 'chat')"
+                f"rendering: {mode!r} / fields: {config.path!r} is a vision-language model; its "
+                "images are placed by the processor's chat template (use 'auto' or 'chat')"
             )
-        if config.rendering == "chat" and not has_chat:
+        if mode in ("chat", "conversation") and not has_chat:
             raise ConfigError(
-                f"rendering: 'chat' but the tokenizer in {config.path!r} has no chat template; "
+                f"rendering: {mode!r} but the tokenizer in {config.path!r} has no chat template; "
                 "use rendering: plain (or auto)"
             )
-        chat = config.rendering == "chat" or (config.rendering == "auto" and has_chat)
-        self._renderer = JudgeRenderer(
-            tok, chat, config.system_prompt, config.response_prefix, processor=processor
+        # With answer fields the renderer stops before them; FollowUps adds response_prefix.
+        prefix = "" if config.fields else config.response_prefix
+        self._renderer = GuardRenderer(
+            tok,
+            mode == "chat" or (mode == "auto" and has_chat),
+            config.system_prompt,
+            prefix,
+            processor=processor,
+            conversation=mode == "conversation",
+            template_kwargs=config.chat_template_kwargs,
+            parts=config.message_content == "parts",
+            add_bos=config.add_bos,
+        )
+        self._follow = FollowUps(
+            config, self._renderer, self.label_names, self.label_ids, config.response_prefix
         )
         self.max_length = config.max_length
         # Characters kept per text part before tokenizing (rendering.char_bound).
@@ -467,31 +444,39 @@ class LabelJudge(NeuralVerifier):
         return _RowText(template, prompt, completion, ref, used, completion_cut or prompt_cut)
 
     def _fit(self, row: _RowText, ids: list[int]) -> _Prepared | RowResult:
-        """Cut ``row`` to ``max_length`` (with the longest label): the prompt first, from its
-        start; then the start of the completion. Abstains when the fixed text alone is too long."""
-        budget = self.cfg.max_length - self._max_label
-        got, cut = self._renderer.fit(
-            row.template, row.prompt, row.completion, row.reference, ids, budget
-        )
+        """Cut ``row`` to ``max_length`` (with the longest label and any follow-up text): the
+        prompt first, from its start; then the start of the completion. Abstains when the fixed
+        text alone is too long."""
+        budget = self.cfg.max_length - self._max_label - self._follow.allowance()
+        r = self._renderer
+        got = r.fit_parts(row.template, row.prompt, row.completion, row.reference, ids, budget)
         if got is None:
             return abstain(
                 f"judge input exceeds max_length={self.cfg.max_length} tokens even with "
                 "the prompt and completion removed"
             )
-        if not got:
+        prompt, completion, cut_ids, cut = got
+        if not cut_ids:
             return abstain("empty judge input (template renders to no tokens)")
-        return _Prepared(got, row.cut or cut, row.used)
+        if not self.cfg.fields:
+            return _Prepared(cut_ids, row.cut or cut, row.used)
+        text = r.row_text(row.template, prompt, completion, row.reference)  # fields append to it
+        return _Prepared(Staged(text, cut_ids), row.cut or cut, row.used)
 
     def _prepare_rows(self, batch: SampleBatch) -> list[_Prepared | RowResult]:
         """Per row: the prefix ids to judge, or the row's result when it is decided without the model."""
         rows: list[Any] = [self._guard(i, self._row_text, batch, i) for i in range(len(batch))]
         if self.loaded.processor is not None:
             return self._prepare_vision_rows(batch, rows)
-        todo = [i for i, r in enumerate(rows) if isinstance(r, _RowText)]
-        texts = [
-            self._renderer.render(fill_template(r.template, r.prompt, r.completion, r.reference))
-            for r in (rows[i] for i in todo)
-        ]
+        todo, texts = [], []
+        for i, r in enumerate(rows):
+            if isinstance(r, _RowText):  # a chat template may raise on a row: that row's error
+                text = self._guard(i, self._renderer.row_text, *r[:4])
+                if isinstance(text, str):
+                    todo.append(i)
+                    texts.append(text)
+                else:
+                    rows[i] = text
         for i, ids in zip(todo, self._renderer.encode(texts), strict=True):
             rows[i] = self._guard(i, self._fit, rows[i], ids)
         return rows
@@ -545,7 +530,19 @@ class LabelJudge(NeuralVerifier):
     def _forward(self) -> Forward:
         return label_forward(self.label_ids, self.loaded.pad_id, self.cfg.scoring)
 
-    def _batch_runtime(self) -> RuntimeConfig:
+    def _run(self, inputs: list[Any]) -> np.ndarray:
+        if not self._follow.active:
+            return super()._run(inputs)
+
+        def score(prefixes: list[Any], labels: list[list[int]], tag: str) -> np.ndarray:
+            fwd = label_forward(labels, self.loaded.pad_id, self.cfg.scoring)
+            rt = self._batch_runtime(len(labels))
+            key = f"{self.fingerprint}|{tag}"
+            return run_batched(prefixes, fwd, self.loaded, rt, cache_key=key, out_dim=len(labels))
+
+        return self._follow.run(inputs, score)
+
+    def _batch_runtime(self, m: int | None = None) -> RuntimeConfig:
         runtime = self.cfg.runtime
         if "cudnn_attention" not in runtime.model_fields_set:
             # Many small cached passes of new shapes: cuDNN's per-shape planning costs more
@@ -553,7 +550,7 @@ class LabelJudge(NeuralVerifier):
             runtime = runtime.model_copy(update={"cudnn_attention": False})
         if self.cfg.scoring == "duplicate":
             # The engine budgets by prefix length; each prefix becomes m sequences here.
-            m = len(self.label_ids)
+            m = m or len(self.label_ids)
             runtime = runtime.model_copy(
                 update={
                     "max_tokens_per_batch": max(1, runtime.max_tokens_per_batch // m),
@@ -563,8 +560,9 @@ class LabelJudge(NeuralVerifier):
         return runtime
 
     def _rows_from_outputs(self, outputs: np.ndarray) -> list[RowResult]:
-        """Label log-likelihoods ``(rows, m)`` → label distribution → the aggregate score."""
-        ll = outputs
+        """Label log-likelihoods ``(rows, m)`` (then any follow-up columns) → label
+        distribution → the aggregate score."""
+        ll, fields, cats = self._follow.split(outputs)
         probs = label_probabilities(ll, self._lengths if self.cfg.length_normalize else None)
         names = self.label_names
         ti = names.index(self.cfg.true_label) if self.cfg.true_label in names else None
@@ -582,7 +580,7 @@ class LabelJudge(NeuralVerifier):
                 f"(first: {ll[int(np.argmax(bad))].tolist()}); try runtime.dtype: float32"
             )
         out: list[RowResult] = []
-        for s, p, row_bad, row_ll in zip(scores, probs, bad, ll, strict=True):
+        for i, (s, p, row_bad, row_ll) in enumerate(zip(scores, probs, bad, ll, strict=True)):
             if row_bad:
                 reason = f"non-finite label log-likelihoods {row_ll.tolist()}"
                 out.append((float("nan"), "error", {"reason": reason}))
@@ -592,6 +590,7 @@ class LabelJudge(NeuralVerifier):
                     float(s),
                     label=names[int(np.argmax(p))],
                     label_probs={n: float(v) for n, v in zip(names, p, strict=True)},
+                    **self._follow.details(fields, cats, i),
                 )
             )
         return out
