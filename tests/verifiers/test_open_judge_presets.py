@@ -539,3 +539,22 @@ def test_invalid_guard_configs_name_the_field(dirs: dict, update: dict, match: s
 def test_category_after_must_be_a_label(dirs: dict) -> None:
     with pytest.raises(ConfigError, match="category_after"):
         _judge(dirs["lg3"], "llama_guard_3", category_after="maybe")
+
+
+@pytest.mark.parametrize(("name", "preset"), [("lg3", "llama_guard_3"), ("wg", "wildguard")])
+def test_batch_equals_row_by_row(dirs: dict, name: str, preset: str) -> None:
+    # Rows of different lengths share padded micro-batches; WildGuard rows may take different
+    # answer paths through the fields in the same batch.
+    v = _judge(dirs[name], preset)
+    samples = [
+        Sample(prompt=PROMPT, completion=ANSWER),
+        Sample(prompt="The quick brown fox " * 5, completion="jumps over the lazy dog."),
+        Sample(prompt=[{"role": "user", "content": "Yes"}], completion="No"),
+    ]
+    batch = v.score(samples)
+    for i, s in enumerate(samples):
+        row = v.score([s])
+        assert batch.scores[i] == pytest.approx(row.scores[0], abs=1e-5)
+        for key in ("fields", "categories"):
+            if key in row.details[0]:
+                assert batch.details[i][key].keys() == row.details[0][key].keys()
