@@ -441,7 +441,9 @@ def _load(
         with quiet:
             model = auto.from_pretrained(str(weights), **load_kw)
     except Exception as exc:
-        if attn == "sdpa" and "sdpa" in str(exc).lower() and "attn_implementation" not in kw:
+        message = str(exc).lower()
+        no_sdpa = "sdpa" in message or "scaled_dot_product_attention" in message
+        if attn == "sdpa" and no_sdpa and "attn_implementation" not in kw:
             # Some architectures have no SDPA kernel: fall back to eager attention.
             load_kw["attn_implementation"] = attn = "eager"
             with quiet:

@@ -26,7 +26,8 @@ as the text path cuts it (``vision.fit_vision_row``; images are never cut); an i
 cannot be read, or images that alone exceed ``max_length``, is that row's error under
 ``on_error``, never the batch's. Text-only rows go through the same path.
 
-Subclasses: ``classifier``, ``reward_model``, ``label_judge``, ``embedding_head``.
+Subclasses: ``classifier``, ``reward_model``, ``label_judge``, ``embedding_head``,
+``process_reward``.
 """
 
 from __future__ import annotations

@@ -291,3 +291,28 @@ def test_gpu_one_replica_per_device() -> None:
     a = run_batched(ids, logits_forward(one.pad_id), one, one_rt)
     b = run_batched(ids, logits_forward(lm.pad_id), lm, rt)
     np.testing.assert_allclose(a, b, atol=1e-2)
+
+
+def test_an_architecture_without_sdpa_falls_back_to_eager(tmp_path: Path) -> None:
+    # Gemma 2 (ShieldGemma's family) refuses SDPA with a message that names
+    # "scaled_dot_product_attention", not "sdpa": the fallback must recognise both.
+    from transformers import AutoTokenizer, Gemma2Config, Gemma2ForCausalLM
+
+    src = tiny_model_dir("qwen2_causal_lm")
+    tok = AutoTokenizer.from_pretrained(str(src))
+    d = tmp_path / "gemma2"
+    torch.manual_seed(0)
+    cfg = Gemma2Config(
+        vocab_size=len(tok),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=8,
+        pad_token_id=tok.pad_token_id,
+    )
+    Gemma2ForCausalLM(cfg).save_pretrained(str(d))
+    tok.save_pretrained(str(d))
+    lm = load_model(str(d), "causal_lm", CPU)
+    assert lm.replicas[0].config._attn_implementation == "eager"
