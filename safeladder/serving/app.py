@@ -52,9 +52,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import sys
 import time
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from typing import Any
 
 import numpy as np
@@ -62,17 +63,23 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from safeladder.errors import ConfigError, InputError
-from safeladder.images import coerce_images
 from safeladder.integrations.openrlhf import RESERVED_KEYS, split_query
 from safeladder.rewards import Reward
 from safeladder.serving.batcher import DynamicBatcher, QueueFull, ShuttingDown
 from safeladder.serving.docs import add_offline_docs
-from safeladder.serving.errors import JSON_TYPE, ApiError, install_error_handlers
-from safeladder.serving.guard import Guard
+from safeladder.serving.errors import (
+    JSON_TYPE,
+    ApiError,
+    error_responses,
+    install_error_handlers,
+    internal_error,
+    send_error,
+    send_json,
+)
+from safeladder.serving.guard import ASGIApp, Guard, Receive, Scope, Send
 from safeladder.serving.images import ImageChecker
-from safeladder.serving.metrics import CONTENT_TYPE, Metrics
+from safeladder.serving.metrics import CLIENT_CLOSED, CONTENT_TYPE, Metrics
 from safeladder.serving.schemas import (
-    ErrorResponse,
     GetRewardRequest,
     GetRewardResponse,
     HealthResponse,
@@ -80,7 +87,7 @@ from safeladder.serving.schemas import (
     ScoreResponse,
 )
 from safeladder.serving.settings import ServeSettings
-from safeladder.serving.wire import Row, dumps, jsonable, num, rows_of, unencodable
+from safeladder.serving.wire import Row, dumps, json_request, jsonable, num, rows_of, unencodable
 from safeladder.types import Sample
 
 logger = logging.getLogger("safeladder.serving")
@@ -119,11 +126,11 @@ def devices_of(verifier: Any) -> list[str]:
     return []
 
 
-async def _disconnected(request: Request) -> None:
+async def _disconnected(receive: Receive) -> None:
     """Return when the client disconnects (the body was read already, so the next ASGI event
     of this request is its disconnect)."""
     while True:
-        message = await request.receive()
+        message = await receive()
         if message["type"] == "http.disconnect":
             return
 
@@ -238,46 +245,50 @@ class _Service:
                 422, f"text cannot be encoded as UTF-8: {reason}", loc, "unencodable_text"
             )
 
-    async def run(self, samples: list[Sample], rows_field: str, request: Request) -> list[Row]:
+    async def run(self, samples: list[Sample], rows_field: str, receive: Receive) -> list[Row]:
         """Queue the samples, wait for their rows; expected failures become ``ApiError``.
 
         The wait ends early when the client disconnects (``_ClientGone``): its rows leave the
-        queue unscored if they have not started.
+        queue unscored if they have not started. One future per request (the batcher's), a
+        timer and one task watching for the disconnect: no task or ``asyncio.wait`` around it.
         """
         settings = self.settings
         retry = {"retry-after": str(settings.retry_after_s)}
-        submitted = asyncio.ensure_future(self.batcher.submit(samples))
-        gone = asyncio.ensure_future(_disconnected(request))
         try:
-            done, _ = await asyncio.wait(
-                {submitted, gone},
-                timeout=settings.request_timeout_s,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
+            future = self.batcher.enqueue(samples)
+        except QueueFull as exc:
+            raise ApiError(503, f"overloaded: {exc}", [], "queue_full", retry) from None
+        except ShuttingDown as exc:
+            raise ApiError(503, str(exc), [], "shutting_down", retry) from None
+        stopped: list[str] = []  # why the wait was cut short: "timeout" / "disconnect"
+
+        def stop(reason: str) -> None:
+            if not future.done():
+                stopped.append(reason)
+                future.cancel(reason)  # the batcher drops it if still queued
+
+        def on_gone(task: asyncio.Task[None]) -> None:
+            if not task.cancelled():
+                task.exception()  # retrieved: a receive that failed means the client is gone
+                stop("disconnect")
+
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(settings.request_timeout_s, stop, "timeout")
+        gone = loop.create_task(_disconnected(receive))
+        gone.add_done_callback(on_gone)
+        try:
+            return await future
         except asyncio.CancelledError:
-            submitted.cancel("cancelled")
-            raise
-        finally:
-            gone.cancel()
-        if submitted not in done:
-            reason = "disconnect" if gone in done else "timeout"
-            submitted.cancel(reason)
-            with suppress(asyncio.CancelledError, Exception):
-                await submitted
-            if reason == "disconnect":
-                raise _ClientGone
+            if not stopped:
+                raise  # this handler itself was cancelled (the future went with it)
+            if stopped[0] == "disconnect":
+                raise _ClientGone from None
             raise ApiError(
                 504,
                 f"no result within {settings.request_timeout_s:g} s (request_timeout_s)",
                 [],
                 "timeout",
-            )
-        try:
-            return submitted.result()
-        except QueueFull as exc:
-            raise ApiError(503, f"overloaded: {exc}", [], "queue_full", retry) from None
-        except ShuttingDown as exc:
-            raise ApiError(503, str(exc), [], "shutting_down", retry) from None
+            ) from None
         except InputError as exc:
             loc: list[str | int] = ["body", rows_field]
             if exc.row is not None:
@@ -292,9 +303,14 @@ class _Service:
             raise ApiError(
                 500, f"scoring failed: {type(exc).__name__}: {exc}", [], "scoring_error"
             ) from None
+        finally:
+            timer.cancel()
+            gone.remove_done_callback(on_gone)
+            gone.cancel()
 
     # ------------------------------------------------------------------ endpoints
-    async def get_reward(self, body: GetRewardRequest, request: Request) -> Response:
+    async def get_reward(self, body: GetRewardRequest, receive: Receive) -> bytes:
+        """/get_reward's answer as JSON bytes; raises ``ApiError`` / ``_ClientGone``."""
         settings = self.settings
         n = len(body.query)
         self.check(body, n, "query")
@@ -335,7 +351,7 @@ class _Service:
                 "length_mismatch",
             )
         images = (
-            await asyncio.to_thread(self._query_images, body.images, prompts)
+            await asyncio.to_thread(self.images.queries, body.images, prompts)
             if body.images is not None
             else [() for _ in range(n)]
         )
@@ -345,34 +361,10 @@ class _Service:
             )
             for p, c, lab, im in zip(prompts, completions, labels, images, strict=True)
         ]
-        rows = await self.run(samples, "query", request)
-        return Response(self._get_reward_json(rows), media_type=JSON_TYPE)
+        rows = await self.run(samples, "query", receive)
+        return self._get_reward_json(rows)
 
-    def _query_images(
-        self, cells: list[list[str] | None] | None, prompts: Sequence[str]
-    ) -> list[tuple[Any, ...]]:
-        """/get_reward's ``images`` extension: one checked tuple per query."""
-        n = len(prompts)
-        if cells is None:
-            return [() for _ in range(n)]
-        if len(cells) != n:
-            raise ApiError(
-                422,
-                f"has {len(cells)} items but query has {n}",
-                ["body", "images"],
-                "length_mismatch",
-            )
-        out = []
-        for i, (cell, prompt) in enumerate(zip(cells, prompts, strict=True)):
-            loc: list[str | int] = ["body", "images", i]
-            try:
-                refs = coerce_images(cell, "images", row=i)
-            except InputError as exc:
-                raise ApiError(422, str(exc), loc, "bad_image") from None
-            out.append(self.images.row(refs, prompt, loc, ["body", "prompts", i])[0])
-        return out
-
-    def _get_reward_json(self, rows: Sequence[Row]) -> str:
+    def _get_reward_json(self, rows: Sequence[Row]) -> bytes:
         settings = self.settings
         fill = settings.unscorable_reward
         totals = [num(r.total) if not math.isnan(r.total) else fill for r in rows]
@@ -388,14 +380,14 @@ class _Service:
         if self.has_gates:
             extra_logs["gated"] = [float(r.gated) for r in rows]
         payload = {"rewards": totals, "scores": totals, "extra_logs": extra_logs}
-        return dumps(payload, allow_nan=nan_logs)
+        return dumps(payload, allow_nan=nan_logs).encode()
 
-    async def score(self, body: ScoreRequest, request: Request) -> Response:
+    async def score(self, body: ScoreRequest, receive: Receive) -> bytes:
         self.check(body, len(body.samples), "samples")
         samples: list[Sample] = list(body.samples)
         if self.images.any_images(samples):
             samples = await asyncio.to_thread(self.images.samples, samples, "samples")
-        rows = await self.run(samples, "samples", request)
+        rows = await self.run(samples, "samples", receive)
         results = [
             {
                 "total": num(r.total),
@@ -423,7 +415,32 @@ class _Service:
             "fingerprints": self.fingerprints,
             "results": results,
         }
-        return Response(dumps(payload), media_type=JSON_TYPE)
+        return dumps(payload).encode()
+
+    async def fast_get_reward(
+        self, scope: Scope, body: bytes, receive: Receive, send: Send
+    ) -> bool:
+        """``POST /get_reward`` answered without FastAPI's layers (routing, dependency
+        resolution, its middlewares: most of a one-sample request's cost); False leaves the
+        request to the FastAPI route, which then answers it exactly as before. Only a body
+        sent as ``application/json`` that FastAPI would parse and validate the same way
+        (``json.loads``, then the same ``GetRewardRequest`` model) is taken here, so every
+        malformed request still gets FastAPI's 400 / 422 answer."""
+        request = json_request(scope, body, GetRewardRequest)
+        if request is None:
+            return False
+        try:
+            answer = await self.get_reward(request, receive)
+        except ApiError as exc:
+            await send_error(send, exc)
+        except _ClientGone:
+            await send_json(send, CLIENT_CLOSED, b"")  # nobody reads it; counted as 499
+        except Exception as exc:  # a bug: the same answer as the app's handler gives
+            logger.exception("/get_reward failed")
+            await send_error(send, internal_error(exc))
+        else:
+            await send_json(send, 200, answer)
+        return True
 
     def health(self) -> tuple[int, dict[str, Any]]:
         from safeladder.version import __version__
@@ -455,22 +472,21 @@ class _Service:
         }
 
 
-def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    what = {
-        400: "The body is not parseable JSON (not UTF-8, nested too deeply, numbers too long).",
-        401: "Missing or wrong API key.",
-        408: "The request body did not arrive within body_timeout_s.",
-        413: "Body, sample count or an image over the limits (max_body_bytes, "
-        "max_request_samples, max_images_per_row, max_image_bytes, max_image_pixels); the "
-        "message names the row and the image.",
-        422: "A bad field or row (its path in 'loc'): wrong type, missing field, text that "
-        "cannot be encoded, a row the reward rejects.",
-        500: "A bug in the server or a verifier (the message says which).",
-        503: "Queue full or shutting down (Retry-After says when to retry); from /health: a "
-        "batch has run longer than stuck_batch_s.",
-        504: "No result within request_timeout_s.",
-    }
-    return {c: {"model": ErrorResponse, "description": what[c]} for c in codes}
+class _RewardApp(FastAPI):
+    """FastAPI behind the guard: every HTTP request passes ``Guard`` (pure ASGI) first, which
+    answers ``POST /get_reward`` itself when it can (``_Service.fast_get_reward``) and hands
+    the rest to FastAPI's own stack (``inner``). Lifespan events go straight to FastAPI."""
+
+    front: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.front is not None:
+            await self.front(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+    async def inner(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -496,24 +512,36 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        service.draining = True
-        await service.batcher.close()
-        if close_reward:
-            reward.close()
+        interval = sys.getswitchinterval()
+        if settings.switch_interval_ms is not None:
+            sys.setswitchinterval(settings.switch_interval_ms / 1000.0)
+        try:
+            yield
+            service.draining = True
+            await service.batcher.close()
+            if close_reward:
+                reward.close()
+        finally:
+            sys.setswitchinterval(interval)
 
-    app = FastAPI(
+    app = _RewardApp(
         title="safeladder reward server",
         summary="Verifier-based rewards over HTTP, with cross-request dynamic batching.",
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        responses=_error_responses(400, 401, 408, 413, 422, 500, 503, 504),
+        responses=error_responses(400, 401, 408, 413, 422, 500, 503, 504),
     )
     app.state.batcher = service.batcher
     app.state.metrics = metrics
     app.state.settings = settings
-    app.add_middleware(Guard, settings=settings, metrics=metrics, refusal=service.refusal)
+    app.front = Guard(
+        app.inner,
+        settings=settings,
+        metrics=metrics,
+        refusal=service.refusal,
+        fast={"/get_reward": service.fast_get_reward},
+    )
     install_error_handlers(app)
     add_offline_docs(app)
 
@@ -529,7 +557,8 @@ def create_app(
         "extra_logs}",
     )
     async def get_reward(body: GetRewardRequest, request: Request) -> Response:
-        return await service.get_reward(body, request)
+        # Reached only by requests the guard's fast path left alone (it answers the rest).
+        return Response(await service.get_reward(body, request.receive), media_type=JSON_TYPE)
 
     @app.post(
         "/score",
@@ -538,7 +567,7 @@ def create_app(
         "fingerprints",
     )
     async def score(body: ScoreRequest, request: Request) -> Response:
-        return await service.score(body, request)
+        return Response(await service.score(body, request.receive), media_type=JSON_TYPE)
 
     @app.get(
         "/health",

@@ -38,7 +38,6 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -112,6 +111,7 @@ class DynamicBatcher(Generic[T, R]):
         self._running_since: float | None = None  # time.monotonic() when the call started
         self._on_drop = on_drop
         self._closing = False
+        self._filling = False  # the loop waits for the batch at the queue's head to fill
         self._task: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Event | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -175,11 +175,23 @@ class DynamicBatcher(Generic[T, R]):
         and whatever ``score_fn`` raised for this request's rows. Cancelling the wait (e.g.
         ``task.cancel("disconnect")``) drops the request from the queue if it has not started.
         """
+        return await self.enqueue(rows)
+
+    def enqueue(self, rows: Sequence[T]) -> asyncio.Future[list[R]]:
+        """Queue ``rows`` (one request) now; the future gets their results, in order.
+
+        The same as ``submit`` without a coroutine in between (the server awaits this future
+        directly: one object per request, no task). Raises ``QueueFull`` / ``ShuttingDown`` at
+        once; cancelling the future (``future.cancel("timeout")``) drops the request from the
+        queue if it has not started, with the cancel message as ``on_drop``'s reason.
+        """
         if self._closing:
             raise ShuttingDown("the server is shutting down")
         n = len(rows)
         if n == 0:
-            return []
+            done: asyncio.Future[list[R]] = asyncio.get_running_loop().create_future()
+            done.set_result([])
+            return done
         if self._queued_rows + n > self.max_queue:
             raise QueueFull(
                 f"{self._queued_rows} rows queued; {n} more would exceed max_queue={self.max_queue}"
@@ -190,8 +202,11 @@ class DynamicBatcher(Generic[T, R]):
         pending.future.add_done_callback(lambda _f: self._forget(pending))
         self._queue.append(pending)
         self._queued_rows += n
-        self._wakeup.set()
-        return await pending.future
+        # While the loop waits for a batch to fill, wake it only once the batch is full (its
+        # deadline timer wakes it otherwise): one wake-up per batch, not one per request.
+        if not self._filling or self._queued_rows >= self.max_batch_size:
+            self._wakeup.set()
+        return pending.future
 
     def _forget(self, pending: _Pending[T, R]) -> None:
         # A request cancelled while still queued frees its room at once.
@@ -214,14 +229,20 @@ class DynamicBatcher(Generic[T, R]):
                 await self._wakeup.wait()
                 continue
             # Let the batch fill until max_batch_size rows or max_wait_s after the oldest arrival.
-            deadline = self._queue[0].enqueued + self.max_wait_s
-            while self.coalesce and not self._closing and self._queued_rows < self.max_batch_size:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                self._wakeup.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), remaining)
+            # (While a batch runs the loop awaits it below, so requests arriving meanwhile pile
+            # up and the next batch is taken, already past its deadline, as soon as it ends.)
+            if self.coalesce and not self._closing and self._queued_rows < self.max_batch_size:
+                remaining = self._queue[0].enqueued + self.max_wait_s - loop.time()
+                if remaining > 0:
+                    self._wakeup.clear()
+                    self._filling = True
+                    timer = loop.call_later(remaining, self._wakeup.set)
+                    try:
+                        await self._wakeup.wait()
+                    finally:
+                        timer.cancel()
+                        self._filling = False
+                    continue  # re-check: the head may have left, the batch may be full
             batch = self._take()
             if batch:
                 await self._score(batch)

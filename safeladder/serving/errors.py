@@ -22,11 +22,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from safeladder.serving.schemas import ErrorResponse
+
 logger = logging.getLogger("safeladder.serving")
 
 Message = MutableMapping[str, Any]
 Send = Callable[[Message], Awaitable[None]]
 JSON_TYPE = "application/json"
+_JSON_TYPE_BYTES = JSON_TYPE.encode()
 
 
 class ApiError(Exception):
@@ -72,13 +75,27 @@ def where_of(loc: list[str | int]) -> str:
     return ".".join(str(p) for p in loc if p != "body")
 
 
-async def send_error(send: Send, error: ApiError) -> None:
-    """Answer ``error`` straight on the ASGI channel (the guard, before the app runs)."""
-    body = error.body()
-    headers = [(b"content-type", JSON_TYPE.encode()), (b"content-length", str(len(body)).encode())]
-    headers += [(k.encode(), v.encode()) for k, v in error.headers.items()]
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+def internal_error(exc: BaseException) -> ApiError:
+    """The 500 answered for a bug (an exception nothing expected)."""
+    return ApiError(500, f"internal error: {type(exc).__name__}: {exc}", [], "internal_error")
+
+
+async def send_json(
+    send: Send, status: int, body: bytes, headers: dict[str, str] | None = None
+) -> None:
+    """Answer ``status`` with the JSON ``body`` straight on the ASGI channel (the headers a
+    ``Response(body, status, media_type=JSON_TYPE, headers=headers)`` sends)."""
+    raw = [(b"content-length", str(len(body)).encode()), (b"content-type", _JSON_TYPE_BYTES)]
+    if headers:
+        raw += [(k.encode(), v.encode()) for k, v in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
+
+
+async def send_error(send: Send, error: ApiError) -> None:
+    """Answer ``error`` straight on the ASGI channel (the guard, before the app runs; the
+    fast path of ``/get_reward``)."""
+    await send_json(send, error.status, error.body(), error.headers)
 
 
 def _cause(exc: BaseException) -> str:
@@ -88,6 +105,25 @@ def _cause(exc: BaseException) -> str:
     if isinstance(cause, RecursionError):
         return "nested too deeply to parse"
     return f"{type(cause).__name__}: {cause}"
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """FastAPI ``responses=`` for the OpenAPI docs: each status with ``ErrorResponse``."""
+    what = {
+        400: "The body is not parseable JSON (not UTF-8, nested too deeply, numbers too long).",
+        401: "Missing or wrong API key.",
+        408: "The request body did not arrive within body_timeout_s.",
+        413: "Body, sample count or an image over the limits (max_body_bytes, "
+        "max_request_samples, max_images_per_row, max_image_bytes, max_image_pixels); the "
+        "message names the row and the image.",
+        422: "A bad field or row (its path in 'loc'): wrong type, missing field, text that "
+        "cannot be encoded, a row the reward rejects.",
+        500: "A bug in the server or a verifier (the message says which).",
+        503: "Queue full or shutting down (Retry-After says when to retry); from /health: a "
+        "batch has run longer than stuck_batch_s.",
+        504: "No result within request_timeout_s.",
+    }
+    return {c: {"model": ErrorResponse, "description": what[c]} for c in codes}
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -126,6 +162,4 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _bug(_request: Request, exc: Exception) -> Response:
         # Runs in Starlette's outermost layer, which re-raises afterwards (so it is logged).
-        return ApiError(
-            500, f"internal error: {type(exc).__name__}: {exc}", [], "internal_error"
-        ).response()
+        return internal_error(exc).response()

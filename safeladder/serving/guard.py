@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 from safeladder.serving.errors import ApiError, send_error
@@ -31,6 +31,9 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+#: ``fast(scope, body, receive, send) -> answered``: answers a POST from its body, or returns
+#: False to leave it to the app.
+FastHandler = Callable[[Scope, bytes, Receive, Send], Awaitable[bool]]
 
 #: Paths reported by name in /metrics; anything else is counted as "other" (bounded labels).
 ENDPOINTS = ("/get_reward", "/score", "/health", "/metrics")
@@ -50,6 +53,8 @@ class Guard:
         metrics: where requests are counted.
         refusal: called before a scoring request's body is read; returns the ``ApiError`` to
             answer instead (queue full, draining) or None.
+        fast: path → handler given a POST's body once it is read (``FastHandler``): it answers
+            the request itself, or returns False and the app gets it (body replayed).
     """
 
     def __init__(
@@ -59,8 +64,10 @@ class Guard:
         settings: ServeSettings,
         metrics: Metrics,
         refusal: Callable[[], ApiError | None],
+        fast: Mapping[str, FastHandler] | None = None,
     ):
         self.app = app
+        self.fast = dict(fast or {})
         self.metrics = metrics
         self.refusal = refusal
         self.max_body = settings.max_body_bytes
@@ -117,6 +124,11 @@ class Guard:
                     return
                 if body is None:
                     return  # the client left; nobody to answer
+                fast = self.fast.get(path)
+                if fast is not None and await fast(
+                    scope, body, lambda: watched(receive), send_status
+                ):
+                    return
                 receive = _replay(body, receive)
             await self.app(scope, lambda: watched(receive), send_status)
         finally:

@@ -33,7 +33,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from safeladder.images import DATA_URL_PREFIX
+from safeladder.errors import InputError
+from safeladder.images import DATA_URL_PREFIX, coerce_images
 from safeladder.serving.errors import ApiError
 from safeladder.serving.settings import ServeSettings
 from safeladder.types import Sample
@@ -226,6 +227,31 @@ class ImageChecker:
             if images != s.images or prompt != s.prompt:
                 s = s.model_copy(update={"images": images, "prompt": prompt})
             out.append(s)
+        return out
+
+    def queries(
+        self, cells: Sequence[Sequence[str] | None] | None, prompts: Sequence[str]
+    ) -> list[tuple[Any, ...]]:
+        """/get_reward's ``images`` extension: one checked tuple per query (``cells``: the
+        body's ``images``, one list or None per query)."""
+        n = len(prompts)
+        if cells is None:
+            return [() for _ in range(n)]
+        if len(cells) != n:
+            raise ApiError(
+                422,
+                f"has {len(cells)} items but query has {n}",
+                ["body", "images"],
+                "length_mismatch",
+            )
+        out = []
+        for i, (cell, prompt) in enumerate(zip(cells, prompts, strict=True)):
+            loc: list[str | int] = ["body", "images", i]
+            try:
+                refs = coerce_images(cell, "images", row=i)
+            except InputError as exc:
+                raise ApiError(422, str(exc), loc, "bad_image") from None
+            out.append(self.row(refs, prompt, loc, ["body", "prompts", i])[0])
         return out
 
 

@@ -134,6 +134,7 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self._request_series: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
 
     def gauges(self, **reads: tuple[str, Callable[[], float]]) -> None:
         """Register scrape-time gauges: ``name=(help, read)``; ``read()`` runs at each scrape."""
@@ -147,8 +148,17 @@ class Metrics:
         self.registry.register(_TermStateCollector(read))
 
     def count_request(self, endpoint: str, status: int, seconds: float) -> None:
-        self._requests.labels(endpoint, str(status)).inc()
-        self._latency.labels(endpoint).observe(seconds)
+        # The labelled children are looked up once per (endpoint, status): ``labels()`` takes
+        # a lock and builds its key on every call, a good part of a fast request's bookkeeping.
+        key = (endpoint, status)
+        series = self._request_series.get(key)
+        if series is None:
+            series = self._request_series[key] = (
+                self._requests.labels(endpoint, str(status)),
+                self._latency.labels(endpoint),
+            )
+        series[0].inc()
+        series[1].observe(seconds)
 
     def count_batch(
         self,

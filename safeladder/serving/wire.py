@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from pydantic import BaseModel
@@ -85,6 +85,38 @@ def jsonable(x: Any) -> Any:
 def dumps(payload: Any, *, allow_nan: bool = False) -> str:
     """JSON text; strict (a NaN raises) unless ``allow_nan``."""
     return json.dumps(payload, allow_nan=allow_nan)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def json_request(scope: Mapping[str, Any], body: bytes, model: type[M]) -> M | None:
+    """``body`` parsed and validated as ``model`` exactly as a FastAPI route with a ``model``
+    body does it (``json.loads`` of the bytes, then the model's validation), for a body sent
+    as ``application/json``; None for anything else -- another content type, JSON that does
+    not parse, a body the model refuses -- so the caller can leave it to FastAPI's own
+    400 / 422 answers.
+
+    >>> from pydantic import BaseModel
+    >>> class Q(BaseModel):
+    ...     query: list[str]
+    >>> json_request({"headers": [(b"content-type", b"application/json")]}, b'{"query": ["a"]}', Q)
+    Q(query=['a'])
+    >>> json_request({"headers": []}, b'{"query": ["a"]}', Q) is None  # no content type
+    True
+    """
+    for name, value in scope.get("headers", ()):
+        if name == b"content-type":
+            kind = value.lower()
+            if kind == b"application/json" or kind.startswith(b"application/json;"):
+                break
+            return None
+    else:
+        return None
+    try:
+        return model.model_validate(json.loads(body))
+    except Exception:  # JSONDecodeError, UnicodeDecodeError, RecursionError, ValidationError
+        return None
 
 
 def unencodable(value: Any, loc: list[str | int]) -> tuple[list[str | int], str] | None:
