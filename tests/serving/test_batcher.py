@@ -171,3 +171,71 @@ def test_empty_request_needs_no_call() -> None:
         return out
 
     assert run(main()) == [] and fn.calls == []
+
+
+def test_a_full_batch_runs_at_once_without_waiting_out_max_wait() -> None:
+    # While a batch fills, the loop is woken only when it is full: it must still run at once.
+    fn = Doubler()
+
+    async def main() -> tuple[list[list[int]], float]:
+        b = DynamicBatcher(fn, max_batch_size=4, max_wait_s=30.0, max_queue=100)
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        out = await asyncio.gather(*(b.submit([i]) for i in range(4)))
+        took = loop.time() - t0
+        await b.close()
+        return out, took
+
+    out, took = run(main())
+    assert out == [[0], [2], [4], [6]]
+    assert fn.calls == [[0, 1, 2, 3]]
+    assert took < 5.0  # nowhere near max_wait_s
+
+
+def test_a_batch_that_does_not_fill_runs_at_its_deadline_with_every_arrival() -> None:
+    fn = Doubler()
+
+    async def main() -> list[list[int]]:
+        b = DynamicBatcher(fn, max_batch_size=64, max_wait_s=0.2, max_queue=100)
+        first = asyncio.ensure_future(b.submit([1]))
+        await asyncio.sleep(0.05)  # arrives while the first waits for the batch to fill
+        second = asyncio.ensure_future(b.submit([2]))
+        out = [await first, await second]
+        await b.close()
+        return out
+
+    assert run(main()) == [[2], [4]]
+    assert fn.calls == [[1, 2]]  # one call, at the first request's deadline
+
+
+def test_enqueue_gives_the_future_and_cancelling_it_drops_the_rows_with_its_reason() -> None:
+    gate = threading.Event()
+    fn = Doubler(gate=gate)
+    dropped: list[tuple[int, str]] = []
+
+    async def main() -> None:
+        b = DynamicBatcher(
+            fn,
+            max_batch_size=1,
+            max_wait_s=0.0,
+            max_queue=10,
+            on_drop=lambda rows, why: dropped.append((rows, why)),
+        )
+        first = b.enqueue([0])
+        while b.running_rows == 0:
+            await asyncio.sleep(0.005)
+        queued = b.enqueue([1, 2])
+        assert b.queue_rows == 2
+        queued.cancel("timeout")
+        await asyncio.sleep(0)  # done callbacks run on the next loop turn
+        assert b.queue_rows == 0
+        gate.set()
+        assert await first == [0]
+        assert await b.enqueue([]) == []
+        await b.close()
+        with pytest.raises(ShuttingDown):
+            b.enqueue([3])
+
+    run(main())
+    assert dropped == [(2, "timeout")]
+    assert fn.calls == [[0]]
