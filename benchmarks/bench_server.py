@@ -1,15 +1,16 @@
-"""The reward server under OpenRLHF's traffic: dynamic batching vs batching off, same run.
+"""The reward server under OpenRLHF's traffic, against the bare HTTP rate and the offline ceiling.
 
 Run from anywhere (data is read from ``../shared/data`` next to the repository)::
 
     python benchmarks/bench_server.py          # about 1-2 minutes on 2 CPUs
 
-Traffic, as OpenRLHF's ``SingleTurnAgentExecutor`` sends it (``openrlhf/utils/agent.py``,
-``_fetch_rewards_via_http``): ``CLIENTS`` concurrent clients, each posting one sample per
-request -- ``{"query": [prompt + completion], "prompts": [prompt], "labels": [answer]}`` -- to
-``/get_reward`` through a new ``aiohttp.ClientSession`` per request (so a new connection per
-request, as there), then the next one as soon as the answer is back (closed loop). The server
-is ``safeladder serve`` in a subprocess on loopback, started once per (reward, mode).
+Traffic: ``CLIENTS`` concurrent closed-loop clients, each posting one sample per request --
+``{"query": [prompt + completion], "prompts": [prompt], "labels": [answer]}`` -- to
+``/get_reward``, as OpenRLHF's ``SingleTurnAgentExecutor`` does (``openrlhf/utils/agent.py``,
+``_fetch_rewards_via_http``). ``CONNECTION``: ``"keep-alive"`` (default) gives each client one
+``aiohttp.ClientSession`` it reuses, so the server's own cost per request is what is measured;
+``"new"`` opens a new session (and connection) per request, exactly as OpenRLHF's client does.
+The server is ``safeladder serve`` in a subprocess on loopback, started once per (reward, mode).
 
 Rewards:
 - ``rule-default``: the shipped default reward (``load_reward(None)``), rows routed to the math
@@ -21,16 +22,23 @@ Rewards:
   costs little more than a batch of 1.
 
 Modes, per reward, in the same run on the same samples:
-- ``batching``: ``--max-batch-size MAX_BATCH --max-wait-ms MAX_WAIT_MS``;
+- ``batching``: ``--max-batch-size MAX_BATCH --max-wait-ms MAX_WAIT_MS``; the same server's
+  bare HTTP rate is measured too (``GET /health`` from the same clients), interleaved with the
+  ``/get_reward`` traffic in ``ROUNDS`` rounds so both see the same machine load;
 - ``no-batching``: ``--batching off`` (every request is its own ``Reward.score`` call);
 - ``offline``: ``Reward.score`` in this process on the same samples in chunks of
   ``MAX_BATCH``, no HTTP: the ceiling.
 
-Measured after ``WARMUP`` requests: ``REQUESTS`` requests' wall time (throughput), per-request
-latency p50 / p99 (client side, session creation to parsed answer) and the mean rows per
-``Reward.score`` call (from the server's /metrics). Every answer is checked against the
-offline reward. One JSON line per (reward, mode) is appended to
-``benchmarks/results/server.jsonl`` (fields in ``benchmarks/README.md``).
+The two ratios issue 14 asks for, both from one run: ``rule-default`` rewards/s over the
+bare HTTP rate (``ratio_vs_health``, target >= 0.70), and ``simulated-gpu`` rewards/s over
+min(bare HTTP rate, offline rate) (``ratio_vs_ceiling``, target >= 0.8).
+
+Measured after ``WARMUP`` requests: wall time of the timed requests (throughput), per-request
+latency p50 / p99 (client side), the mean rows per ``Reward.score`` call and the share of the
+wall time the scorer was busy (from the server's /metrics), and the server process's CPU time
+per request (``/proc``, Linux). Every answer is checked against the offline reward. One JSON
+line per (reward, mode) is appended to ``benchmarks/results/server.jsonl`` (fields in
+``benchmarks/README.md``).
 """
 
 from __future__ import annotations
@@ -55,7 +63,10 @@ import bench_env  # benchmarks/ is the script's directory, so it is on sys.path
 
 # ----------------------------------------------------------------------------- knobs
 CLIENTS = 64  # concurrent clients, one sample per request (OpenRLHF)
-REQUESTS = 1536  # timed requests per (reward, mode)
+CONNECTION = "keep-alive"  # "keep-alive": one session per client; "new": one per request
+REQUESTS = 2048  # timed /get_reward requests per (reward, mode), split over ROUNDS
+HEALTH_REQUESTS = 2048  # timed GET /health requests per batching server, split over ROUNDS
+ROUNDS = 2  # /health and /get_reward traffic alternate this many times
 WARMUP = 192  # untimed requests first (process pools, caches, connections)
 MAX_BATCH = 64  # server --max-batch-size in batching mode
 MAX_WAIT_MS = 5.0  # server --max-wait-ms in batching mode
@@ -64,6 +75,8 @@ SIM_FIXED_MS = 8.0  # simulated model: cost per call ...
 SIM_PER_ROW_US = 50.0  # ... plus per row
 SEED = 0
 TIME_LIMIT_S = 170  # stop starting new (reward, mode) runs past this
+TARGET_VS_HEALTH = 0.70  # issue 14: rule reward rewards/s over the bare HTTP rate
+TARGET_VS_CEILING = 0.8  # issue 14: slow model rewards/s over min(HTTP rate, offline rate)
 REWARDS = ("rule-default", "simulated-gpu")
 
 REPO = Path(__file__).resolve().parents[1]
@@ -184,21 +197,36 @@ def stop_server(proc: subprocess.Popen[bytes]) -> int:
         return proc.wait()
 
 
-def batch_stats(port: int) -> tuple[float, float]:
-    """(sum, count) of the server's safeladder_batch_rows histogram."""
+def server_stats(port: int) -> tuple[float, float, float]:
+    """(rows, calls, seconds) so far: the server's safeladder_batch_rows histogram's sum and
+    count, and the summed wall time of its Reward.score calls."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
         text = r.read().decode()
     values = dict(
         line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#")
     )
-    return float(values["safeladder_batch_rows_sum"]), float(values["safeladder_batch_rows_count"])
+    return (
+        float(values["safeladder_batch_rows_sum"]),
+        float(values["safeladder_batch_rows_count"]),
+        float(values["safeladder_batch_duration_seconds_sum"]),
+    )
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process (Linux ``/proc``); None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # ----------------------------------------------------------------------------- traffic
 async def traffic(
-    url: str, rows: list[dict[str, Any]], n: int
+    url: str, rows: list[dict[str, Any]], n: int, *, health: bool = False
 ) -> tuple[float, list[float], list[Any]]:
-    """``n`` requests from ``CLIENTS`` closed-loop clients; returns (seconds, latencies, answers)."""
+    """``n`` requests from ``CLIENTS`` closed-loop clients (``GET`` when ``health``, else one
+    sample per ``POST``); returns (seconds, latencies, answers)."""
     import aiohttp
 
     timeout = aiohttp.ClientTimeout(total=180)  # OpenRLHF's
@@ -206,31 +234,87 @@ async def traffic(
     answers: list[Any] = [None] * n
     next_i = 0
 
+    async def one(session: aiohttp.ClientSession, i: int) -> Any:
+        if health:
+            async with session.get(url) as response:
+                response.raise_for_status()
+                await response.read()
+                return None
+        row = rows[i % len(rows)]
+        payload = {"query": [row["query"]], "prompts": [row["prompt"]], "labels": [row["label"]]}
+        async with session.post(url, json=payload) as response:
+            response.raise_for_status()
+            return (await response.json())["rewards"][0]
+
     async def client() -> None:
         nonlocal next_i
-        while next_i < n:
-            i = next_i
-            next_i += 1
-            row = rows[i % len(rows)]
-            payload = {
-                "query": [row["query"]],
-                "prompts": [row["prompt"]],
-                "labels": [row["label"]],
-            }
-            t0 = time.perf_counter()
-            # A new session (and connection) per request, exactly as OpenRLHF's client does.
-            async with (
-                aiohttp.ClientSession(timeout=timeout) as session,
-                session.post(url, json=payload) as response,
-            ):
-                response.raise_for_status()
-                body = await response.json()
-            latencies[i] = time.perf_counter() - t0
-            answers[i] = body["rewards"][0]
+        keep: aiohttp.ClientSession | None = None
+        if CONNECTION == "keep-alive":
+            keep = aiohttp.ClientSession(timeout=timeout)
+        try:
+            while next_i < n:
+                i = next_i
+                next_i += 1
+                t0 = time.perf_counter()
+                if keep is not None:
+                    answers[i] = await one(keep, i)
+                else:
+                    # A new session (and connection) per request, exactly as OpenRLHF's client.
+                    async with aiohttp.ClientSession(timeout=timeout) as session:
+                        answers[i] = await one(session, i)
+                latencies[i] = time.perf_counter() - t0
+        finally:
+            if keep is not None:
+                await keep.close()
 
     started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(CLIENTS)))
     return time.perf_counter() - started, latencies, answers
+
+
+def measure(port: int, pid: int, rows: list[dict[str, Any]], with_health: bool) -> dict[str, Any]:
+    """Warm up, then ``ROUNDS`` rounds of (``GET /health`` traffic if ``with_health``, then
+    ``/get_reward`` traffic); totals over the rounds."""
+    base = f"http://127.0.0.1:{port}"
+    asyncio.run(traffic(f"{base}/get_reward", rows, WARMUP))
+    if with_health:
+        asyncio.run(traffic(f"{base}/health", rows, WARMUP, health=True))
+    out: dict[str, Any] = {"seconds": 0.0, "health_seconds": 0.0, "busy_seconds": 0.0}
+    out |= {"latencies": [], "answers": []}
+    cpu = {"get": 0.0, "health": 0.0}
+    rows0, calls0, _ = server_stats(port)
+    per_round, health_per_round = REQUESTS // ROUNDS, HEALTH_REQUESTS // ROUNDS
+    for _ in range(ROUNDS):
+        if with_health:
+            c0 = cpu_seconds(pid)
+            seconds, _, _ = asyncio.run(
+                traffic(f"{base}/health", rows, health_per_round, health=True)
+            )
+            c1 = cpu_seconds(pid)
+            out["health_seconds"] += seconds
+            if c0 is not None and c1 is not None:
+                cpu["health"] += c1 - c0
+        s0 = server_stats(port)
+        c0 = cpu_seconds(pid)
+        seconds, lat, answers = asyncio.run(traffic(f"{base}/get_reward", rows, per_round))
+        c1 = cpu_seconds(pid)
+        s1 = server_stats(port)
+        out["seconds"] += seconds
+        out["busy_seconds"] += s1[2] - s0[2]
+        out["latencies"] += lat
+        out["answers"] += [(i % len(rows), a) for i, a in enumerate(answers)]  # (row, reward)
+        if c0 is not None and c1 is not None:
+            cpu["get"] += c1 - c0
+    rows1, calls1, _ = server_stats(port)
+    out["requests"] = per_round * ROUNDS
+    out["health_requests"] = health_per_round * ROUNDS if with_health else 0
+    out["mean_batch_rows"] = (rows1 - rows0) / (calls1 - calls0) if calls1 > calls0 else None
+    out["scorer_busy"] = out["busy_seconds"] / out["seconds"]
+    out["server_cpu_us_per_request"] = 1e6 * cpu["get"] / out["requests"] if cpu["get"] else None
+    out["health_server_cpu_us_per_request"] = (
+        1e6 * cpu["health"] / out["health_requests"] if cpu["health"] else None
+    )
+    return out
 
 
 def percentile(xs: list[float], q: float) -> float:
@@ -275,12 +359,11 @@ def main() -> None:
             ]
             reward.score(samples[:MAX_BATCH])  # warm-up
             t0 = time.perf_counter()
-            totals: list[float] = []
+            expected: list[float] = []
             for k in range(0, len(samples), MAX_BATCH):
-                totals += reward.score(samples[k : k + MAX_BATCH]).total.tolist()
+                expected += reward.score(samples[k : k + MAX_BATCH]).total.tolist()
             offline_s = time.perf_counter() - t0
             reward.close()
-            expected = {i: totals[i] for i in range(len(rows))}
             base = {
                 "benchmark": "server",
                 "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -292,6 +375,7 @@ def main() -> None:
                     else {"meta": {"task": "math"}}
                 ),
                 "clients": CLIENTS,
+                "connection": CONNECTION,
                 **env,
             }
             records.append(
@@ -311,38 +395,43 @@ def main() -> None:
                 port = free_port()
                 proc = start_server(config, mode, port)
                 try:
-                    url = f"http://127.0.0.1:{port}/get_reward"
-                    asyncio.run(traffic(url, rows, WARMUP))
-                    s0, c0 = batch_stats(port)
-                    seconds, lat, answers = asyncio.run(traffic(url, rows, REQUESTS))
-                    s1, c1 = batch_stats(port)
+                    m = measure(port, proc.pid, rows, with_health=mode == "batching")
                 finally:
                     code = stop_server(proc)
                 wrong = sum(
                     1
-                    for i, a in enumerate(answers)
+                    for i, a in m["answers"]
                     if not (
-                        (a is None and expected[i % len(rows)] != expected[i % len(rows)])
-                        or (a is not None and abs(a - expected[i % len(rows)]) < 1e-5)
+                        (a is None and expected[i] != expected[i])
+                        or (a is not None and abs(a - expected[i]) < 1e-5)
                     )
                 )
-                records.append(
-                    {
-                        **base,
-                        "mode": mode,
-                        "max_batch_size": MAX_BATCH if mode == "batching" else 1,
-                        "max_wait_ms": MAX_WAIT_MS if mode == "batching" else None,
-                        "requests": REQUESTS,
-                        "warmup": WARMUP,
-                        "seconds": seconds,
-                        "samples_per_s": REQUESTS / seconds,
-                        "p50_ms": 1000 * statistics.median(lat),
-                        "p99_ms": 1000 * percentile(lat, 99),
-                        "mean_batch_rows": (s1 - s0) / (c1 - c0) if c1 > c0 else None,
-                        "answers_differing_from_offline": wrong,
-                        "server_exit_code": code,
+                lat = m["latencies"]
+                record = {
+                    **base,
+                    "mode": mode,
+                    "max_batch_size": MAX_BATCH if mode == "batching" else 1,
+                    "max_wait_ms": MAX_WAIT_MS if mode == "batching" else None,
+                    "requests": m["requests"],
+                    "warmup": WARMUP,
+                    "rounds": ROUNDS,
+                    "seconds": m["seconds"],
+                    "samples_per_s": m["requests"] / m["seconds"],
+                    "p50_ms": 1000 * statistics.median(lat),
+                    "p99_ms": 1000 * percentile(lat, 99),
+                    "mean_batch_rows": m["mean_batch_rows"],
+                    "scorer_busy": m["scorer_busy"],
+                    "server_cpu_us_per_request": m["server_cpu_us_per_request"],
+                    "answers_differing_from_offline": wrong,
+                    "server_exit_code": code,
+                }
+                if m["health_requests"]:
+                    record |= {
+                        "health_requests": m["health_requests"],
+                        "health_per_s": m["health_requests"] / m["health_seconds"],
+                        "health_server_cpu_us_per_request": m["health_server_cpu_us_per_request"],
                     }
-                )
+                records.append(record)
     by = {(r["reward"], r["mode"]): r for r in records}
     for r in records:
         off = by.get((r["reward"], "offline"))
@@ -351,30 +440,57 @@ def main() -> None:
             r["ratio_vs_offline"] = r["samples_per_s"] / off["samples_per_s"]
         if r["mode"] == "batching" and nob:
             r["ratio_vs_no_batching"] = r["samples_per_s"] / nob["samples_per_s"]
+        if "health_per_s" in r:
+            r["ratio_vs_health"] = r["samples_per_s"] / r["health_per_s"]
+            if off:
+                r["ceiling_per_s"] = min(r["health_per_s"], off["samples_per_s"])
+                r["ratio_vs_ceiling"] = r["samples_per_s"] / r["ceiling_per_s"]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with RESULTS.open("a", encoding="utf-8") as fh:
         for r in records:
             fh.write(json.dumps(r, sort_keys=True) + "\n")
 
-    head = f"{'reward':<14} {'mode':<12} {'samples/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'rows/call':>9} {'vs off':>7} {'vs no-b':>7}"
-    print(head)
-    print("-" * len(head))
-
     def f(r: dict[str, Any], key: str, fmt: str) -> str:
         v = r.get(key)
         return format(v, fmt) if v is not None else "-"
 
+    head = (
+        f"{'reward':<14} {'mode':<12} {'samples/s':>10} {'health/s':>9} {'p50 ms':>8} "
+        f"{'p99 ms':>8} {'rows/call':>9} {'busy':>5} {'cpu us':>7} {'vs health':>9} "
+        f"{'vs ceil':>7} {'vs off':>7} {'vs no-b':>7}"
+    )
+    print(head)
+    print("-" * len(head))
     for r in records:
         rows_per_call = f(r, "mean_batch_rows", ".1f") if r["mode"] != "offline" else str(MAX_BATCH)
         print(
-            f"{r['reward']:<14} {r['mode']:<12} {r['samples_per_s']:>10.0f} {f(r, 'p50_ms', '.1f'):>8} "
-            f"{f(r, 'p99_ms', '.1f'):>8} {rows_per_call:>9} {f(r, 'ratio_vs_offline', '.2f'):>7} "
+            f"{r['reward']:<14} {r['mode']:<12} {r['samples_per_s']:>10.0f} "
+            f"{f(r, 'health_per_s', '.0f'):>9} {f(r, 'p50_ms', '.1f'):>8} "
+            f"{f(r, 'p99_ms', '.1f'):>8} {rows_per_call:>9} {f(r, 'scorer_busy', '.2f'):>5} "
+            f"{f(r, 'server_cpu_us_per_request', '.0f'):>7} {f(r, 'ratio_vs_health', '.2f'):>9} "
+            f"{f(r, 'ratio_vs_ceiling', '.2f'):>7} {f(r, 'ratio_vs_offline', '.2f'):>7} "
             f"{f(r, 'ratio_vs_no_batching', '.2f'):>7}"
         )
         if r.get("answers_differing_from_offline"):
             print(f"  !! {r['answers_differing_from_offline']} answers differ from offline")
+    rule = by.get(("rule-default", "batching"), {})
+    sim = by.get(("simulated-gpu", "batching"), {})
+    print()
+    if "ratio_vs_health" in rule:
+        print(
+            f"rule-default: {rule['samples_per_s']:.0f} rewards/s over {rule['health_per_s']:.0f} "
+            f"GET /health/s = {rule['ratio_vs_health']:.2f} (target >= {TARGET_VS_HEALTH}); "
+            f"server CPU {f(rule, 'server_cpu_us_per_request', '.0f')} us per reward vs "
+            f"{f(rule, 'health_server_cpu_us_per_request', '.0f')} us per /health"
+        )
+    if "ratio_vs_ceiling" in sim:
+        print(
+            f"simulated-gpu: {sim['samples_per_s']:.0f} rewards/s over min({sim['health_per_s']:.0f} "
+            f"GET /health/s, {by[('simulated-gpu', 'offline')]['samples_per_s']:.0f} offline/s) = "
+            f"{sim['ratio_vs_ceiling']:.2f} (target >= {TARGET_VS_CEILING})"
+        )
     print(
-        f"\n{CLIENTS} clients, one sample per request, new connection per request (OpenRLHF); "
+        f"\n{CLIENTS} clients, one sample per request, connection {CONNECTION!r}, {ROUNDS} rounds; "
         f"simulated-gpu is a sleep ({SIM_FIXED_MS:g} ms/call + {SIM_PER_ROW_US:g} us/row), "
         f"not a model.\nappended to {RESULTS.relative_to(REPO)}; git {str(env['git_sha'])[:10]}, "
         f"{env['cpu_count']} CPUs"
