@@ -2,12 +2,18 @@
 
 OpenRLHF's client posts one sample per request (``openrlhf/utils/agent.py``,
 ``SingleTurnAgentExecutor.execute`` → ``_fetch_rewards_via_http([query], [prompt], [label])``),
-while GPU verifiers want batches. ``DynamicBatcher.submit(rows)`` queues a request; one loop
-task takes queued requests in arrival order, up to ``max_batch_size`` rows, waiting at most
-``max_wait_s`` after the oldest one arrived for the batch to fill, and runs ``score_fn`` on the
-concatenated rows in a single worker thread (so the event loop keeps accepting requests, and
-the scoring function is never called from two threads at once). Each request's future gets
-its own slice of the results back, in order.
+while GPU verifiers want batches. ``DynamicBatcher.submit(rows)`` (or ``enqueue``) queues a request; one
+scoring thread takes queued requests in arrival order, up to ``max_batch_size`` rows, waiting
+at most ``max_wait_s`` after the oldest one arrived for the batch to fill, and runs
+``score_fn`` on the concatenated rows (so the event loop keeps accepting requests, and the
+scoring function is never called from two threads at once). Each request's future gets its
+own slice of the results back, in order.
+
+The scoring thread takes its next batch itself, the moment the previous call returns: a
+GPU-bound model is never left idle waiting for a busy event loop to notice the call ended,
+and requests that arrived during the call (their ``max_wait_s`` already spent) go next. The
+loop's part per request is a lock and a future; per batch, one ``call_soon_threadsafe``
+resolves every future of the batch.
 
 Rules:
 - a request is never split across calls (so a reward that normalizes within a batch sees a
@@ -38,11 +44,12 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -64,9 +71,13 @@ class ShuttingDown(Exception):
 class _Pending(Generic[T, R]):
     rows: Sequence[T]
     future: asyncio.Future[list[R]]
-    enqueued: float
+    enqueued: float  # time.monotonic()
     taken: bool = False
     dropped: bool = False
+
+
+#: What the scoring thread hands back per request: its results, or the exception to raise.
+_Outcome = tuple[_Pending[Any, Any], "list[Any] | BaseException"]
 
 
 class DynamicBatcher(Generic[T, R]):
@@ -74,7 +85,7 @@ class DynamicBatcher(Generic[T, R]):
 
     Args:
         score_fn: called with a list of rows (the concatenation of whole requests), must
-            return one result per row, in order. Runs in one dedicated worker thread.
+            return one result per row, in order. Runs in one dedicated scoring thread.
         max_batch_size: most rows per call (a single larger request still runs, alone).
         max_wait_s: longest the oldest queued request waits for the batch to fill.
         max_queue: most rows waiting (not yet running); beyond it ``submit`` raises
@@ -105,17 +116,20 @@ class DynamicBatcher(Generic[T, R]):
         self.max_queue = max_queue
         self.coalesce = coalesce
         self._thread_name = thread_name
+        self._on_drop = on_drop
+        # The lock guards the queue, its row count and the flags below; the scoring thread
+        # never holds it while scoring.
+        self._cond = threading.Condition(threading.Lock())
         self._queue: deque[_Pending[T, R]] = deque()
         self._queued_rows = 0
+        self._closing = False
+        self._idle = False  # the scoring thread waits for a first request
+        self._filling = False  # ... or for the batch at the head to fill (until its deadline)
         self._running_rows = 0
         self._running_since: float | None = None  # time.monotonic() when the call started
-        self._on_drop = on_drop
-        self._closing = False
-        self._filling = False  # the loop waits for the batch at the queue's head to fill
-        self._task: asyncio.Task[None] | None = None
-        self._wakeup: asyncio.Event | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopped: asyncio.Future[None] | None = None  # set when the thread has finished
 
     # ------------------------------------------------------------------ state
     @property
@@ -125,7 +139,8 @@ class DynamicBatcher(Generic[T, R]):
 
     @property
     def queue_requests(self) -> int:
-        return sum(1 for p in self._queue if not p.dropped)
+        with self._cond:
+            return sum(1 for p in self._queue if not p.dropped)
 
     @property
     def running_rows(self) -> int:
@@ -145,27 +160,27 @@ class DynamicBatcher(Generic[T, R]):
     # ------------------------------------------------------------------ lifecycle
     def _ensure_started(self) -> None:
         loop = asyncio.get_running_loop()
-        if self._task is not None:
+        if self._thread is not None:
             if self._loop is not loop:
                 raise RuntimeError("DynamicBatcher is bound to another event loop")
             return
         self._loop = loop
-        self._wakeup = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self._thread_name)
-        self._task = loop.create_task(self._run(), name="safeladder-batcher")
+        self._stopped = loop.create_future()
+        # A daemon thread: an app that is never shut down must not keep the process alive.
+        self._thread = threading.Thread(
+            target=self._work, name=f"{self._thread_name}_0", daemon=True
+        )
+        self._thread.start()
 
     async def close(self) -> None:
-        """Refuse new requests, score every queued one, then stop the worker thread."""
-        self._closing = True
-        if self._task is None:
+        """Refuse new requests, score every queued one, then stop the scoring thread."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        if self._thread is None or self._stopped is None:
             return
-        assert self._wakeup is not None
-        self._wakeup.set()
-        try:
-            await self._task
-        finally:
-            if self._executor is not None:
-                self._executor.shutdown(wait=True)
+        await self._stopped  # every queued request has been answered by now
+        self._thread.join()
 
     # ------------------------------------------------------------------ requests
     async def submit(self, rows: Sequence[T]) -> list[R]:
@@ -197,66 +212,75 @@ class DynamicBatcher(Generic[T, R]):
                 f"{self._queued_rows} rows queued; {n} more would exceed max_queue={self.max_queue}"
             )
         self._ensure_started()
-        assert self._loop is not None and self._wakeup is not None
-        pending: _Pending[T, R] = _Pending(rows, self._loop.create_future(), self._loop.time())
+        assert self._loop is not None
+        pending: _Pending[T, R] = _Pending(rows, self._loop.create_future(), time.monotonic())
         pending.future.add_done_callback(lambda _f: self._forget(pending))
-        self._queue.append(pending)
-        self._queued_rows += n
-        # While the loop waits for a batch to fill, wake it only once the batch is full (its
-        # deadline timer wakes it otherwise): one wake-up per batch, not one per request.
-        if not self._filling or self._queued_rows >= self.max_batch_size:
-            self._wakeup.set()
+        with self._cond:
+            if self._closing:
+                raise ShuttingDown("the server is shutting down")
+            self._queue.append(pending)
+            self._queued_rows += n
+            # Wake the scoring thread only when it has something to do: a first request, or
+            # a batch that is now full (its deadline wakes it otherwise).
+            if self._idle or (self._filling and self._queued_rows >= self.max_batch_size):
+                self._cond.notify()
         return pending.future
 
     def _forget(self, pending: _Pending[T, R]) -> None:
-        # A request cancelled while still queued frees its room at once.
-        if pending.future.cancelled() and not pending.taken and not pending.dropped:
-            pending.dropped = True
-            self._queued_rows -= len(pending.rows)
-            if self._on_drop is not None:
-                self._on_drop(len(pending.rows), _cancel_reason(pending.future))
+        # A request cancelled while still queued frees its room at once (event loop thread).
+        if not pending.future.cancelled():
+            return
+        with self._cond:
+            if pending.taken:
+                return
+            if not pending.dropped:
+                pending.dropped = True
+                self._queued_rows -= len(pending.rows)
+        if self._on_drop is not None:
+            self._on_drop(len(pending.rows), _cancel_reason(pending.future))
 
-    # ------------------------------------------------------------------ the loop
-    async def _run(self) -> None:
-        assert self._wakeup is not None and self._loop is not None
-        loop = self._loop
-        while True:
-            self._drop_head()
-            if not self._queue:
-                if self._closing:
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            # Let the batch fill until max_batch_size rows or max_wait_s after the oldest arrival.
-            # (While a batch runs the loop awaits it below, so requests arriving meanwhile pile
-            # up and the next batch is taken, already past its deadline, as soon as it ends.)
-            if self.coalesce and not self._closing and self._queued_rows < self.max_batch_size:
-                remaining = self._queue[0].enqueued + self.max_wait_s - loop.time()
-                if remaining > 0:
-                    self._wakeup.clear()
-                    self._filling = True
-                    timer = loop.call_later(remaining, self._wakeup.set)
-                    try:
-                        await self._wakeup.wait()
-                    finally:
-                        timer.cancel()
+    # ------------------------------------------------------------------ the scoring thread
+    def _work(self) -> None:
+        try:
+            while (batch := self._next_batch()) is not None:
+                self._score(batch)
+        finally:
+            self._to_loop(_set_done, self._stopped)
+
+    def _next_batch(self) -> list[_Pending[T, R]] | None:
+        """Wait for the next batch (None: closing and nothing left)."""
+        with self._cond:
+            while True:
+                while self._queue and self._queue[0].dropped:
+                    self._queue.popleft()
+                if not self._queue:
+                    if self._closing:
+                        return None
+                    self._idle = True
+                    self._cond.wait()
+                    self._idle = False
+                    continue
+                # Let the batch fill until max_batch_size rows or max_wait_s after the oldest
+                # arrival. Requests that arrived while the previous batch ran are past their
+                # deadline already, so they go at once.
+                if self.coalesce and not self._closing and self._queued_rows < self.max_batch_size:
+                    remaining = self._queue[0].enqueued + self.max_wait_s - time.monotonic()
+                    if remaining > 0:
+                        self._filling = True
+                        self._cond.wait(remaining)
                         self._filling = False
-                    continue  # re-check: the head may have left, the batch may be full
-            batch = self._take()
-            if batch:
-                await self._score(batch)
-
-    def _drop_head(self) -> None:
-        while self._queue and self._queue[0].dropped:
-            self._queue.popleft()
+                        continue  # re-check: the head may have left, the batch may be full
+                batch = self._take()
+                if batch:
+                    self._running_rows = sum(len(p.rows) for p in batch)
+                    return batch
 
     def _take(self) -> list[_Pending[T, R]]:
         batch: list[_Pending[T, R]] = []
         rows = 0
         while self._queue:
             p = self._queue[0]
-            if p.dropped or p.future.done():
+            if p.dropped or p.future.done():  # done while queued: cancelled, being forgotten
                 self._queue.popleft()
                 if not p.dropped:
                     p.dropped = True
@@ -271,43 +295,52 @@ class DynamicBatcher(Generic[T, R]):
             batch.append(p)
         return batch
 
-    async def _call(self, rows: list[T]) -> Sequence[R]:
-        assert self._loop is not None and self._executor is not None
+    def _call(self, rows: list[T]) -> Sequence[R]:
         self._running_since = time.monotonic()
         try:
-            results = await self._loop.run_in_executor(self._executor, self._score_fn, rows)
+            results = self._score_fn(rows)
         finally:
             self._running_since = None
         if len(results) != len(rows):
             raise RuntimeError(f"score_fn returned {len(results)} results for {len(rows)} rows")
         return results
 
-    async def _score(self, batch: list[_Pending[T, R]]) -> None:
+    def _score(self, batch: list[_Pending[T, R]]) -> None:
         rows = [r for p in batch for r in p.rows]
-        self._running_rows = len(rows)
+        outcomes: list[_Outcome] = []
         try:
             try:
-                results = await self._call(rows)
+                results = self._call(rows)
             except Exception as exc:
                 if len(batch) == 1:
-                    _settle_error(batch[0], exc)
-                    return
-                # Isolate: a failure caused by one request's rows must not fail its neighbours.
-                logger.info("coalesced batch of %d requests failed; scoring each alone", len(batch))
+                    outcomes.append((batch[0], exc))
+                else:
+                    # Isolate: a failure caused by one request's rows must not fail its
+                    # neighbours.
+                    logger.info(
+                        "coalesced batch of %d requests failed; scoring each alone", len(batch)
+                    )
+                    for p in batch:
+                        self._running_rows = len(p.rows)
+                        try:
+                            outcomes.append((p, list(self._call(list(p.rows)))))
+                        except Exception as one_exc:
+                            outcomes.append((p, one_exc))
+            else:
+                start = 0
                 for p in batch:
-                    self._running_rows = len(p.rows)
-                    try:
-                        _settle(p, list(await self._call(list(p.rows))))
-                    except Exception as one_exc:
-                        _settle_error(p, one_exc)
-                return
-            start = 0
-            for p in batch:
-                end = start + len(p.rows)
-                _settle(p, list(results[start:end]))
-                start = end
+                    end = start + len(p.rows)
+                    outcomes.append((p, list(results[start:end])))
+                    start = end
         finally:
             self._running_rows = 0
+            self._to_loop(_settle, outcomes)
+
+    def _to_loop(self, fn: Callable[[Any], None], arg: Any) -> None:
+        """Run ``fn(arg)`` on the event loop (one wake-up of the loop per call)."""
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            self._loop.call_soon_threadsafe(fn, arg)
 
 
 def _cancel_reason(future: asyncio.Future[Any]) -> str:
@@ -319,11 +352,18 @@ def _cancel_reason(future: asyncio.Future[Any]) -> str:
     return "cancelled"
 
 
-def _settle(p: _Pending[T, R], results: list[R]) -> None:
-    if not p.future.done():
-        p.future.set_result(results)
+def _settle(outcomes: list[_Outcome]) -> None:
+    """Resolve a batch's futures (on the event loop thread); a request whose wait was given
+    up (timeout, disconnect) is skipped."""
+    for p, out in outcomes:
+        if p.future.done():
+            continue
+        if isinstance(out, BaseException):
+            p.future.set_exception(out)
+        else:
+            p.future.set_result(out)
 
 
-def _settle_error(p: _Pending[T, R], exc: BaseException) -> None:
-    if not p.future.done():
-        p.future.set_exception(exc)
+def _set_done(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -239,3 +240,25 @@ def test_enqueue_gives_the_future_and_cancelling_it_drops_the_rows_with_its_reas
     run(main())
     assert dropped == [(2, "timeout")]
     assert fn.calls == [[0]]
+
+
+def test_the_next_batch_starts_when_a_call_returns_even_while_the_event_loop_is_busy() -> None:
+    # The scoring thread takes its next batch itself: a GPU model is not left idle until a
+    # busy event loop gets round to noticing that the previous call ended.
+    gate = threading.Event()
+    fn = Doubler(gate=gate)
+
+    async def main() -> None:
+        b = DynamicBatcher(fn, max_batch_size=1, max_wait_s=0.0, max_queue=10)
+        first, second = b.enqueue([1]), b.enqueue([2])
+        while b.running_rows == 0:
+            await asyncio.sleep(0.005)
+        gate.set()
+        deadline = time.monotonic() + 5
+        while len(fn.calls) < 2 and time.monotonic() < deadline:
+            time.sleep(0.005)  # blocks the event loop: only the scoring thread can move on
+        assert fn.calls == [[1], [2]]
+        assert await first == [2] and await second == [4]
+        await b.close()
+
+    run(main())
