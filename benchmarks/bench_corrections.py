@@ -1,43 +1,73 @@
-"""A memory of corrections: held-out accuracy of the tiny policy with retrieval off vs on, and
+"""A memory of corrections: held-out accuracy of two tiny policies with retrieval off vs on, and
 search latency of the correction store at 100k records.
 
-Quality. The tiny arithmetic policy of ``bench_guidance.py`` (the demo policy's recipe trained
-for TRAIN_STEPS) answers SEED_PROBLEMS problems *of its own training corpus* greedily; every
-wrong answer becomes a stored correction (prompt, the policy's wrong solution, the gold
-solution, tagged with the problem kind). Then, on EVAL_PROBLEMS held-out problems of the same
-kinds (another seed, none identical to a training prompt), accuracy (``math_answer`` against
-the reference) with:
+Quality. Two policies, each answering SEED_PROBLEMS problems *of its own training corpus*
+greedily; every wrong answer becomes a stored correction in that policy's own store (prompt, the
+policy's wrong solution, the gold solution, tagged with the problem kind):
+
+- ``plain``: the tiny arithmetic policy of ``bench_guidance.py`` (the demo policy's recipe trained
+  for TRAIN_STEPS); it only ever saw contexts that start with its one problem;
+- ``context``: the same recipe and budget (``correction_policy.py``), but CONTEXT_SHARE of its
+  training examples are preceded by one or two corrections of *other* training problems in the
+  exact injected formats below (MiniLM-nearest problems, synthetic wrong solutions; in
+  CONTEXT_RELEVANT of the blocks the first correction shows the problem's own first step), so it
+  learns to read past, and where useful use, a correction block. Held-out problems are never seen.
+
+Then, on EVAL_PROBLEMS held-out problems of the same kinds (another seed, none identical to a
+training prompt), accuracy (``math_answer`` against the reference) with:
 
 - ``greedy``: no retrieval;
 - ``greedy+corr``: the nearest correction (top_k, min_similarity) injected in the documented
   default format (``safeladder.guidance.corrections``);
 - ``greedy+corr(fewshot)``: the same correction in the policy's own format (``Q: ... A:
   <corrected>``), a template a user can set (``CorrectionsConfig.template``);
+- ``greedy+oracle`` / ``greedy+oracle(fewshot)``: a control, not retrieval: a correction of a
+  training problem whose solution starts with the held-out problem's own first step (what a
+  perfect retriever over a perfect store would show);
 - ``bon``: best-of-N under the ``arith_check`` process reward (never sees the reference);
-- ``bon+corr(fewshot)``: the same with the correction injected;
+- ``bon+corr``, ``bon+corr(fewshot)``, ``bon+oracle(fewshot)``: the same with a correction;
 - ``bon+repeats``: best-of-N whose reward adds the ``repeats_correction`` verifier (weight
   REPEATS_WEIGHT) to ``arith_check``: retrieval used as a verifier instead of in the prompt.
+
+Each row also counts the shown corrections of the problem's kind and those showing its first
+step; the seed line counts held-out problems whose first step is in *some* stored correction.
 
 Latency. A store of LATENCY_RECORDS synthetic random unit vectors (dim 384, MiniLM's width;
 inserted through ``add_many`` with a random encoder): insert time, file size, first search
 (loads the matrix from SQLite), then median / p95 of single-query and 64-query searches.
 
-Measured (2 shared CPUs, one run, 2026-12-04; 259 corrections from 400 training problems):
-greedy 0.265 → 0.030 with the default injection, 0.020 few-shot; best-of-8 0.475 → 0.020 with
-few-shot injection, 0.420 with ``repeats_correction`` in the reward. Retrieval *hurts* this
-policy: it was trained only on contexts that start with its one problem, so any text in front
-(either format) puts it out of distribution and it emits fragments (e.g. ``"6"``); and a
-generic sentence encoder cannot tell ``7 + 5 = 11`` from ``7 + 5 = 12``, so ``repeats_correction``
-adds noise to an arithmetic check. The mechanism needs a policy that reads its context (any
-instruction-tuned LM); this script is the harness to measure it on one. 100k records: one query
-22 ms median (exact numpy), 64 queries 193 ms, first search after opening 0.7-0.8 s (matrix load),
-458 MB file (three 384-d float32 vectors per row).
+Measured (2 CPUs shared with a test run, one run, 2026-12-05, 341 s in all including both
+trainings; 200 held-out problems, so ±0.03 is one standard error):
 
-Results: a table on stdout and one JSON line per row appended to
+- plain (252 corrections): greedy 0.225 → 0.015 default / 0.040 few-shot; best-of-8 0.435 →
+  0.020 / 0.025; oracle 0.035 / 0.085; best-of-8 with ``repeats_correction`` 0.420. (The
+  2026-12-04 run, with a copy of this policy trained separately from the same recipe, gave
+  greedy 0.265 and best-of-8 0.475; the cause of the difference was not investigated.)
+- context (300 corrections): greedy 0.185 → 0.110 default / 0.140 few-shot; best-of-8 0.390 →
+  0.340 / 0.320; oracle greedy 0.135 / 0.205, best-of-8 0.355; ``repeats_correction`` 0.345.
+
+Training with correction blocks makes the policy *tolerate* them (greedy keeps 0.140 of 0.185
+instead of 0.040 of 0.225) at the price of a weaker bare policy (0.185 vs 0.225), but retrieval
+still does not help it: it loses 0.045-0.075 greedy and 0.05-0.07 best-of-8. Two causes, both
+visible in the counts. (1) Retrieval finds nothing useful: of 200 shown corrections 147 are of
+the problem's kind and 2 show its first step, although 76 held-out problems have their first
+step in some stored correction: MiniLM ranks by names and items, not numbers. (2) Even the
+oracle correction, which shows the answer's first step, helps by at most +0.02 (few-shot, within
+noise) and hurts in the default format and under best-of-8 (0.355): at this budget (450 steps,
+0.4 M parameters) the policy learns to read past a block, not to copy from it
+(CONTEXT_RELEVANT 0.9 did no better in a trial run). So this
+harness cannot show a gain; a number-aware retriever and a policy able to copy from context
+(any instruction-tuned LM) are what the mechanism needs. Per-kind figures are in the table and
+the JSON lines. 100k records: one query 6-22 ms median (exact numpy), 64 queries 44-193 ms,
+first search after opening 0.25-0.8 s (matrix load), 458 MB file (three 384-d float32 vectors
+per row).
+
+Results: a table on stdout and one JSON line per row (``policy``, ``method``) appended to
 ``benchmarks/results/corrections.jsonl``.
 
-    python benchmarks/bench_corrections.py            # ~6-10 minutes on 2 CPUs
-    python benchmarks/bench_corrections.py --quick    # smoke run
+    python benchmarks/bench_corrections.py                   # ~6-10 minutes on 2 CPUs
+    python benchmarks/bench_corrections.py --policy context  # one policy only
+    python benchmarks/bench_corrections.py --quick           # smoke run (~1 minute; 20 s once trained)
 """
 
 from __future__ import annotations
@@ -47,6 +77,7 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -70,8 +101,17 @@ REPEATS_WEIGHT = 1.0
 LATENCY_RECORDS = 100_000
 LATENCY_DIM = 384
 LATENCY_QUERIES = 50
+CONTEXT_SHARE = 0.5  # context policy: training examples preceded by a correction block
+CONTEXT_POOL = 4000  # context policy: training problems that get blocks (neighbours among them)
+CONTEXT_RELEVANT = 0.5  # context policy: blocks led by a problem with the same first equation
 THREADS = 1
-QUICK = {"TRAIN_STEPS": 120, "SEED_PROBLEMS": 80, "EVAL_PROBLEMS": 24, "LATENCY_RECORDS": 5000}
+QUICK = {
+    "TRAIN_STEPS": 120,
+    "SEED_PROBLEMS": 80,
+    "EVAL_PROBLEMS": 24,
+    "LATENCY_RECORDS": 5000,
+    "CONTEXT_POOL": 300,
+}
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "corrections.jsonl"
@@ -198,19 +238,59 @@ def latency(records: int, dim: int) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="smoke run (small sizes)")
-    ap.add_argument("--no-save", action="store_true", help="do not append to the results file")
-    ap.add_argument("--results", type=Path, default=RESULTS, help="JSON-lines file to append to")
-    args = ap.parse_args()
-    if args.quick:
-        globals().update(QUICK)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import torch
+class OracleMemory:
+    """Control, not retrieval: shows each held-out problem a correction of a *training* problem
+    whose gold solution starts with the same equation (of the same kind where one is; wrong
+    solution: a perturbed gold one), in
+    ``config``'s format; a problem with no such training problem gets none. It answers what a
+    retriever that found the one useful correction would give (``prepare`` as
+    ``CorrectionMemory``)."""
 
-    torch.set_num_threads(THREADS)
-    import bench_env
+    def __init__(self, corpus: list[dict[str, Any]], held: list[dict[str, Any]], config: Any):
+        from correction_policy import by_equation, first_equation
+
+        index = by_equation(corpus)
+        self.config = config
+        self.found: dict[str, dict[str, Any]] = {}
+        for h in held:
+            match = index.get(first_equation(h), [])
+            match = [i for i in match if corpus[i]["kind"] == h["kind"]] or match
+            if match:
+                self.found[h["prompt"]] = corpus[match[0]]
+
+    def prepare(self, rows: Any) -> tuple[list[Any], list[list[Any]]]:
+        from correction_policy import with_block
+
+        from safeladder.guidance.trace import UsedCorrection
+
+        prompts: list[Any] = []
+        used: list[list[Any]] = []
+        for row in rows:
+            found = self.found.get(row.prompt)
+            if found is None:
+                prompts.append(row.prompt)
+                used.append([])
+            else:
+                rng = random.Random(row.prompt)
+                prompts.append(with_block({"prompt": row.prompt}, [found], self.config, rng))
+                used.append([UsedCorrection(id="oracle", similarity=1.0)])
+        return prompts, used
+
+    def close(self) -> None:
+        pass
+
+
+def evaluate(
+    policy: str,
+    model_dir: Path,
+    corpus: list[dict[str, Any]],
+    seed_rows: list[dict[str, Any]],
+    held: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Seed a store with ``model_dir``'s wrong greedy answers on ``seed_rows``, then measure
+    held-out accuracy with retrieval off / on (and the ``OracleMemory`` control drawn from
+    ``corpus``). Returns (one record per method, seed info)."""
+    from correction_policy import first_equation
 
     from safeladder.corrections import CorrectionStore
     from safeladder.guidance import (
@@ -221,30 +301,6 @@ def main() -> None:
         SamplingConfig,
         best_of_n,
     )
-    from safeladder.guidance.demo_policy import demo_policy
-
-    env = {**bench_env.environment(("torch", "transformers")), "torch_threads": THREADS}
-    knobs = {
-        k: globals()[k]
-        for k in (
-            "TRAIN_STEPS", "SEED_PROBLEMS", "EVAL_PROBLEMS", "TOP_K", "MIN_SIMILARITY", "N",
-            "TEMPERATURE", "MAX_NEW_TOKENS", "REPEATS_WEIGHT", "LATENCY_RECORDS",
-        )
-    }  # fmt: skip
-    recipe = Recipe(steps=TRAIN_STEPS, batch=32, lr=3e-3, seed=SEED, model=dict(MODEL))
-    model_dir = demo_policy(recipe=recipe, log=print)
-
-    # The policy's own training corpus (same seed and order as train_demo_policy draws it).
-    rng = random.Random(recipe.seed)
-    corpus = [make_problem(rng) for _ in range(recipe.corpus)]
-    seen = {p["prompt"] for p in corpus}
-    seed_rows = corpus[:SEED_PROBLEMS]
-    held_rng = random.Random(SEED + 1)
-    held: list[dict[str, Any]] = []
-    while len(held) < EVAL_PROBLEMS:
-        p = make_problem(held_rng)
-        if p["prompt"] not in seen:
-            held.append(p)
 
     greedy = HFGenerator(str(model_dir), SamplingConfig(temperature=0.0))
     sampler = HFGenerator(str(model_dir), SamplingConfig(temperature=TEMPERATURE, seed=SEED))
@@ -262,7 +318,7 @@ def main() -> None:
     # 1. Find the policy's mistakes on its training problems; store them as corrections.
     traces, _ = run(greedy, seed_rows, one, plain, None)
     ok = correct(seed_rows, [t.completion for t in traces])
-    tmp = Path(tempfile.mkdtemp(prefix="bench-corrections-"))
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench-corrections-{policy}-"))
     store_path = tmp / "corrections.db"
     wrong = [
         {
@@ -281,10 +337,14 @@ def main() -> None:
         store.add_many(wrong, on_duplicate="skip")
         embed_s = time.perf_counter() - t0
         stored = len(store)
+        lines = {line for c in store.iter() for line in c.corrected.split("\n")}
+    coverage = sum(first_equation(h) in lines for h in held)
     kinds = {k: sum(1 for w in wrong if w["tags"] == [k]) for k in ("add", "sub", "mul", "add_sub")}
     print(
-        f"seed: {SEED_PROBLEMS} training problems, greedy accuracy {sum(ok) / len(ok):.3f}; "
-        f"{stored} corrections stored ({embed_s:.1f} s to embed), by kind {kinds}"
+        f"[{policy}] seed: {len(seed_rows)} training problems, greedy accuracy "
+        f"{sum(ok) / len(ok):.3f}; {stored} corrections stored ({embed_s:.1f} s to embed), "
+        f"by kind {kinds}; {coverage}/{len(held)} held-out problems have their first step in "
+        "some stored correction"
     )
 
     default_cfg = CorrectionsConfig(
@@ -295,10 +355,22 @@ def main() -> None:
     )
     records: list[dict[str, Any]] = []
 
-    def measure(name: str, gen: Any, cfg: Any, rw: Any, corr_cfg: Any) -> None:
-        memory = CorrectionMemory(corr_cfg) if corr_cfg is not None else None
+    def measure(name: str, gen: Any, cfg: Any, rw: Any, corr: Any) -> None:
+        memory = CorrectionMemory(corr) if isinstance(corr, CorrectionsConfig) else corr
+        same_kind = relevant = 0  # of the first correction shown
         try:
             traces, secs = run(gen, held, cfg, rw, memory)
+            for h, t in zip(held, traces, strict=True):
+                if not t.corrections:
+                    continue
+                if isinstance(memory, OracleMemory):
+                    shown = memory.found[h["prompt"]]
+                    kind, text = shown["kind"], shown["solution"]
+                else:
+                    c = memory.store.get(t.corrections[0].id)
+                    kind, text = (c.tags[0] if c.tags else ""), c.corrected
+                same_kind += kind == h["kind"]
+                relevant += first_equation(h) in text.split("\n")
         finally:
             if memory is not None:
                 memory.close()
@@ -313,6 +385,7 @@ def main() -> None:
             for t in traces
         )
         rec = {
+            "policy": policy,
             "method": name,
             "problems": len(held),
             "accuracy": round(sum(good) / len(good), 4),
@@ -320,6 +393,8 @@ def main() -> None:
             "by_kind": {k: round(sum(v) / len(v), 3) for k, v in sorted(by_kind.items())},
             "prompts_with_correction": len(with_corr),
             "repeats_scored": repeats_scored,
+            "shown_same_kind": same_kind,
+            "shown_relevant": relevant,
             "mean_similarity": round(
                 float(np.mean([t.corrections[0].similarity for t in with_corr])), 3
             )
@@ -328,31 +403,120 @@ def main() -> None:
             "seconds": round(secs, 1),
         }
         records.append(rec)
-        print(f"  {name}: {rec['accuracy']:.3f} ({rec['correct']}/{len(held)}) in {secs:.1f} s")
+        print(
+            f"  [{policy}] {name}: {rec['accuracy']:.3f} ({rec['correct']}/{len(held)}) "
+            f"in {secs:.1f} s"
+        )
 
     bon = BestOfNConfig(n=N)
     measure("greedy", greedy, one, plain, None)
     measure("greedy+corr", greedy, one, plain, default_cfg)
     measure("greedy+corr(fewshot)", greedy, one, plain, fewshot_cfg)
+    measure("greedy+oracle", greedy, one, plain, OracleMemory(corpus, held, default_cfg))
+    measure("greedy+oracle(fewshot)", greedy, one, plain, OracleMemory(corpus, held, fewshot_cfg))
     measure(f"bon{N}", sampler, bon, plain, None)
+    measure(f"bon{N}+corr", sampler, bon, plain, default_cfg)
     measure(f"bon{N}+corr(fewshot)", sampler, bon, plain, fewshot_cfg)
+    measure(f"bon{N}+oracle(fewshot)", sampler, bon, plain, OracleMemory(corpus, held, fewshot_cfg))
     with contextlib.closing(reward(store_path)) as with_repeats:
         measure(f"bon{N}+repeats", sampler, bon, with_repeats, None)
     plain.close()
+    shutil.rmtree(tmp, ignore_errors=True)
+    seed_info = {
+        "seed_problems": len(seed_rows),
+        "seed_greedy_accuracy": round(sum(ok) / len(ok), 4),
+        "corrections": stored,
+        "by_kind": kinds,
+        "embed_seconds": round(embed_s, 1),
+        "heldout_first_step_in_store": coverage,
+    }
+    return records, seed_info
 
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run (small sizes)")
+    ap.add_argument(
+        "--policy",
+        choices=("plain", "context", "both"),
+        default="both",
+        help="the demo policy (plain), the one trained with correction blocks (context), or both",
+    )
+    ap.add_argument("--no-save", action="store_true", help="do not append to the results file")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="JSON-lines file to append to")
+    args = ap.parse_args()
+    if args.quick:
+        globals().update(QUICK)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+
+    torch.set_num_threads(THREADS)
+    import bench_env
+    import correction_policy
+
+    from safeladder.guidance.demo_policy import demo_policy
+
+    t_start = time.perf_counter()
+    env = {**bench_env.environment(("torch", "transformers")), "torch_threads": THREADS}
+    knobs = {
+        k: globals()[k]
+        for k in (
+            "TRAIN_STEPS", "SEED_PROBLEMS", "EVAL_PROBLEMS", "TOP_K", "MIN_SIMILARITY", "N",
+            "TEMPERATURE", "MAX_NEW_TOKENS", "REPEATS_WEIGHT", "LATENCY_RECORDS",
+            "CONTEXT_SHARE", "CONTEXT_POOL", "CONTEXT_RELEVANT",
+        )
+    }  # fmt: skip
+    recipe = Recipe(steps=TRAIN_STEPS, batch=32, lr=3e-3, seed=SEED, model=dict(MODEL))
+
+    # The policies' training corpus (same seed and order as train_demo_policy draws it).
+    rng = random.Random(recipe.seed)
+    corpus = [make_problem(rng) for _ in range(recipe.corpus)]
+    seen = {p["prompt"] for p in corpus}
+    seed_rows = corpus[:SEED_PROBLEMS]
+    held_rng = random.Random(SEED + 1)
+    held: list[dict[str, Any]] = []
+    while len(held) < EVAL_PROBLEMS:
+        p = make_problem(held_rng)
+        if p["prompt"] not in seen:
+            held.append(p)
+
+    records: list[dict[str, Any]] = []
+    if args.policy in ("plain", "both"):
+        model_dir = demo_policy(recipe=recipe, log=print)
+        recs, seed_info = evaluate("plain", model_dir, corpus, seed_rows, held)
+        records += [{**r, "seed": seed_info} for r in recs]
+    if args.policy in ("context", "both"):
+        crecipe = correction_policy.Recipe(
+            steps=TRAIN_STEPS,
+            batch=recipe.batch,
+            lr=recipe.lr,
+            seed=SEED,
+            corpus=recipe.corpus,
+            share=CONTEXT_SHARE,
+            pool=CONTEXT_POOL,
+            relevant=CONTEXT_RELEVANT,
+            model=dict(MODEL),
+        )
+        cdir = correction_policy.context_policy(crecipe, log=print)
+        train = correction_policy.training_info(cdir)
+        recs, seed_info = evaluate("context", cdir, corpus, seed_rows, held)
+        records += [{**r, "seed": seed_info, "train": train} for r in recs]
     lat = latency(LATENCY_RECORDS, LATENCY_DIM)
+    total_s = time.perf_counter() - t_start
     print()
     print(
-        "| method | held-out accuracy | add | sub | mul | add_sub | prompts with a correction "
-        "injected | rows repeats_correction scored |"
+        "| policy | method | held-out accuracy | add | sub | mul | add_sub | prompts with a "
+        "correction injected (same kind / shows the first step) | rows repeats_correction "
+        "scored |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in records:
         k = r["by_kind"]
         print(
-            f"| {r['method']} | {r['accuracy']:.3f} ({r['correct']}/{r['problems']}) | "
+            f"| {r['policy']} | {r['method']} | {r['accuracy']:.3f} ({r['correct']}/{r['problems']}) | "
             + " | ".join(f"{k.get(x, float('nan')):.2f}" for x in ("add", "sub", "mul", "add_sub"))
-            + f" | {r['prompts_with_correction']} | {r['repeats_scored']} |"
+            + f" | {r['prompts_with_correction']} ({r['shown_same_kind']} / "
+            f"{r['shown_relevant']}) | {r['repeats_scored']} |"
         )
     print()
     print(
@@ -364,20 +528,14 @@ def main() -> None:
         f"{lat['reopen_first_search_ms']} | {lat['search_1_median_ms']} / {lat['search_1_p95_ms']} | "
         f"{lat['search_64_median_ms']} |"
     )
-    seed_info = {
-        "seed_problems": SEED_PROBLEMS,
-        "seed_greedy_accuracy": round(sum(ok) / len(ok), 4),
-        "corrections": stored,
-        "by_kind": kinds,
-        "embed_seconds": round(embed_s, 1),
-    }
+    print(f"\ntotal {total_s:.0f} s")
     if not args.no_save:
         args.results.parent.mkdir(parents=True, exist_ok=True)
         with args.results.open("a", encoding="utf-8") as fh:
-            for r in [*records, {"method": "latency", **lat}]:
-                line = {"bench": "corrections", **r, "seed": seed_info, "knobs": knobs, **env}
+            for r in [*records, {"method": "latency", **lat, "total_seconds": round(total_s, 1)}]:
+                line = {"bench": "corrections", **r, "knobs": knobs, **env}
                 fh.write(json.dumps(line, default=str) + "\n")
-        print(f"\nappended {len(records) + 1} lines to {args.results}")
+        print(f"appended {len(records) + 1} lines to {args.results}")
 
 
 if __name__ == "__main__":
