@@ -228,8 +228,10 @@ class _Service:
             )
         return None
 
-    def check(self, body: Any, n: int, field: str) -> None:
-        """Request-level checks before queueing: sample count, text that cannot be encoded."""
+    def check(self, body: Any, n: int, field: str, *, plain_text: bool = False) -> None:
+        """Request-level checks before queueing: sample count, text that cannot be encoded
+        (skipped when ``plain_text``: the raw body was ASCII without a ``\\u`` escape, so no
+        string in it can hold a lone surrogate)."""
         if n > self.settings.max_request_samples:
             raise ApiError(
                 413,
@@ -238,7 +240,7 @@ class _Service:
                 ["body", field],
                 "too_many_samples",
             )
-        found = unencodable(body, ["body"])
+        found = None if plain_text else unencodable(body, ["body"])
         if found is not None:
             loc, reason = found
             raise ApiError(
@@ -309,11 +311,13 @@ class _Service:
             gone.cancel()
 
     # ------------------------------------------------------------------ endpoints
-    async def get_reward(self, body: GetRewardRequest, receive: Receive) -> bytes:
+    async def get_reward(
+        self, body: GetRewardRequest, receive: Receive, *, plain_text: bool = False
+    ) -> bytes:
         """/get_reward's answer as JSON bytes; raises ``ApiError`` / ``_ClientGone``."""
         settings = self.settings
         n = len(body.query)
-        self.check(body, n, "query")
+        self.check(body, n, "query", plain_text=plain_text)
         suffixes = settings.strip_suffixes
         if body.prompts is None:
             if settings.missing_prompts == "reject":
@@ -430,7 +434,10 @@ class _Service:
         if request is None:
             return False
         try:
-            answer = await self.get_reward(request, receive)
+            # ASCII (no NUL: not UTF-16/32, which json.loads also reads) without a "\u"
+            # escape: no lone surrogate can hide in it. Most rollouts' text is.
+            plain = body.isascii() and b"\\u" not in body and b"\x00" not in body
+            answer = await self.get_reward(request, receive, plain_text=plain)
         except ApiError as exc:
             await send_error(send, exc)
         except _ClientGone:

@@ -119,6 +119,9 @@ def json_request(scope: Mapping[str, Any], body: bytes, model: type[M]) -> M | N
         return None
 
 
+_SCALARS = (bool, int, float)
+
+
 def unencodable(value: Any, loc: list[str | int]) -> tuple[list[str | int], str] | None:
     """The first string under ``value`` that cannot be encoded as UTF-8 (a lone surrogate such
     as JSON ``"\\ud800"``, which Python's JSON parser accepts and tokenizers reject), as
@@ -136,9 +139,13 @@ def unencodable(value: Any, loc: list[str | int]) -> tuple[list[str | int], str]
             bad = value[exc.start]
             return loc, f"lone surrogate {bad!r} at character {exc.start}"
         return None
-    if isinstance(value, BaseModel):
-        for name in type(value).model_fields:
-            found = unencodable(getattr(value, name), [*loc, name])
+    # Cheap checks first: pydantic's isinstance(x, BaseModel) is slow, and a body is mostly
+    # lists, strings, numbers and None.
+    if value is None or type(value) in _SCALARS:
+        return None
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            found = unencodable(v, [*loc, i])
             if found is not None:
                 return found
         return None
@@ -148,9 +155,9 @@ def unencodable(value: Any, loc: list[str | int]) -> tuple[list[str | int], str]
             if found is not None:
                 return found
         return None
-    if isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            found = unencodable(v, [*loc, i])
+    if isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            found = unencodable(getattr(value, name), [*loc, name])
             if found is not None:
                 return found
     return None
