@@ -63,6 +63,9 @@ import bench_env  # benchmarks/ is the script's directory, so it is on sys.path
 
 # ----------------------------------------------------------------------------- knobs
 CLIENTS = 64  # concurrent clients, one sample per request (OpenRLHF)
+# simulated-gpu also runs batching with this many clients (0: not): more requests in flight
+# than one batch holds, so a batch can run while the previous one's clients turn around.
+SIM_DEEP_CLIENTS = 256
 CONNECTION = "keep-alive"  # "keep-alive": one session per client; "new": one per request
 REQUESTS = 2048  # timed /get_reward requests per (reward, mode), split over ROUNDS
 HEALTH_REQUESTS = 2048  # timed GET /health requests per batching server, split over ROUNDS
@@ -223,9 +226,9 @@ def cpu_seconds(pid: int) -> float | None:
 
 # ----------------------------------------------------------------------------- traffic
 async def traffic(
-    url: str, rows: list[dict[str, Any]], n: int, *, health: bool = False
+    url: str, rows: list[dict[str, Any]], n: int, *, health: bool = False, clients: int = CLIENTS
 ) -> tuple[float, list[float], list[Any]]:
-    """``n`` requests from ``CLIENTS`` closed-loop clients (``GET`` when ``health``, else one
+    """``n`` requests from ``clients`` closed-loop clients (``GET`` when ``health``, else one
     sample per ``POST``); returns (seconds, latencies, answers)."""
     import aiohttp
 
@@ -268,17 +271,19 @@ async def traffic(
                 await keep.close()
 
     started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(CLIENTS)))
+    await asyncio.gather(*(client() for _ in range(clients)))
     return time.perf_counter() - started, latencies, answers
 
 
-def measure(port: int, pid: int, rows: list[dict[str, Any]], with_health: bool) -> dict[str, Any]:
+def measure(
+    port: int, pid: int, rows: list[dict[str, Any]], with_health: bool, clients: int
+) -> dict[str, Any]:
     """Warm up, then ``ROUNDS`` rounds of (``GET /health`` traffic if ``with_health``, then
     ``/get_reward`` traffic); totals over the rounds."""
     base = f"http://127.0.0.1:{port}"
-    asyncio.run(traffic(f"{base}/get_reward", rows, WARMUP))
+    asyncio.run(traffic(f"{base}/get_reward", rows, WARMUP, clients=clients))
     if with_health:
-        asyncio.run(traffic(f"{base}/health", rows, WARMUP, health=True))
+        asyncio.run(traffic(f"{base}/health", rows, WARMUP, health=True, clients=clients))
     out: dict[str, Any] = {"seconds": 0.0, "health_seconds": 0.0, "busy_seconds": 0.0}
     out |= {"latencies": [], "answers": []}
     cpu = {"get": 0.0, "health": 0.0}
@@ -288,7 +293,7 @@ def measure(port: int, pid: int, rows: list[dict[str, Any]], with_health: bool) 
         if with_health:
             c0 = cpu_seconds(pid)
             seconds, _, _ = asyncio.run(
-                traffic(f"{base}/health", rows, health_per_round, health=True)
+                traffic(f"{base}/health", rows, health_per_round, health=True, clients=clients)
             )
             c1 = cpu_seconds(pid)
             out["health_seconds"] += seconds
@@ -296,7 +301,9 @@ def measure(port: int, pid: int, rows: list[dict[str, Any]], with_health: bool) 
                 cpu["health"] += c1 - c0
         s0 = server_stats(port)
         c0 = cpu_seconds(pid)
-        seconds, lat, answers = asyncio.run(traffic(f"{base}/get_reward", rows, per_round))
+        seconds, lat, answers = asyncio.run(
+            traffic(f"{base}/get_reward", rows, per_round, clients=clients)
+        )
         c1 = cpu_seconds(pid)
         s1 = server_stats(port)
         out["seconds"] += seconds
@@ -374,7 +381,6 @@ def main() -> None:
                     if name == "simulated-gpu"
                     else {"meta": {"task": "math"}}
                 ),
-                "clients": CLIENTS,
                 "connection": CONNECTION,
                 **env,
             }
@@ -382,20 +388,24 @@ def main() -> None:
                 {
                     **base,
                     "mode": "offline",
+                    "clients": None,
                     "requests": len(samples),
                     "seconds": offline_s,
                     "samples_per_s": len(samples) / offline_s,
                     "batch_rows": MAX_BATCH,
                 }
             )
-            for mode in ("batching", "no-batching"):
+            runs = [("batching", CLIENTS), ("no-batching", CLIENTS)]
+            if name == "simulated-gpu" and SIM_DEEP_CLIENTS:
+                runs.append(("batching", SIM_DEEP_CLIENTS))
+            for mode, clients in runs:
                 if time.monotonic() - started > TIME_LIMIT_S:
-                    print(f"time limit reached; skipping {name} {mode}")
+                    print(f"time limit reached; skipping {name} {mode} ({clients} clients)")
                     continue
                 port = free_port()
                 proc = start_server(config, mode, port)
                 try:
-                    m = measure(port, proc.pid, rows, with_health=mode == "batching")
+                    m = measure(port, proc.pid, rows, mode == "batching", clients)
                 finally:
                     code = stop_server(proc)
                 wrong = sum(
@@ -410,6 +420,7 @@ def main() -> None:
                 record = {
                     **base,
                     "mode": mode,
+                    "clients": clients,
                     "max_batch_size": MAX_BATCH if mode == "batching" else 1,
                     "max_wait_ms": MAX_WAIT_MS if mode == "batching" else None,
                     "requests": m["requests"],
@@ -432,10 +443,10 @@ def main() -> None:
                         "health_server_cpu_us_per_request": m["health_server_cpu_us_per_request"],
                     }
                 records.append(record)
-    by = {(r["reward"], r["mode"]): r for r in records}
+    by = {(r["reward"], r["mode"], r["clients"]): r for r in records}
     for r in records:
-        off = by.get((r["reward"], "offline"))
-        nob = by.get((r["reward"], "no-batching"))
+        off = by.get((r["reward"], "offline", None))
+        nob = by.get((r["reward"], "no-batching", r["clients"]))
         if r["mode"] != "offline" and off:
             r["ratio_vs_offline"] = r["samples_per_s"] / off["samples_per_s"]
         if r["mode"] == "batching" and nob:
@@ -455,44 +466,46 @@ def main() -> None:
         return format(v, fmt) if v is not None else "-"
 
     head = (
-        f"{'reward':<14} {'mode':<12} {'samples/s':>10} {'health/s':>9} {'p50 ms':>8} "
-        f"{'p99 ms':>8} {'rows/call':>9} {'busy':>5} {'cpu us':>7} {'vs health':>9} "
-        f"{'vs ceil':>7} {'vs off':>7} {'vs no-b':>7}"
+        f"{'reward':<14} {'mode':<12} {'clients':>7} {'samples/s':>10} {'health/s':>9} "
+        f"{'p50 ms':>8} {'p99 ms':>8} {'rows/call':>9} {'busy':>5} {'cpu us':>7} "
+        f"{'vs health':>9} {'vs ceil':>7} {'vs off':>7} {'vs no-b':>7}"
     )
     print(head)
     print("-" * len(head))
     for r in records:
         rows_per_call = f(r, "mean_batch_rows", ".1f") if r["mode"] != "offline" else str(MAX_BATCH)
         print(
-            f"{r['reward']:<14} {r['mode']:<12} {r['samples_per_s']:>10.0f} "
-            f"{f(r, 'health_per_s', '.0f'):>9} {f(r, 'p50_ms', '.1f'):>8} "
-            f"{f(r, 'p99_ms', '.1f'):>8} {rows_per_call:>9} {f(r, 'scorer_busy', '.2f'):>5} "
-            f"{f(r, 'server_cpu_us_per_request', '.0f'):>7} {f(r, 'ratio_vs_health', '.2f'):>9} "
-            f"{f(r, 'ratio_vs_ceiling', '.2f'):>7} {f(r, 'ratio_vs_offline', '.2f'):>7} "
-            f"{f(r, 'ratio_vs_no_batching', '.2f'):>7}"
+            f"{r['reward']:<14} {r['mode']:<12} {f(r, 'clients', 'd'):>7} "
+            f"{r['samples_per_s']:>10.0f} {f(r, 'health_per_s', '.0f'):>9} "
+            f"{f(r, 'p50_ms', '.1f'):>8} {f(r, 'p99_ms', '.1f'):>8} {rows_per_call:>9} "
+            f"{f(r, 'scorer_busy', '.2f'):>5} {f(r, 'server_cpu_us_per_request', '.0f'):>7} "
+            f"{f(r, 'ratio_vs_health', '.2f'):>9} {f(r, 'ratio_vs_ceiling', '.2f'):>7} "
+            f"{f(r, 'ratio_vs_offline', '.2f'):>7} {f(r, 'ratio_vs_no_batching', '.2f'):>7}"
         )
         if r.get("answers_differing_from_offline"):
             print(f"  !! {r['answers_differing_from_offline']} answers differ from offline")
-    rule = by.get(("rule-default", "batching"), {})
-    sim = by.get(("simulated-gpu", "batching"), {})
     print()
+    rule = by.get(("rule-default", "batching", CLIENTS), {})
     if "ratio_vs_health" in rule:
         print(
-            f"rule-default: {rule['samples_per_s']:.0f} rewards/s over {rule['health_per_s']:.0f} "
-            f"GET /health/s = {rule['ratio_vs_health']:.2f} (target >= {TARGET_VS_HEALTH}); "
-            f"server CPU {f(rule, 'server_cpu_us_per_request', '.0f')} us per reward vs "
-            f"{f(rule, 'health_server_cpu_us_per_request', '.0f')} us per /health"
+            f"rule-default, {CLIENTS} clients: {rule['samples_per_s']:.0f} rewards/s over "
+            f"{rule['health_per_s']:.0f} GET /health/s = {rule['ratio_vs_health']:.2f} (target >= "
+            f"{TARGET_VS_HEALTH}); server CPU {f(rule, 'server_cpu_us_per_request', '.0f')} us "
+            f"per reward vs {f(rule, 'health_server_cpu_us_per_request', '.0f')} us per /health"
         )
-    if "ratio_vs_ceiling" in sim:
-        print(
-            f"simulated-gpu: {sim['samples_per_s']:.0f} rewards/s over min({sim['health_per_s']:.0f} "
-            f"GET /health/s, {by[('simulated-gpu', 'offline')]['samples_per_s']:.0f} offline/s) = "
-            f"{sim['ratio_vs_ceiling']:.2f} (target >= {TARGET_VS_CEILING})"
-        )
+    off = by.get(("simulated-gpu", "offline", None), {})
+    for clients in (CLIENTS, SIM_DEEP_CLIENTS):
+        sim = by.get(("simulated-gpu", "batching", clients), {})
+        if "ratio_vs_ceiling" in sim:
+            print(
+                f"simulated-gpu, {clients} clients: {sim['samples_per_s']:.0f} rewards/s over "
+                f"min({sim['health_per_s']:.0f} GET /health/s, {off['samples_per_s']:.0f} "
+                f"offline/s) = {sim['ratio_vs_ceiling']:.2f} (target >= {TARGET_VS_CEILING})"
+            )
     print(
-        f"\n{CLIENTS} clients, one sample per request, connection {CONNECTION!r}, {ROUNDS} rounds; "
-        f"simulated-gpu is a sleep ({SIM_FIXED_MS:g} ms/call + {SIM_PER_ROW_US:g} us/row), "
-        f"not a model.\nappended to {RESULTS.relative_to(REPO)}; git {str(env['git_sha'])[:10]}, "
+        f"\nOne sample per request, connection {CONNECTION!r}, {ROUNDS} rounds; simulated-gpu is "
+        f"a sleep ({SIM_FIXED_MS:g} ms/call + {SIM_PER_ROW_US:g} us/row), not a model.\n"
+        f"appended to {RESULTS.relative_to(REPO)}; git {str(env['git_sha'])[:10]}, "
         f"{env['cpu_count']} CPUs"
     )
 
