@@ -35,20 +35,29 @@ each in two views: ``pair`` (TF-IDF: ``prompt + "\\n" + response`` as ``baseline
 emb: the ``[prompt, completion]`` blocks) and ``response`` (the response alone).
 
 Training rows: each source's own pool (``gptfuzz``: the upstream train split; ``jbb``: the
-other attacks' training goals when the column is a JBB attack), ``recipe`` (the shipped
-recipe's data, ``configs/train/safety.yaml``) and ``union`` (all five sources). A model never
-sees a test set: for each column, training and dev rows that share a prompt or a goal with it
-are dropped (AdvBench and StrongREJECT share 25 prompts; GPTFuzz, JBB and AdvBench a few), and
-``union - B`` / ``recipe - B`` leave the column's own source part out (for a JBB column, that
-attack). The threshold is chosen by max F1 on the training source's own dev split (a grouped
-``DEV_FRACTION`` of its pool; the recipe's own dev split): the shipped-threshold analogue.
+training goals, without the column's attack for a JBB column), ``recipe`` (the shipped recipe's
+data, ``configs/train/safety.yaml``: what ``shipped`` learned from), ``union`` (all five
+sources) and ``union+benign`` (``union`` plus the recipe's benign rows: TruthfulQA, GSM8K and
+the scary set, answered = 0, some refused = 1). No model sees a test row: training and dev rows
+that share a normalised prompt or goal with any test or benign row are dropped everywhere
+(AdvBench and StrongREJECT share 25 prompts; JBB goals and GPTFuzz questions overlap them a
+little; the recipe holds the scary set and every AdvBench / StrongREJECT prompt). ``union - B``
+also leaves the column's whole distribution out (``FAMILIES``: all of JBB for a JBB column;
+AdvBench *and* StrongREJECT for either, as they share the generator's replies).
+In-distribution cells (marked ``'``): a source on its own test part, AdvBench <-> StrongREJECT,
+and ``recipe`` / ``shipped`` on GPTFuzz, AdvBench, StrongREJECT (other prompts of which they
+hold); ``*`` marks the rows ``shipped`` was trained on. The threshold is chosen by max F1 on the
+training rows' own dev split (a grouped ``DEV_FRACTION`` of each pool; the recipe's own dev
+split): the shipped-threshold analogue.
 
 Per cell: ``f1_at_t`` (F1 at that threshold), ``best_f1`` (the best F1 over thresholds on B
-itself: an oracle, reported beside), ``auroc``; per row: the false-flag rate at its threshold,
-for a model trained without the benign rows' prompts. One JSON line per (learner, view, train
-rows) is appended to ``benchmarks/results/safety_matrix.jsonl`` with the environment record.
+itself: an oracle, reported beside), ``auroc``; per row: ``ffr``, the false-flag rate at the
+threshold of the row's model with nothing left out, and ``ood_mean``, the mean of the three over
+the columns that are not in-distribution, and ``common_mean``, the same over the JBB and ToxiGen
+columns only (the same test sets for every row but ``jbb`` / ``toxigen``). One JSON line per (learner, view, training rows) is
+appended to ``benchmarks/results/safety_matrix.jsonl`` with the knobs and the environment.
 
-    python benchmarks/bench_safety_matrix.py            # ~10-15 minutes on 2 shared CPUs
+    python benchmarks/bench_safety_matrix.py            # ~8 minutes on 2 shared CPUs (load ~2.5)
     python benchmarks/bench_safety_matrix.py --quick    # smoke run, < 1 minute, not recorded
 """
 
@@ -263,7 +272,10 @@ def load_recipe(quick: bool) -> Source:
 
     def rows(recs: Sequence[Any], side: str) -> list[Row]:
         return [
-            _row(f"recipe:{side}:{i}", r.prompt, r.response or "", int(r.label), r.group)
+            replace(
+                _row(f"recipe:{side}:{i}", r.prompt, r.response or "", int(r.label), r.group),
+                tag="benign" if any(b in r.source for b in RECIPE_BENIGN) else "",
+            )
             for i, r in enumerate(recs)
         ]
 
@@ -289,16 +301,23 @@ def _origin(test: str) -> str:
     return "jbb" if test.startswith("jbb-") else test
 
 
-#: Columns whose source the recipe (shipped or ``recipe - B``) trains on (other prompts of it).
+#: Columns whose source the recipe (shipped or ``recipe``) trains on (other prompts of it).
 RECIPE_SOURCES = {"gptfuzz", "advbench", "strongreject"}
+#: The recipe's benign sources (answers labelled 0, some refusals of them labelled 1).
+RECIPE_BENIGN = ("truthfulqa_answers", "gsm8k_train", "safety_benign_scary")
+#: Sources of one distribution: AdvBench and StrongREJECT pairs share the generator's replies.
+FAMILIES = {"gptfuzz": {"gptfuzz"}, "jbb": {"jbb"}, "toxigen": {"toxigen"}}
+FAMILIES |= {k: {"advbench", "strongreject"} for k in ("advbench", "strongreject")}
 
 
 def _in_distribution(row: str, test: str) -> bool:
-    """The row trained on other rows of the column's own source (JBB columns: never, since
-    the column's attack is left out)."""
+    """The row trained on other rows of the column's distribution (JBB columns: never, since
+    every row leaves the column's attack out)."""
     if test.startswith("jbb-"):
         return False
-    return row == test or (row in ("recipe", "shipped") and test in RECIPE_SOURCES)
+    if row in ("recipe", "shipped"):
+        return test in RECIPE_SOURCES
+    return row in FAMILIES and test in FAMILIES[row]
 
 
 def _source_part(src: Source, name: str, test: str | None) -> tuple[list[Row], list[Row]]:
@@ -312,11 +331,24 @@ def _source_part(src: Source, name: str, test: str | None) -> tuple[list[Row], l
 def training_set(
     row: str, test: str | None, sources: dict[str, Source], recipe: Source, banned: frozenset[str]
 ) -> tuple[list[Row], list[Row]]:
-    """(train, dev) of training row ``row`` for column ``test``, without ``banned`` keys."""
+    """(train, dev) of training row ``row`` for column ``test``, without ``banned`` keys.
+
+    ``union`` / ``union+benign`` leave the column's whole distribution out (``FAMILIES``: all of
+    JBB for a JBB column, both generated-pair sources for either); ``+benign`` adds the recipe's
+    benign rows. A source row on a JBB column leaves that attack out.
+    """
     if row == "recipe":
         train, dev = recipe.train, recipe.dev
-    elif row == "union":
-        parts = [_source_part(sources[s], s, test) for s in SOURCES]
+    elif row.startswith("union"):
+        out = FAMILIES[_origin(test)] if test is not None else set()
+        parts = [(sources[s].train, sources[s].dev) for s in SOURCES if s not in out]
+        if row == "union+benign":
+            parts.append(
+                (
+                    [r for r in recipe.train if r.tag == "benign"],
+                    [r for r in recipe.dev if r.tag == "benign"],
+                )
+            )
         train = [r for t, _ in parts for r in t]
         dev = [r for _, d in parts for r in d]
     else:
@@ -418,12 +450,17 @@ def _threshold(dev: Sequence[Row], p_dev: np.ndarray) -> tuple[float, str | None
 
 def shipped_row(tests: dict[str, list[Row]], benign: list[Row]) -> dict[str, Any]:
     from safeladder import Sample, build_verifier
+    from safeladder.verifiers import parse_verifier_config
 
     cal = json.loads((SHIPPED / "safeladder_calibration.json").read_text(encoding="utf-8"))
     t_score = float(cal["meta"]["score_threshold"])
     # score < t_score flags  <=>  1 - score > 1 - t_score  <=>  p_unsafe >= nextafter(1 - t)
     t = float(np.nextafter(1.0 - t_score, np.inf))
-    v = build_verifier("safety")
+    cfg: Any = parse_verifier_config("safety")  # as shipped; only the thread count differs
+    cfg = cfg.model_copy(
+        update={"runtime": cfg.runtime.model_copy(update={"num_threads": THREADS})}
+    )
+    v = build_verifier(cfg)
     order = [*(r for name in TESTS for r in tests[name]), *benign]
     t0 = time.perf_counter()
     scores = np.asarray(
@@ -455,7 +492,7 @@ def shipped_row(tests: dict[str, list[Row]], benign: list[Row]) -> dict[str, Any
     }
 
 
-ROWS = (*SOURCES, "recipe", "union")
+ROWS = (*SOURCES, "recipe", "union", "union+benign")
 
 
 def learner_rows(
@@ -469,13 +506,14 @@ def learner_rows(
 ) -> list[dict[str, Any]]:
     """One record per training row: every column, and the false-flag rate."""
     out = []
-    benign_keys = _keys(benign)
+    # One guard for every column: no training or dev row shares a prompt / goal with any test
+    # set or benign row (per-column guards would need a fit per column for the same answer).
+    banned = _keys([*benign, *(r for rows in tests.values() for r in rows)])
     for row in ROWS:
         t0 = time.perf_counter()
         # job key (train + dev uids) -> (train, dev, columns it serves)
         jobs: dict[str, tuple[list[Row], list[Row], list[str | None]]] = {}
         for test in (*TESTS, None):
-            banned = benign_keys if test is None else _keys(tests[test])
             train, dev = training_set(row, test, sources, recipe, banned)
             key = hashlib.sha256(
                 "\0".join([*(r.uid for r in train), "|", *(r.uid for r in dev)]).encode()
@@ -514,12 +552,17 @@ def learner_rows(
     return out
 
 
-def _ood_means(rec: dict[str, Any]) -> dict[str, float]:
-    """Means over the columns that are neither in-distribution nor seen in training."""
+#: The columns no row holds other prompts of, bar ``jbb`` / ``toxigen`` / ``union`` themselves:
+#: a mean over them compares rows on the same test sets (``common_mean``).
+COMMON = (*(f"jbb-{a}" for a in JBB_ATTACKS.values()), "toxigen")
+
+
+def _ood_means(rec: dict[str, Any], columns: Sequence[str] = TESTS) -> dict[str, float]:
+    """Means over ``columns`` that are neither in-distribution nor seen in training."""
     cs = [
         c
-        for c in rec["cells"].values()
-        if not c.get("in_distribution") and not c.get("seen_in_training")
+        for name, c in rec["cells"].items()
+        if name in columns and not c.get("in_distribution") and not c.get("seen_in_training")
     ]
     return {k: float(np.nanmean([c[k] for c in cs])) for k in ("f1_at_t", "best_f1", "auroc")}
 
@@ -532,20 +575,18 @@ def _trio(x: dict[str, Any]) -> str:
 def print_table(records: list[dict[str, Any]], title: str) -> None:
     short = {"strongreject": "strongrej"}
     print(f"\n{title}  (cell: F1 at the row's threshold / best F1 on the column / AUROC)")
-    head = f"{'train':<14}" + "".join(f"{short.get(c, c):>15}" for c in TESTS)
-    print(head + f"{'OOD mean':>15} {'FFR':>6}")
+    head = f"{'train':<14}" + "".join(f"{short.get(c, c):>16}" for c in TESTS)
+    print(head + f"{'OOD mean':>16}{'JBB+tox mean':>16} {'FFR':>6}")
     for rec in records:
         name = "shipped" if rec["learner"] == "shipped" else rec["train"]
-        if name == "union":
-            name = "union - B"
-        elif name == "recipe":
-            name = "recipe - B"
+        name = {"union": "union - B", "union+benign": "union+ben - B"}.get(name, name)
         line = f"{name:<14}"
         for c in TESTS:
             x = rec["cells"][c]
             mark = "*" if x.get("seen_in_training") else ("'" if x.get("in_distribution") else " ")
-            line += f"{_trio(x):>14}{mark}"
-        line += f"{_trio(_ood_means(rec)):>15} {rec['ffr']['all']:>6.3f}"
+            line += f" {_trio(x):>14}{mark}"
+        line += f" {_trio(_ood_means(rec)):>15} {_trio(_ood_means(rec, COMMON)):>15}"
+        line += f" {rec['ffr']['all']:>6.3f}"
         print(line)
 
 
@@ -601,8 +642,9 @@ def main() -> None:
     for title, recs in tables:
         print_table(([shipped] if shipped else []) + recs, title)
     print(
-        "\n* = rows the shipped model was trained on; ' = in-distribution (the source's own held-out "
-        "part). OOD mean excludes both. FFR = share of benign answers flagged."
+        "\n* = rows the shipped model was trained on; ' = in-distribution (the row holds other "
+        "prompts of that source). OOD mean excludes both; JBB+tox mean: the same over the JBB and ToxiGen columns only "
+        "(the same test sets for every row). FFR = share of benign answers flagged."
     )
     print(f"wall time {wall:.0f} s")
     if args.quick or args.no_record:
@@ -621,7 +663,12 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with RESULTS.open("a", encoding="utf-8") as fh:
         for rec in records:
-            rec = {"bench": "safety_matrix", **rec, "ood_mean": _ood_means(rec)}
+            rec = {
+                "bench": "safety_matrix",
+                **rec,
+                "ood_mean": _ood_means(rec),
+                "common_mean": _ood_means(rec, COMMON),
+            }
             fh.write(json.dumps({**rec, "knobs": knobs, "wall_s": round(wall, 1), **env}) + "\n")
     print(f"appended {len(records)} lines to {RESULTS.relative_to(REPO)}")
 
