@@ -51,10 +51,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -87,8 +86,18 @@ from safeladder.serving.schemas import (
     ScoreResponse,
 )
 from safeladder.serving.settings import ServeSettings
-from safeladder.serving.wire import Row, dumps, json_request, jsonable, num, rows_of, unencodable
-from safeladder.types import Sample
+from safeladder.serving.wire import (
+    Row,
+    WireSample,
+    dumps,
+    get_reward_body,
+    json_request,
+    jsonable,
+    num,
+    rows_of,
+    unencodable,
+)
+from safeladder.types import Sample, SampleBatch
 
 logger = logging.getLogger("safeladder.serving")
 
@@ -154,7 +163,7 @@ class _Service:
         self.images = ImageChecker(settings)
         row_independent = all(t.normalize == "none" for t in reward.config.terms)
         self.coalesce = row_independent and settings.max_batch_size > 1
-        self.batcher: DynamicBatcher[Sample, Row] = DynamicBatcher(
+        self.batcher: DynamicBatcher[WireSample, Row] = DynamicBatcher(
             self._score_rows,
             max_batch_size=settings.max_batch_size,
             max_wait_s=settings.max_wait_ms / 1000.0,
@@ -196,10 +205,18 @@ class _Service:
             metrics.term_state(reward.state_metrics)
 
     # ------------------------------------------------------------------ scoring
-    def _score_rows(self, samples: list[Sample]) -> list[Row]:
-        # Runs in the batcher's single worker thread.
+    def _score_rows(self, samples: list[WireSample]) -> list[Row]:
+        # Runs in the batcher's single worker thread. The batch is built from its columns (what
+        # SampleBatch.from_samples does, without a pydantic Sample per request).
         started = time.perf_counter()
-        result = self.reward.score(samples)
+        batch = SampleBatch(
+            prompts=[s.prompt for s in samples],
+            completions=[s.completion for s in samples],
+            references=[s.reference for s in samples],
+            metas=[s.meta for s in samples],
+            images=[s.images for s in samples],
+        )
+        result = self.reward.score(batch)
         rows = rows_of(result, self.terms)
         self.metrics.count_batch(
             len(samples),
@@ -247,7 +264,7 @@ class _Service:
                 422, f"text cannot be encoded as UTF-8: {reason}", loc, "unencodable_text"
             )
 
-    async def run(self, samples: list[Sample], rows_field: str, receive: Receive) -> list[Row]:
+    async def run(self, samples: list[WireSample], rows_field: str, receive: Receive) -> list[Row]:
         """Queue the samples, wait for their rows; expected failures become ``ApiError``.
 
         The wait ends early when the client disconnects (``_ClientGone``): its rows leave the
@@ -359,39 +376,26 @@ class _Service:
             if body.images is not None
             else [() for _ in range(n)]
         )
+        meta = settings.default_meta
         samples = [
-            Sample.model_construct(
-                prompt=p, completion=c, reference=lab, meta=dict(settings.default_meta), images=im
-            )
+            WireSample(p, c, lab, dict(meta), im)
             for p, c, lab, im in zip(prompts, completions, labels, images, strict=True)
         ]
         rows = await self.run(samples, "query", receive)
-        return self._get_reward_json(rows)
-
-    def _get_reward_json(self, rows: Sequence[Row]) -> bytes:
-        settings = self.settings
-        fill = settings.unscorable_reward
-        totals = [num(r.total) if not math.isnan(r.total) else fill for r in rows]
-        nan_logs = settings.log_missing_as == "nan"
-        missing = float("nan") if nan_logs else None
-        extra_logs: dict[str, list[float | None]] = {
-            t: [s if math.isfinite(s) else missing for s in (r.scores[j] for r in rows)]
-            for j, t in enumerate(self.terms)
-        }
-        # Same extra keys as safeladder.integrations.openrlhf.reward_func (python-file mode).
-        if fill is not None:
-            extra_logs["unscorable"] = [float(math.isnan(r.total)) for r in rows]
-        if self.has_gates:
-            extra_logs["gated"] = [float(r.gated) for r in rows]
-        payload = {"rewards": totals, "scores": totals, "extra_logs": extra_logs}
-        return dumps(payload, allow_nan=nan_logs).encode()
+        return get_reward_body(
+            rows,
+            self.terms,
+            unscorable_reward=settings.unscorable_reward,
+            nan_logs=settings.log_missing_as == "nan",
+            gated=self.has_gates,
+        )
 
     async def score(self, body: ScoreRequest, receive: Receive) -> bytes:
         self.check(body, len(body.samples), "samples")
         samples: list[Sample] = list(body.samples)
         if self.images.any_images(samples):
             samples = await asyncio.to_thread(self.images.samples, samples, "samples")
-        rows = await self.run(samples, "samples", receive)
+        rows = await self.run([WireSample.of(s) for s in samples], "samples", receive)
         results = [
             {
                 "total": num(r.total),

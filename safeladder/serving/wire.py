@@ -8,16 +8,34 @@ Every JSON the server sends is strict (RFC 8259): a number that is NaN or infini
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 from pydantic import BaseModel
 
 from safeladder.jsonsafe import jsonable as to_json_values
 from safeladder.numeric import finite_or_none
-from safeladder.types import RewardResult
+from safeladder.types import Prompt, RewardResult, Sample
+
+
+class WireSample(NamedTuple):
+    """One sample as the server queues it: ``Sample``'s fields, without building (and later
+    re-checking) a pydantic model per request; ``SampleBatch`` checks the columns."""
+
+    prompt: Prompt
+    completion: str
+    reference: Any
+    meta: dict[str, Any]
+    images: tuple[Any, ...]
+
+    @classmethod
+    def of(cls, sample: Sample) -> WireSample:
+        return cls(
+            sample.prompt, sample.completion, sample.reference, dict(sample.meta), sample.images
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +98,33 @@ def jsonable(x: Any) -> Any:
     """Details as strict JSON values: numpy scalars → numbers, NaN / ±inf → null, tuples →
     lists, anything else (a user's verifier may put any object there) → ``str``."""
     return to_json_values(x, default=str)
+
+
+def get_reward_body(
+    rows: Sequence[Row],
+    terms: Sequence[str],
+    *,
+    unscorable_reward: float | None,
+    nan_logs: bool,
+    gated: bool,
+) -> bytes:
+    """/get_reward's answer: ``{"rewards", "scores", "extra_logs"}`` as JSON bytes. An
+    unscorable total is ``unscorable_reward`` (None: null); a term's missing score is null, or
+    NaN with ``nan_logs``; ``extra_logs`` adds ``unscorable`` when ``unscorable_reward`` is set
+    and ``gated`` when the reward has gates -- the same keys as
+    ``safeladder.integrations.openrlhf.reward_func`` (python-file mode)."""
+    totals = [num(r.total) if not math.isnan(r.total) else unscorable_reward for r in rows]
+    missing = float("nan") if nan_logs else None
+    extra_logs: dict[str, list[float | None]] = {
+        t: [s if math.isfinite(s) else missing for s in (r.scores[j] for r in rows)]
+        for j, t in enumerate(terms)
+    }
+    if unscorable_reward is not None:
+        extra_logs["unscorable"] = [float(math.isnan(r.total)) for r in rows]
+    if gated:
+        extra_logs["gated"] = [float(r.gated) for r in rows]
+    payload = {"rewards": totals, "scores": totals, "extra_logs": extra_logs}
+    return dumps(payload, allow_nan=nan_logs).encode()
 
 
 def dumps(payload: Any, *, allow_nan: bool = False) -> str:
