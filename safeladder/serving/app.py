@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -523,17 +522,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        interval = sys.getswitchinterval()
-        if settings.switch_interval_ms is not None:
-            sys.setswitchinterval(settings.switch_interval_ms / 1000.0)
-        try:
-            yield
-            service.draining = True
-            await service.batcher.close()
-            if close_reward:
-                reward.close()
-        finally:
-            sys.setswitchinterval(interval)
+        yield
+        service.draining = True
+        await service.batcher.close()
+        if close_reward:
+            reward.close()
 
     app = _RewardApp(
         title="safeladder reward server",

@@ -46,16 +46,6 @@ class ServeSettings(BaseModel):
         description="How long the first queued request waits for others to fill a batch before "
         "the batch runs anyway (under load batches fill while the previous one runs).",
     )
-    switch_interval_ms: float | None = Field(
-        default=0.5,
-        gt=0.0,
-        le=100.0,
-        description="Python's thread switch interval (sys.setswitchinterval) while the server "
-        "runs. The scoring thread and the event loop share the GIL: with Python's 5 ms, a "
-        "batch whose model call just returned (or a request that just arrived) can wait up to "
-        "5 ms for the other thread to let go, several times per batch. Set at startup, "
-        "restored at shutdown; None leaves the interpreter's own.",
-    )
     max_queue: int = Field(
         default=8192,
         ge=1,

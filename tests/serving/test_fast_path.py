@@ -6,7 +6,6 @@ parses as JSON, reaches it untouched)."""
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
 import httpx
@@ -136,15 +135,3 @@ def test_json_request_leaves_bodies_it_cannot_take_to_fastapi(body: bytes) -> No
         json_request({"headers": [(b"content-type", b"application/json")]}, body, GetRewardRequest)
         is None
     )
-
-
-def test_the_switch_interval_is_set_while_serving_and_restored_after() -> None:
-    before = sys.getswitchinterval()
-
-    async def main(**settings: Any) -> float:
-        async with serving(probe_reward(), **settings):
-            return sys.getswitchinterval()
-
-    assert run(lambda: main(switch_interval_ms=2.0)) == pytest.approx(0.002)
-    assert sys.getswitchinterval() == before
-    assert run(lambda: main(switch_interval_ms=None)) == before
