@@ -10,8 +10,14 @@ In order, for each HTTP request:
 3. the body: ``Content-Length`` over ``max_body_bytes`` is 413 at once; the body is read up to
    the limit within ``body_timeout_s`` (a client that sends half a request and stalls gets 408
    and its connection closed, instead of holding a slot forever);
-4. the request is counted in ``/metrics`` with the status the client got; a client that left
+4. a POST whose path has a fast handler (``/get_reward``) is offered to it with the body; what
+   it does not answer, and every other request, goes on to the app (FastAPI) with the body
+   replayed;
+5. the request is counted in ``/metrics`` with the status the client got; a client that left
    before its answer was sent counts as 499, never as a server error.
+
+The guard wraps the whole FastAPI app (``create_app``), so none of FastAPI's own middleware
+runs before it.
 """
 
 from __future__ import annotations
