@@ -31,8 +31,8 @@ with a term that normalizes across rows (batch / group z-score, rank) are not co
 request is scored alone, so its rows are normalized together exactly as offline. A queued
 request whose client disconnected or whose wait timed out leaves the queue before it is scored.
 A ``POST /get_reward`` with a plain ``application/json`` body that the model accepts is answered
-by the guard without FastAPI's layers (``_Service.fast_get_reward``: the same answers, well under half
-of the cost per one-sample request); every other request goes through FastAPI.
+by the guard without FastAPI's layers (``_Service.fast_get_reward``: the same answers, well
+under half the cost per one-sample request); every other request goes through FastAPI.
 
 Status codes, all with the ``ErrorResponse`` body (``safeladder.serving.errors``): 400 a body
 that is not parseable JSON; 401 missing / wrong API key; 408 body not received within
