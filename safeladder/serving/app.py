@@ -211,12 +211,13 @@ class _Service:
         # Runs in the batcher's single worker thread. The batch is built from its columns (what
         # SampleBatch.from_samples does, without a pydantic Sample per request).
         started = time.perf_counter()
+        images = [s.images for s in samples]
         batch = SampleBatch(
             prompts=[s.prompt for s in samples],
             completions=[s.completion for s in samples],
             references=[s.reference for s in samples],
             metas=[s.meta for s in samples],
-            images=[s.images for s in samples],
+            images=images if any(images) else [],  # [] = no row has images (nothing to check)
         )
         result = self.reward.score(batch)
         rows = rows_of(result, self.terms)
