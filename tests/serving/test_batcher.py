@@ -262,3 +262,56 @@ def test_the_next_batch_starts_when_a_call_returns_even_while_the_event_loop_is_
         await b.close()
 
     run(main())
+
+
+def test_many_requests_with_cancellations_leave_nothing_behind() -> None:
+    # Seeded stress: requests of 1-3 rows arriving while batches run, a third of them given up
+    # (timeout) at random moments. Every kept request gets exactly its rows back, every given
+    # up one is either scored or dropped (never both), and the queue ends empty.
+    import random
+
+    rng = random.Random(0)
+    scored: list[int] = []
+    dropped: list[int] = []
+
+    def score(rows: list[int]) -> list[int]:
+        scored.extend(rows)
+        time.sleep(0.002)
+        return [2 * r for r in rows]
+
+    async def main() -> None:
+        b = DynamicBatcher(
+            score,
+            max_batch_size=8,
+            max_wait_s=0.003,
+            max_queue=10_000,
+            on_drop=lambda rows, _why: dropped.append(rows),
+        )
+        kept: list[tuple[list[int], asyncio.Future[list[int]]]] = []
+        given_up = []
+        next_row = 0
+        for _ in range(300):
+            rows = list(range(next_row, next_row + rng.randint(1, 3)))
+            next_row += len(rows)
+            future = b.enqueue(rows)
+            if rng.random() < 1 / 3:
+                asyncio.get_running_loop().call_later(rng.random() * 0.01, future.cancel, "timeout")
+                given_up.append((rows, future))
+            else:
+                kept.append((rows, future))
+            if rng.random() < 0.3:
+                await asyncio.sleep(rng.random() * 0.002)
+        for rows, future in kept:
+            assert await future == [2 * r for r in rows]
+        await asyncio.sleep(0.05)
+        await b.close()
+        assert b.queue_rows == 0 and b.queue_requests == 0 and b.running_rows == 0
+        for rows, future in given_up:
+            if future.cancelled():
+                continue
+            assert future.result() == [2 * r for r in rows]  # cancelled too late: scored
+        seen = set(scored)
+        assert sum(dropped) == sum(1 for rows, _ in given_up for x in rows if x not in seen)
+
+    run(main())
+    assert len(scored) == len(set(scored))  # no row scored twice
