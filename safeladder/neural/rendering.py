@@ -16,6 +16,8 @@ templates; a verifier must see text the way it was trained on. ``encode_pairs``:
   first; if the completion alone is too long, the prompt is dropped and the completion's END
   is kept. Special tokens the tokenizer adds around the text (``[CLS]``/``[SEP]``, a leading
   BOS) are always kept. ``Encoded.truncated`` flags the rows that lost tokens.
+- ``encode_windows`` renders the same rows as overlapping windows over the completion's
+  tokens, each with as much of the prompt as fits (for scoring long completions whole).
 - Text is bounded by characters before it is rendered or tokenized (``char_bound``): the
   prompt and the completion each keep at most ``max_length x chars_per_token`` characters, the
   END of each (what the token truncation keeps). A token never spans more characters than that
@@ -327,31 +329,9 @@ def encode_pairs(
     limit = int(max_length if max_length is not None else cfg.max_length)
     chat = uses_chat(tokenizer, cfg)
     bound = char_bound(tokenizer, limit, cfg.chars_per_token)
-    texts: list[str] = []
-    heads: list[int] = []
-    cut_rows: list[int] = []
-    for i, (p, c) in enumerate(zip(prompts, completions, strict=True)):
-        where = first_row + i
-        comp = final_answer(c) if cfg.judge_final_answer else c
-        comp, comp_cut = keep_end(comp, bound)
-        p, prompt_cut = keep_prompt_end(p, bound)
-        if comp_cut or prompt_cut:
-            cut_rows.append(i)
-        _check_prompt(where, p)
-        check_encodable(where, "completion", comp)
-        if chat:
-            try:
-                text, k = render_chat(tokenizer, p, comp)
-            except Exception as exc:
-                raise InputError(
-                    f"row {where}: the verifier's chat template failed on this prompt: {exc}",
-                    row=where,
-                ) from exc
-        else:
-            head = prompt_text(p)
-            text, k = head + comp, len(head)
-        texts.append(text)
-        heads.append(k)
+    texts, heads, cut_rows = _render_texts(
+        prompts, completions, tokenizer, cfg, chat, bound, bound, first_row
+    )
     if not texts:
         return Encoded([], np.zeros(0, dtype=bool), [], [], chat)
     add_special = not chat
@@ -372,24 +352,163 @@ def encode_pairs(
             out_start.append(cs)
             continue
         truncated[i] = True
-        keep_head, prompt_part, comp_part, tail = (
-            row[:pre],
-            row[pre:cs],
-            row[cs : len(row) - suf],
-            row[len(row) - suf :],
+        new, start = _fit(
+            row[:pre], row[pre:cs], row[cs : len(row) - suf], row[len(row) - suf :], limit
         )
-        budget = max(limit - len(keep_head) - len(tail), 0)
-        if len(comp_part) >= budget:
-            prompt_part = []
-            comp_part = comp_part[len(comp_part) - budget :] if budget else []
-        else:
-            keep = budget - len(comp_part)
-            prompt_part = prompt_part[len(prompt_part) - keep :] if keep else []
-        new = [*keep_head, *prompt_part, *comp_part, *tail]
         out_ids.append(new)
-        out_start.append(len(keep_head) + len(prompt_part))
+        out_start.append(start)
     truncated[cut_rows] = True
     return Encoded(out_ids, truncated, out_start, lengths, chat)
+
+
+def _fit(
+    head: list[int], prompt: list[int], comp: list[int], tail: list[int], limit: int
+) -> tuple[list[int], int]:
+    """``(ids, completion start)`` of a row cut to ``limit`` tokens by ``prompt_first``: the
+    special tokens at both ends kept, the prompt trimmed from the left, then (completion alone
+    too long) the prompt dropped and the completion's end kept."""
+    budget = max(limit - len(head) - len(tail), 0)
+    if len(comp) >= budget:
+        prompt = []
+        comp = comp[len(comp) - budget :] if budget else []
+    else:
+        keep = budget - len(comp)
+        prompt = prompt[len(prompt) - keep :] if keep else []
+    return [*head, *prompt, *comp, *tail], len(head) + len(prompt)
+
+
+@dataclass
+class Windowed:
+    """Rows rendered as windows over their completion (``encode_windows``).
+
+    Attributes:
+        ids: per row, one token-id list per window (a row with no tokens: one empty list).
+        offsets: per row, the completion-token index where each window's part of the
+            completion starts (counted in the whole completion).
+        truncated: bool ``(n,)``; True where some window lost prompt tokens, the completion
+            lost its start beyond the windows' reach, or a character bound cut text.
+    """
+
+    ids: list[list[list[int]]]
+    offsets: list[list[int]]
+    truncated: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def encode_windows(
+    prompts: Sequence[Prompt],
+    completions: Sequence[str],
+    tokenizer: Any,
+    cfg: RenderConfig,
+    *,
+    size: int,
+    stride: int,
+    max_windows: int,
+    max_length: int | None = None,
+    first_row: int = 0,
+) -> Windowed:
+    """Render rows as ``encode_pairs`` does, the completion cut into overlapping windows.
+
+    Each window is the row cut to ``max_length`` by ``prompt_first`` with only ``w =
+    min(size, room)`` completion tokens (``room``: ``max_length`` minus the special tokens),
+    so the prompt keeps its last ``room - w`` tokens. A completion of at most ``w`` tokens is
+    one window, exactly ``encode_pairs``' row; a longer one gets windows starting every
+    ``min(stride, w)`` tokens, the last one ending at the completion's end. A completion
+    longer than ``w + (max_windows - 1) x stride`` tokens keeps its end (flagged truncated).
+
+    Example: 600 completion tokens, ``size=256, stride=192`` → windows at 0, 192 and 344.
+    """
+    if len(prompts) != len(completions):
+        raise InputError(
+            f"encode_windows: {len(prompts)} prompts but {len(completions)} completions"
+        )
+    limit = int(max_length if max_length is not None else cfg.max_length)
+    chat = uses_chat(tokenizer, cfg)
+    reach = size + (max_windows - 1) * stride
+    texts, heads, cut_rows = _render_texts(
+        prompts,
+        completions,
+        tokenizer,
+        cfg,
+        chat,
+        char_bound(tokenizer, limit, cfg.chars_per_token),
+        char_bound(tokenizer, reach, cfg.chars_per_token),
+        first_row,
+    )
+    truncated = np.zeros(len(texts), dtype=bool)
+    truncated[cut_rows] = True
+    if not texts:
+        return Windowed([], [], truncated)
+    ids_rows, starts, prefix_n, suffix_n = _tokenize(tokenizer, texts, heads, not chat)
+    bos = getattr(tokenizer, "bos_token_id", None)
+    out_ids: list[list[list[int]]] = []
+    out_offsets: list[list[int]] = []
+    for i, row in enumerate(ids_rows):
+        pre, suf, cs = prefix_n[i], suffix_n[i], starts[i]
+        if chat and pre == 0 and bos is not None and row and row[0] == bos:
+            pre = 1  # keep a template's leading BOS, as encode_pairs does
+        head, prompt, tail = row[:pre], row[pre:cs], row[len(row) - suf :]
+        comp = row[cs : len(row) - suf]
+        w = min(size, max(limit - len(head) - len(tail), 0))
+        if w == 0 or len(comp) <= w:  # one window: exactly encode_pairs' row
+            if len(row) > limit:
+                truncated[i] = True
+                out_ids.append([_fit(head, prompt, comp, tail, limit)[0]])
+            else:
+                out_ids.append([list(row)])
+            out_offsets.append([0])
+            continue
+        step = min(stride, w)
+        dropped = max(len(comp) - (w + (max_windows - 1) * step), 0)
+        if dropped:
+            comp, truncated[i] = comp[dropped:], True
+        begins = [*range(0, len(comp) - w, step), len(comp) - w]
+        if len(head) + len(prompt) + w + len(tail) > limit:
+            truncated[i] = True
+        out_ids.append([_fit(head, prompt, comp[a : a + w], tail, limit)[0] for a in begins])
+        out_offsets.append([a + dropped for a in begins])
+    return Windowed(out_ids, out_offsets, truncated)
+
+
+def _render_texts(
+    prompts: Sequence[Prompt],
+    completions: Sequence[str],
+    tokenizer: Any,
+    cfg: RenderConfig,
+    chat: bool,
+    prompt_bound: int | None,
+    completion_bound: int | None,
+    first_row: int,
+) -> tuple[list[str], list[int], list[int]]:
+    """``(texts, prompt_chars, rows cut by the character bounds)`` of rows to tokenize."""
+    texts: list[str] = []
+    heads: list[int] = []
+    cut_rows: list[int] = []
+    for i, (p, c) in enumerate(zip(prompts, completions, strict=True)):
+        where = first_row + i
+        comp = final_answer(c) if cfg.judge_final_answer else c
+        comp, comp_cut = keep_end(comp, completion_bound)
+        p, prompt_cut = keep_prompt_end(p, prompt_bound)
+        if comp_cut or prompt_cut:
+            cut_rows.append(i)
+        _check_prompt(where, p)
+        check_encodable(where, "completion", comp)
+        if chat:
+            try:
+                text, k = render_chat(tokenizer, p, comp)
+            except Exception as exc:
+                raise InputError(
+                    f"row {where}: the verifier's chat template failed on this prompt: {exc}",
+                    row=where,
+                ) from exc
+        else:
+            head = prompt_text(p)
+            text, k = head + comp, len(head)
+        texts.append(text)
+        heads.append(k)
+    return texts, heads, cut_rows
 
 
 def _tokenize(

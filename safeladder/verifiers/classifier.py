@@ -41,8 +41,16 @@ Example::
     {"type": "classifier", "path": "ckpt/safety-clf", "good_label": "safe",
      "render": {"judge_final_answer": true}, "runtime": {"device": "auto"}}
 
-Details per row: ``probs`` (label → probability after calibration, before polarity), and
-``truncated: true`` when the row was cut to fit ``render.max_length``.
+Long completions (``render.windows: {size: 256, stride: 192, aggregate: min}``, off by default):
+the completion is cut into windows of ``size`` tokens every ``stride`` tokens (the last one
+ending at its end), each window rendered with as much of the prompt as fits (trimmed from the
+left, as ``truncation`` does); every window of every row is one row of the same engine call
+(deduplicated and cached as usual), and the row's score is the worst window's (``min``) or the
+windows' ``mean``. A completion that fits one window gets exactly the unwindowed score.
+
+Details per row: ``probs`` (label → probability after calibration, before polarity; windowed:
+of the worst window), ``windows`` and ``worst_window_offset`` (its first completion token)
+when windowed, and ``truncated: true`` when the row was cut to fit ``render.max_length``.
 """
 
 from __future__ import annotations
@@ -52,15 +60,25 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
-from safeladder.errors import ConfigError
+from safeladder.errors import ConfigError, VerifierError
 from safeladder.images import ImageLimits
 from safeladder.neural.activations import sigmoid, softmax
-from safeladder.neural.rendering import RenderConfig
+from safeladder.neural.rendering import RenderConfig, Windowed, encode_windows
 from safeladder.neural.runtime import RuntimeConfig
+from safeladder.types import SampleBatch
 from safeladder.verifiers.base import RowResult, Verifier, VerifierConfig
-from safeladder.verifiers.neural_base import NeuralVerifier
+from safeladder.verifiers.neural_base import NeuralVerifier, PreparedRows
 
 CALIBRATION_FILE = "safeladder_calibration.json"
 
@@ -149,6 +167,65 @@ def read_calibration(model_dir: str | Path) -> TemperatureCalibration | Isotonic
         raise ConfigError(f"{f}: invalid calibration file: {exc}") from exc
 
 
+class WindowConfig(BaseModel):
+    """Score a long completion as overlapping windows of its tokens (``render.windows``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    size: int = Field(
+        default=256,
+        ge=1,
+        description=(
+            "Completion tokens per window (at most what max_length leaves beside the special "
+            "tokens); the prompt fills the rest of each window, trimmed from the left."
+        ),
+    )
+    stride: int = Field(
+        default=192, ge=1, description="Completion tokens between window starts (<= size)."
+    )
+    aggregate: Literal["min", "mean"] = Field(
+        default="min",
+        description="Row score from its window scores: 'min' (the worst window) or 'mean'.",
+    )
+    max_windows: int = Field(
+        default=16,
+        ge=1,
+        description=(
+            "Windows per row at most; a completion longer than size + (max_windows - 1) x "
+            "stride tokens keeps its end and the row counts as truncated."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _stride_within_size(self) -> WindowConfig:
+        if self.stride > self.size:
+            raise ValueError(
+                f"windows.stride: {self.stride} > size {self.size} would skip tokens between "
+                "windows; use a stride <= size"
+            )
+        return self
+
+
+class ClassifierRenderConfig(RenderConfig):
+    """``RenderConfig`` plus ``windows``; left out of dumps (and fingerprints) when unset."""
+
+    windows: WindowConfig | None = Field(
+        default=None,
+        description=(
+            "Score the completion as windows {size, stride, aggregate: min|mean, max_windows} "
+            "of its tokens, each with as much of the prompt as fits, in one engine pass; "
+            "null = one row cut to max_length."
+        ),
+    )
+
+    @model_serializer(mode="wrap")
+    def _drop_unset_windows(self, handler: SerializerFunctionWrapHandler) -> Any:
+        out = handler(self)
+        if self.windows is None and isinstance(out, dict):
+            out.pop("windows", None)
+        return out
+
+
 class ClassifierConfig(VerifierConfig):
     """Config of a sequence-classifier verifier; see the module docstring."""
 
@@ -192,8 +269,9 @@ class ClassifierConfig(VerifierConfig):
             "{kind: temperature, temperature: T} / {kind: isotonic, x: [...], y: [...]}."
         ),
     )
-    render: RenderConfig = Field(
-        default_factory=RenderConfig, description="How rows become the model's input text."
+    render: ClassifierRenderConfig = Field(
+        default_factory=ClassifierRenderConfig,
+        description="How rows become the model's input text (plus optional windows).",
     )
     runtime: RuntimeConfig = Field(
         default_factory=RuntimeConfig, description="Device, dtype, batching and caching."
@@ -205,6 +283,13 @@ class ClassifierConfig(VerifierConfig):
             "decoded (count, pixels, bytes, root, http); a refused image is that row's error."
         ),
     )
+
+    @field_validator("render", mode="before")
+    @classmethod
+    def _plain_render(cls, v: Any) -> Any:
+        if isinstance(v, RenderConfig) and not isinstance(v, ClassifierRenderConfig):
+            return v.model_dump()
+        return v
 
     @field_validator("path")
     @classmethod
@@ -272,6 +357,12 @@ class ClassifierVerifier(NeuralVerifier):
                 raise ConfigError(
                     f"calibration.per_label: unknown labels {unknown}; labels are {self.labels}"
                 )
+        self.windows = config.render.windows
+        if self.windows is not None and loaded.processor is not None:
+            raise ConfigError(
+                f"render.windows: {config.path!r} is a vision-language model; windows apply to "
+                "text classifiers only (remove render.windows)"
+            )
 
     def _fingerprint_state(self) -> str:
         cal = self.calibration
@@ -322,8 +413,8 @@ class ClassifierVerifier(NeuralVerifier):
                 probs[:, self.good_index] = shared(probs[:, self.good_index])
         return probs
 
-    def _rows_from_outputs(self, outputs: np.ndarray) -> list[RowResult]:
-        probs = self.probabilities(outputs)
+    def _good(self, probs: np.ndarray) -> np.ndarray:
+        """Scores ``(rows,)`` float64 in [0, 1] from calibrated probabilities."""
         if self.multi:
             good = probs if self.cfg.label_polarity == "good" else 1.0 - probs
             if self.cfg.combine == "min":
@@ -336,12 +427,96 @@ class ClassifierVerifier(NeuralVerifier):
         else:
             assert self.good_index is not None
             scores = probs[:, self.good_index]
-        scores = np.clip(scores, 0.0, 1.0)
-        return [
-            (
-                float(s),
-                "ok",
-                {"probs": {lab: float(p) for lab, p in zip(self.labels, row, strict=True)}},
+        return np.clip(scores, 0.0, 1.0)
+
+    # -- windows: every window of every row is one engine row ---------------------------------
+
+    def _prepare(self, batch: SampleBatch) -> PreparedRows:
+        win = self.windows
+        if win is None:
+            return super()._prepare(batch)
+        n = len(batch)
+        inputs: list[Any] = [None] * n
+        rows: list[RowResult | None] = [None] * n
+        truncated = np.zeros(n, dtype=bool)
+        for i, got in enumerate(self._encode_windows(batch)):
+            if not isinstance(got, Windowed):
+                rows[i] = got
+            elif not got.ids[0][0]:
+                rows[i] = (float("nan"), "abstain", {"reason": "the row renders to no tokens"})
+            else:
+                inputs[i] = (got.ids[0], got.offsets[0])
+                truncated[i] = bool(got.truncated[0])
+        return PreparedRows(inputs, rows, truncated)
+
+    def _encode_windows(self, batch: SampleBatch) -> list[Windowed | RowResult]:
+        """One one-row ``Windowed`` per row; under ``on_error: abstain`` a row whose rendering
+        fails is an error result, the others are still encoded."""
+        win = self.windows
+        assert win is not None
+
+        def enc(ps: Any, cs: Any, first: int) -> Windowed:
+            return encode_windows(
+                ps,
+                cs,
+                self.loaded.tokenizer,
+                self.render,
+                size=win.size,
+                stride=win.stride,
+                max_windows=win.max_windows,
+                max_length=self.max_length,
+                first_row=first,
             )
-            for s, row in zip(scores, probs, strict=True)
-        ]
+
+        try:
+            whole = enc(batch.prompts, batch.completions, 0)
+            return [
+                Windowed([whole.ids[i]], [whole.offsets[i]], whole.truncated[i : i + 1])
+                for i in range(len(batch))
+            ]
+        except Exception as exc:
+            if self.config.on_error == "raise":
+                raise VerifierError(f"{self.name}: {exc}") from exc
+        out: list[Windowed | RowResult] = []
+        for i in range(len(batch)):
+            try:
+                out.append(enc([batch.prompts[i]], [batch.completions[i]], i))
+            except Exception as exc:
+                out.append((float("nan"), "error", {"reason": f"{type(exc).__name__}: {exc}"}))
+        return out
+
+    def _run(self, inputs: list[Any]) -> np.ndarray:
+        """Windowed: all windows in one engine call; per row ``[score, windows, worst offset,
+        worst window's logits...]`` (float64). Otherwise the logits per row."""
+        win = self.windows
+        if win is None:
+            return super()._run(inputs)
+        flat = [w for ids, _ in inputs for w in ids]
+        logits = np.asarray(super()._run(flat), dtype=np.float64)
+        scores = self._good(self.probabilities(logits))
+        out = np.empty((len(inputs), 3 + logits.shape[1]), dtype=np.float64)
+        at = 0
+        for r, (ids, offsets) in enumerate(inputs):
+            part = scores[at : at + len(ids)]
+            worst = int(np.argmin(part))
+            agg = part[worst] if win.aggregate == "min" else part.mean()
+            out[r, :3] = (agg, len(ids), offsets[worst])
+            out[r, 3:] = logits[at + worst]
+            at += len(ids)
+        return out
+
+    def _rows_from_outputs(self, outputs: np.ndarray) -> list[RowResult]:
+        windowed = self.windows is not None
+        logits = outputs[:, 3:] if windowed else outputs
+        probs = self.probabilities(logits)
+        scores = np.clip(outputs[:, 0], 0.0, 1.0) if windowed else self._good(probs)
+        rows: list[RowResult] = []
+        for k, (s, row) in enumerate(zip(scores, probs, strict=True)):
+            detail: dict[str, Any] = {
+                "probs": {lab: float(p) for lab, p in zip(self.labels, row, strict=True)}
+            }
+            if windowed:
+                detail["windows"] = int(outputs[k, 1])
+                detail["worst_window_offset"] = int(outputs[k, 2])
+            rows.append((float(s), "ok", detail))
+        return rows
