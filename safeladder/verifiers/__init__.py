@@ -25,6 +25,7 @@ from safeladder.verifiers.classifier import ClassifierConfig
 from safeladder.verifiers.confidence_calibration import ConfidenceCalibrationConfig
 from safeladder.verifiers.custom import CustomConfig
 from safeladder.verifiers.embedding_head import EmbeddingHeadConfig
+from safeladder.verifiers.ensemble import EnsembleConfig
 from safeladder.verifiers.image_safety import ImageSafetyConfig
 from safeladder.verifiers.kk_logic import KKLogicConfig
 from safeladder.verifiers.label_judge import LabelJudgeConfig
@@ -58,6 +59,7 @@ VerifierSpec = Annotated[
     | ProcessRewardConfig
     | ImageSafetyConfig
     | RepeatsCorrectionConfig
+    | EnsembleConfig
     | CustomConfig,
     Field(discriminator="type"),
 ]

@@ -71,6 +71,11 @@ CONFIGS: dict[str, Callable[[], dict]] = {
         "path": str(tiny_open_rm("qwen_prm")),
         "runtime": CPU,
     },
+    "ensemble": lambda: {
+        "type": "ensemble",
+        "combine": "logit_mean",
+        "members": [{"verifier": {"type": "qa_match"}}, {"verifier": "refusal", "weight": 2.0}],
+    },
     "step_scorer": lambda: {
         "type": "step_scorer",
         "verifier": {"type": "custom", "target": "tests.verifiers.step_fixtures:line_count"},
