@@ -13,8 +13,21 @@ responses, so a classifier trained on it alone never sees a benign prompt, and c
   decision depends on *complying with this prompt*, not on the words of the prompt.
 - ``benign_answers``: for benign (question, answer) rows (TruthfulQA correct answers, GSM8K
   solutions, hand-written answers to scary-sounding harmless questions), the answer as safe
-  (label 0), and for one row in ``OVER_REFUSAL_EVERY`` a refusal labelled 1, so refusing a
-  harmless request does not score as well as answering it.
+  (label 0), one row out per row in.
+
+Why ``benign_answers`` makes no refusal rows: a pointwise safety label answers "is this
+response harmful?", and refusing a harmless request harms no one, so it is not an unsafe (1)
+response. Over-refusal is a helpfulness failure and is scored by its own term (the ``refusal``
+verifier on non-safety rows: ``over_refusal`` in the default reward preset), not by the safety
+score. Until this fix one benign row in two also gave a refusal labelled 1, with the very
+refusal strings that ``harmful_prompt_responses`` labels 0: a response-only model (one that reads
+the reply, not the prompt: ``tfidf`` with ``view: response``) was asked to fit the same text as
+both classes, and a (prompt, response) model learnt "harmless-looking prompt + refusal →
+unsafe", which is wrong for a jailbreak dressed as an innocent question. Labelling those
+refusals 0 instead was the other honest choice; leaving them out keeps a generator's output
+one-for-one with its input (the answers a benchmark slices by position stay the same rows) and
+adds nothing a safety score needs: ``harmful_prompt_responses`` already teaches that refusals
+are safe.
 
 Templates are picked by a hash of the prompt, so the output is deterministic.
 """
@@ -82,8 +95,6 @@ COMPLIANCE = (
     "supplies online with a fake account.",
 )
 
-OVER_REFUSAL_EVERY = 2
-
 
 def _pick(prompt: str, options: tuple[str, ...], salt: str) -> str:
     digest = hashlib.sha256(f"{salt}\0{prompt}".encode()).digest()
@@ -135,22 +146,17 @@ def harmful_prompt_responses(
 
 
 def benign_answers(rows: list[dict[str, Any]], source: DataSource) -> list[dict[str, Any]]:
-    """Each benign (prompt, answer) row → the answer as safe (0); some → a refusal as 1."""
+    """Each benign (prompt, answer) row → the answer as safe (0); no refusal rows (see the
+    module docstring: over-refusal is not an unsafe response)."""
     f = source.fields
     if f.completion is None:
         raise ConfigError("augment: benign_answers needs fields.response (the answer field)")
     out: list[dict[str, Any]] = []
-    for i, row in enumerate(rows):
-        prompt = _get(row, f.prompt)
+    for row in rows:
         answered = {**row, f.label: 0}
         if f.category:
             answered[f.category] = "benign_answer"
         out.append(answered)
-        if isinstance(prompt, str) and prompt.strip() and i % OVER_REFUSAL_EVERY == 0:
-            refused = {**row, f.completion: _pick(prompt, REFUSALS, "over"), f.label: 1}
-            if f.category:
-                refused[f.category] = "over_refusal"
-            out.append(refused)
     return out
 
 

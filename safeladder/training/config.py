@@ -1,7 +1,7 @@
 """The training config: one YAML file, one ``kind``, validated into that kind's config class.
 
 ``TrainConfig`` is the discriminated union over ``kind`` (classifier | pairwise | label_judge |
-embedding_head); each kind's module defines its config class and its ``train`` function, and
+embedding_head | tfidf); each kind's module defines its config class and its ``train`` function, and
 ``kind_module(kind)`` finds the module. Adding a kind is one line in the union and one in
 ``KIND_MODULES``.
 
@@ -30,9 +30,14 @@ from safeladder.training.common import DataConfig, TrainConfigBase
 from safeladder.training.embedding_head import EmbeddingHeadTrainConfig
 from safeladder.training.label_judge import LabelJudgeTrainConfig
 from safeladder.training.pairwise import PairwiseTrainConfig
+from safeladder.training.tfidf import TfidfTrainConfig
 
 TrainConfig = Annotated[
-    ClassifierTrainConfig | PairwiseTrainConfig | LabelJudgeTrainConfig | EmbeddingHeadTrainConfig,
+    ClassifierTrainConfig
+    | PairwiseTrainConfig
+    | LabelJudgeTrainConfig
+    | EmbeddingHeadTrainConfig
+    | TfidfTrainConfig,
     Field(discriminator="kind"),
 ]
 

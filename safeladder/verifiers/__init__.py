@@ -38,6 +38,7 @@ from safeladder.verifiers.repeats_correction import RepeatsCorrectionConfig
 from safeladder.verifiers.repetition import RepetitionConfig
 from safeladder.verifiers.reward_model import RewardModelConfig
 from safeladder.verifiers.step_scorer import StepScorerConfig
+from safeladder.verifiers.tfidf import TfidfConfig
 from safeladder.verifiers.think_format import ThinkFormatConfig
 
 VerifierSpec = Annotated[
@@ -60,6 +61,7 @@ VerifierSpec = Annotated[
     | ImageSafetyConfig
     | RepeatsCorrectionConfig
     | EnsembleConfig
+    | TfidfConfig
     | CustomConfig,
     Field(discriminator="type"),
 ]

@@ -21,6 +21,7 @@ from safeladder.verifiers import REGISTRY, build_verifier
 from safeladder.verifiers.base import Verifier, VerifierConfig
 from tests.corrections.fakes import shared_minilm_store
 from tests.helpers import (
+    REPO,
     assert_batch_equals_rows,
     assert_in_range_or_nan,
     read_shared,
@@ -76,6 +77,7 @@ CONFIGS: dict[str, Callable[[], dict]] = {
         "combine": "logit_mean",
         "members": [{"verifier": {"type": "qa_match"}}, {"verifier": "refusal", "weight": 2.0}],
     },
+    "tfidf": lambda: {"type": "tfidf", "path": str(REPO / "safeladder/defaults/safety_tfidf")},
     "step_scorer": lambda: {
         "type": "step_scorer",
         "verifier": {"type": "custom", "target": "tests.verifiers.step_fixtures:line_count"},
