@@ -30,7 +30,13 @@ def _write(tmp_path: Path, data: dict, name: str = "cfg.yaml") -> Path:
 
 
 def test_every_kind_is_registered() -> None:
-    assert sorted(KIND_CONFIGS) == ["classifier", "embedding_head", "label_judge", "pairwise"]
+    assert sorted(KIND_CONFIGS) == [
+        "classifier",
+        "embedding_head",
+        "label_judge",
+        "pairwise",
+        "tfidf",
+    ]
 
 
 def test_loads_with_paths_relative_to_the_config_file(tmp_path: Path) -> None:
