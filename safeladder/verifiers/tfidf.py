@@ -230,7 +230,7 @@ def save_tfidf(
         "good_class": int(good_class),
         "threshold": threshold,
         "calibration": calibration,
-        "meta": meta or {},
+        "meta": {**(meta or {}), "sklearn": _sklearn_version()},
     }
     from safeladder.jsonsafe import jsonable
 
@@ -239,6 +239,12 @@ def save_tfidf(
     save_file(tensors, str(d / WEIGHTS_FILE))
     tmp.replace(d / TFIDF_FILE)
     return d
+
+
+def _sklearn_version() -> str:
+    import sklearn
+
+    return str(sklearn.__version__)
 
 
 # ------------------------------------------------------------------------------ the verifier
