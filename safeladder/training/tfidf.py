@@ -21,6 +21,9 @@ the verifier's score P(good); a score at or below it flags) is
 - ``threshold: {from: fixed, value: V}``: ``V`` as given; ``metrics.json``'s dev metrics stay at
   the dev-chosen threshold, and ``tfidf.json`` records the dev F1 / FPR at ``V`` beside it.
 
+Either way the verifier's ``flagged`` detail and ``safeladder eval``'s default threshold are the
+saved one.
+
 The dev split is the runner's: a grouped split of all the train sources (so it mixes them), or
 the ``data.dev`` sources, which may be several files.
 

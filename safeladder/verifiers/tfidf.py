@@ -27,7 +27,8 @@ model never saw.
 
 Score range: [0, 1], the probability of the good class (higher = safer for ``good_label: "0"``).
 ``details[i]``: ``logit`` (of label 1), ``truncated``, ``flagged`` (score <= the saved
-``score_threshold``, when one is saved).
+``score_threshold``, when one is saved; ``safeladder eval`` takes the same threshold by default,
+from ``verifier.calibration.meta``).
 
 Example config::
 
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -250,6 +252,13 @@ def _sklearn_version() -> str:
 # ------------------------------------------------------------------------------ the verifier
 
 
+@dataclass(frozen=True)
+class SavedDecision:
+    """The decision threshold saved with a model, as ``meta`` (the calibration-file shape)."""
+
+    meta: dict[str, Any]
+
+
 class TfidfVerifier(RuleVerifier):
     """Scores rows with the saved TF-IDF + logistic regression; see the module docstring."""
 
@@ -259,6 +268,21 @@ class TfidfVerifier(RuleVerifier):
         super().__init__(config)
         self.cfg = config
         self.model = load_tfidf(config.path)
+        t = self.model.score_threshold
+        #: The saved decision, where ``safeladder eval`` reads a verifier's training-time
+        #: threshold (``calibration.meta``; the temperature itself is already in the weights).
+        self.calibration = (
+            None
+            if t is None
+            else SavedDecision(
+                {
+                    "score_threshold": float(t),
+                    "score_predicts_positive": "below"
+                    if self.model.good_class == 0
+                    else "at_or_above",
+                }
+            )
+        )
 
     def _fingerprint_extra(self) -> str:
         return f"tfidf={self.model.digest}"
@@ -318,6 +342,7 @@ __all__ = [
     "FORMAT",
     "TFIDF_FILE",
     "WEIGHTS_FILE",
+    "SavedDecision",
     "TfidfConfig",
     "TfidfModel",
     "TfidfVerifier",

@@ -20,9 +20,10 @@ from typer.testing import CliRunner
 from safeladder.cli.app import app
 from safeladder.errors import ConfigError
 from safeladder.training.config import load_train_config, parse_train_config
+from safeladder.training.eval_scoring import saved_decision
 from safeladder.training.runner import prepare_data, run_training, verifier_config
 from safeladder.types import Sample
-from safeladder.verifiers import build_verifier
+from safeladder.verifiers import build_verifier, parse_verifier_config
 from safeladder.verifiers.tfidf import TFIDF_FILE, WEIGHTS_FILE, load_tfidf
 
 SAFE = [
@@ -117,6 +118,9 @@ def test_fixed_threshold_is_saved_with_its_dev_figures(tmp_path: Path) -> None:
     assert spec["view"] == "pair"
     assert spec["threshold"]["from"] == "fixed" and spec["threshold"]["score_threshold"] == 0.3
     assert 0.0 <= spec["threshold"]["dev_f1"] <= 1.0 and "dev_fpr" in spec["threshold"]
+    # safeladder eval's default threshold is the saved one, not the runner's dev choice.
+    vcfg = parse_verifier_config(verifier_config(summary.output_dir))
+    assert saved_decision(vcfg, vcfg.build())[:2] == (0.3, 0)
 
 
 def _parse(**over: Any) -> Any:
