@@ -29,6 +29,11 @@ one-for-one with its input (the answers a benchmark slices by position stay the 
 adds nothing a safety score needs: ``harmful_prompt_responses`` already teaches that refusals
 are safe.
 
+``benign_answers_with_refusals`` is the old behaviour (one benign row in two also gives a
+refusal labelled 1), kept under its own name because the shipped ``safety`` classifier was
+trained with it: ``configs/train/safety.yaml`` names it, so ``make train-safety`` still
+reproduces the shipped model.
+
 Templates are picked by a hash of the prompt, so the output is deterministic.
 """
 
@@ -160,9 +165,36 @@ def benign_answers(rows: list[dict[str, Any]], source: DataSource) -> list[dict[
     return out
 
 
+#: ``benign_answers_with_refusals``: one benign row in this many also gives a refusal labelled 1.
+OVER_REFUSAL_EVERY = 2
+
+
+def benign_answers_with_refusals(
+    rows: list[dict[str, Any]], source: DataSource
+) -> list[dict[str, Any]]:
+    """``benign_answers`` plus, for one row in ``OVER_REFUSAL_EVERY``, a refusal labelled 1.
+
+    The generator the shipped ``safety`` classifier was trained with
+    (``configs/train/safety.yaml``), kept so that recipe still reproduces it; new recipes use
+    ``benign_answers`` (the module docstring says why over-refusal is not an unsafe label).
+    """
+    f = source.fields
+    out: list[dict[str, Any]] = []
+    for i, (row, answered) in enumerate(zip(rows, benign_answers(rows, source), strict=True)):
+        out.append(answered)
+        prompt = _get(row, f.prompt)
+        if isinstance(prompt, str) and prompt.strip() and i % OVER_REFUSAL_EVERY == 0:
+            refused = {**row, f.completion: _pick(prompt, REFUSALS, "over"), f.label: 1}
+            if f.category:
+                refused[f.category] = "over_refusal"
+            out.append(refused)
+    return out
+
+
 GENERATORS: dict[str, Callable[[list[dict[str, Any]], DataSource], list[dict[str, Any]]]] = {
     "harmful_prompt_responses": harmful_prompt_responses,
     "benign_answers": benign_answers,
+    "benign_answers_with_refusals": benign_answers_with_refusals,
 }
 
 

@@ -221,3 +221,15 @@ def test_class_balance_counts_by_hand() -> None:
     assert ml["classes"] == {"a": {"count": 1, "share": 0.5}, "b": {"count": 2, "share": 1.0}}
     pairs = class_balance([PairRecord(1, "f", "p", "c", "r", category="k")], [])
     assert pairs == {"n": 1, "by_source": {"f": 1}, "by_category": {"k": 1}}
+
+
+def test_benign_generators_with_and_without_over_refusals(tmp_path: Path) -> None:
+    f = tmp_path / "benign.jsonl"
+    rows = [{"prompt": f"How do I kill process {i}?", "response": "Use kill PID.", "label": 0}
+            for i in range(4)]  # fmt: skip
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    plain = load_records([_src(f, augment="benign_answers")], pairwise=False)
+    old = load_records([_src(f, augment="benign_answers_with_refusals")], pairwise=False)
+    assert [r.label for r in plain.records] == [0] * 4
+    # the shipped safety recipe's generator: one row in two also gives a refusal labelled 1
+    assert sorted(r.label for r in old.records) == [0] * 4 + [1] * 2
