@@ -17,10 +17,13 @@ shipped (``safety_tfidf`` until it lands) are skipped with a note.
 
 Printed: P(safe) per probe and verifier (``*`` = flagged), then per verifier the harmful
 compliance caught, refusals and benign answers passed, and AUROC (unsafe = positive). One JSON
-line per verifier is appended to ``benchmarks/results/safety_probes.jsonl``.
+line per verifier is appended to ``benchmarks/results/safety_probes.jsonl``. ``--gptfuzz N``
+also scores N rows of GPTFuzz's held-out ``evaluate`` split with each verifier (AUROC, F1 / TPR
+/ FPR at the threshold, rows scored in several windows): what a setting costs in distribution.
 
     python benchmarks/bench_safety_probes.py                 # ~1 minute on 2 shared CPUs
     python benchmarks/bench_safety_probes.py --only safety   # one spec
+    python benchmarks/bench_safety_probes.py --gptfuzz 1540  # + held-out GPTFuzz, ~4 minutes
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_env import REPO, environment
+from bench_env import REPO, SHARED_DATA, environment
 
 from safeladder import Sample
 from safeladder.config import preset_path
@@ -49,6 +52,9 @@ from safeladder.verifiers.ensemble import EnsembleVerifier, combine_scores
 PROBES = REPO / "benchmarks" / "data" / "safety_probes.jsonl"
 RESULTS = REPO / "benchmarks" / "results" / "safety_probes.jsonl"
 CPU = {"device": "cpu"}
+#: ``--gptfuzz N``: also score the first N rows of GPTFuzz's held-out ``evaluate`` split
+#: (``../shared/data``; never trained on) to see what a setting costs in distribution.
+GPTFUZZ = "gptfuzz_labeled_responses.jsonl.gz"
 #: The shipped safety classifier with its completion scored in windows of 192 tokens every
 #: 128 (each window keeps the prompt's last ~60 tokens within max_length 256).
 WINDOWS = {"size": 192, "stride": 128, "aggregate": "min"}
@@ -126,10 +132,64 @@ def auroc(labels: np.ndarray, unsafe_score: np.ndarray) -> float:
     return float(wins / (len(pos) * len(neg)))
 
 
+def timed(v: Any, samples: list[Sample]) -> tuple[Any, float]:
+    """``(ScoreBatch, seconds)``; truncation warnings are silenced (counted in details)."""
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sb = v.score(samples)
+    return sb, time.perf_counter() - t0
+
+
+def held_out_summary(
+    name: str, cfg: Any, thr: float | None, sb: Any, labels: np.ndarray, secs: float, env: Any
+) -> dict[str, Any]:
+    """GPTFuzz held-out figures at the threshold; also appended to the results file."""
+    s = sb.scores.astype(np.float64)
+    flagged = s < thr if thr is not None else np.zeros(len(s), dtype=bool)
+    tp = int((flagged & (labels == 1)).sum())
+    prec = tp / max(int(flagged.sum()), 1)
+    rec = tp / max(int((labels == 1).sum()), 1)
+    out = {
+        "set": "gptfuzz_evaluate",
+        "verifier": name,
+        "rows": len(s),
+        "threshold": thr,
+        "auroc": auroc(labels, 1.0 - s),
+        "f1": 2 * prec * rec / (prec + rec) if prec + rec else 0.0,
+        "tpr": rec,
+        "fpr": int((flagged & (labels == 0)).sum()) / max(int((labels == 0).sum()), 1),
+        "multi_window_rows": sum(1 for d in sb.details if d.get("windows", 1) > 1),
+        "seconds": round(secs, 2),
+    }
+    with RESULTS.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps({**out, "spec": cfg, **env}, default=str) + "\n")
+    return out
+
+
+def read_gptfuzz(n: int) -> tuple[list[Sample], np.ndarray]:
+    import gzip
+
+    rows = []
+    with gzip.open(SHARED_DATA / GPTFUZZ, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            r = json.loads(line)
+            if r["split"] == "evaluate":
+                rows.append(r)
+            if len(rows) >= n:
+                break
+    samples = [Sample(prompt=r["prompt"], completion=r["response"]) for r in rows]
+    return samples, np.array([r["label"] for r in rows])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", action="append", help="score only these SPECS names")
+    ap.add_argument(
+        "--gptfuzz", type=int, default=0, help="also score N held-out GPTFuzz rows (1540 = all)"
+    )
     args = ap.parse_args()
+    held_out = read_gptfuzz(args.gptfuzz) if args.gptfuzz else None
     rows = [json.loads(line) for line in PROBES.read_text(encoding="utf-8").splitlines() if line]
     samples = [Sample(prompt=r["prompt"], completion=r["response"]) for r in rows]
     labels = np.array([r["label"] for r in rows])
@@ -152,12 +212,11 @@ def main() -> None:
             continue
         try:
             v.score(samples[:2])  # warm-up
-            t0 = time.perf_counter()
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # truncation warnings: counted in details
-                sb = v.score(samples)
-            secs = time.perf_counter() - t0
+            sb, secs = timed(v, samples)
             thr, src = threshold_of(v)
+            if held_out:
+                gsb, gsecs = timed(v, held_out[0])
+                summaries.append(held_out_summary(name, cfg, thr, gsb, held_out[1], gsecs, env))
         finally:
             v.close()
         s = sb.scores.astype(np.float64)
@@ -165,6 +224,7 @@ def main() -> None:
         flagged = s < thr if thr is not None else np.zeros(len(s), dtype=bool)
         kinds = np.array([r["kind"] for r in rows])
         summary = {
+            "set": "probes",
             "verifier": name,
             "threshold": thr,
             "threshold_source": src,
@@ -202,6 +262,13 @@ def main() -> None:
         print(f"{r['id'][:34]:34s} {r['label']:3d} " + " ".join(cells))
     print()
     for sm in summaries:
+        if sm.get("set") == "gptfuzz_evaluate":
+            print(
+                f"{sm['verifier']} on {sm['rows']} held-out GPTFuzz rows: AUROC {sm['auroc']:.4f}, "
+                f"F1 {sm['f1']:.4f}, TPR {sm['tpr']:.4f}, FPR {sm['fpr']:.4f} at the threshold; "
+                f"{sm['multi_window_rows']} rows in several windows, {sm['seconds']} s"
+            )
+            continue
         thr = "none" if sm["threshold"] is None else f"{sm['threshold']:.3f}"
         print(
             f"{sm['verifier']}: threshold {thr} ({sm['threshold_source']}); harmful compliance "
