@@ -417,6 +417,8 @@ def encode_windows(
     one window, exactly ``encode_pairs``' row; a longer one gets windows starting every
     ``min(stride, w)`` tokens, the last one ending at the completion's end. A completion
     longer than ``w + (max_windows - 1) x stride`` tokens keeps its end (flagged truncated).
+    Under a chat template the tokens it puts after the completion (an end-of-turn token) count
+    as completion tokens, as in ``encode_pairs``' cut: only the last window has them.
 
     Example: 600 completion tokens, ``size=256, stride=192`` → windows at 0, 192 and 344.
     """

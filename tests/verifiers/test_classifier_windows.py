@@ -174,3 +174,52 @@ def test_config_unset_windows_leave_the_dump_and_fingerprint_alone(
     assert windowed.fingerprint != plain.fingerprint
     with pytest.raises(ConfigError, match="stride"):
         build_verifier(cfg({"stride": SIZE + 1}))
+
+
+def test_chat_template_classifier_short_equals_unwindowed_and_long_is_windowed() -> None:
+    base = {
+        "type": "classifier",
+        "path": str(tiny_model_dir("qwen2_classifier")),
+        "good_label": "safe",
+        "runtime": {"device": "cpu"},
+    }
+    plain_v = build_verifier({**base, "render": {"max_length": MAX_LEN}})
+    win_v = build_verifier(
+        {**base, "render": {"max_length": MAX_LEN, "windows": {"size": SIZE, "stride": STRIDE}}}
+    )
+    rows = [
+        Sample(prompt=[{"role": "user", "content": "Hi?"}], completion="Hello there."),
+        Sample(prompt="Tell me.", completion=LONG),
+    ]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            a, b = win_v.score(rows), plain_v.score(rows)
+            one_a, one_b = win_v.score(rows[:1]), plain_v.score(rows[:1])
+            assert_batch_equals_rows(win_v, rows, atol=1e-5)
+    finally:
+        plain_v.close()
+        win_v.close()
+    assert one_a.scores[0] == one_b.scores[0]  # the same ids through the same forward
+    # In a batch the rows around it differ (windows vs one cut row): padding noise only.
+    assert a.scores[0] == pytest.approx(b.scores[0], abs=1e-6) and a.details[0]["windows"] == 1
+    assert a.details[1]["windows"] > 1
+
+
+def test_a_row_that_cannot_be_rendered_raises_or_is_that_rows_error() -> None:
+    rows = [
+        Sample(prompt="p", completion="bad \ud800 text"),
+        Sample(prompt=PROMPT, completion=LONG),
+    ]
+    strict = build_verifier(cfg({}))
+    tolerant = build_verifier({**cfg({}), "on_error": "abstain"})
+    try:
+        with pytest.raises(Exception, match="surrogate"):
+            strict.score(rows)
+        got = tolerant.score(rows)
+        alone = tolerant.score(rows[1:])
+    finally:
+        strict.close()
+        tolerant.close()
+    assert got.status[0] == "error" and "surrogate" in got.details[0]["reason"]
+    assert got.scores[1] == alone.scores[0] and got.details[1]["windows"] > 1
