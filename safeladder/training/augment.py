@@ -179,12 +179,15 @@ def benign_answers_with_refusals(
     ``benign_answers`` (the module docstring says why over-refusal is not an unsafe label).
     """
     f = source.fields
+    answers = benign_answers(rows, source)  # raises when fields.response is unset
+    completion = str(f.completion)
     out: list[dict[str, Any]] = []
-    for i, (row, answered) in enumerate(zip(rows, benign_answers(rows, source), strict=True)):
+    for i, (row, answered) in enumerate(zip(rows, answers, strict=True)):
         out.append(answered)
         prompt = _get(row, f.prompt)
         if isinstance(prompt, str) and prompt.strip() and i % OVER_REFUSAL_EVERY == 0:
-            refused = {**row, f.completion: _pick(prompt, REFUSALS, "over"), f.label: 1}
+            refused: dict[str, Any] = {**row, completion: _pick(prompt, REFUSALS, "over")}
+            refused[f.label] = 1
             if f.category:
                 refused[f.category] = "over_refusal"
             out.append(refused)
