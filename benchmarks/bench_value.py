@@ -38,11 +38,13 @@ Learners (scores of a reply; a pair's margin = score(chosen) − score(rejected)
   differences of the shipped `safety` P(safe) of each (dialogue, reply), the `refusal` verifier
   (0/1) and log reply length; ``safety``, ``refusal``, ``length`` alone as single-signal rows
   (sign learned on the training folds).
-- ``stack``: logistic regression (no intercept, on both orientations) over [TF-IDF margin, emb
+- ``stack``: logistic regression (no intercept, on both orientations) over [TF-IDF (reply) margin, emb
   margin (resp+prod), safety diff, refusal diff, log-length diff]; the two model margins are
   out-of-fold predictions inside the training folds (grouped 4-fold), so the stacker never sees
   a margin of a pair its base model trained on; the base models are then refitted on the whole
   training folds to score the test fold.
+- ``mean-ensemble``: the unweighted mean of the ``ENSEMBLE`` members' margins (tfidf/resp,
+  emb/resp+prod, emb-mlp/resp+prompt), each scaled by its RMS margin on the training pairs.
 
 Learning curve: the best CV learner (and the TF-IDF baseline) refitted on 25/50/75/100 % of
 each training fold's groups (seeded), scored on the full test fold.
@@ -53,7 +55,7 @@ One JSON line per learner (and one for the learning curve) is appended to
 ``benchmarks/results/value.jsonl`` with the knobs and the environment.
 
     python benchmarks/bench_value.py            # ~5 minutes on 2 shared CPUs
-    python benchmarks/bench_value.py --quick    # smoke run on 240 pairs, < 1 minute, not recorded
+    python benchmarks/bench_value.py --quick    # smoke run on 150 pairs, < 1 minute, not recorded
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ SHIPPED_DEV_FRACTION = 0.2  # configs/train/value.yaml (as recorded in safeladde
 SHIPPED_SPLIT_SEED = 0
 CURVE = (0.25, 0.5, 0.75, 1.0)
 THREADS = 2
-QUICK_PAIRS = 240
+QUICK_PAIRS = 150
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -90,6 +92,8 @@ SHIPPED = REPO / "safeladder" / "defaults" / "value"
 MLP_RECIPE = REPO / "configs" / "train" / "embedding_head_hh_pairwise.yaml"
 VIEWS = {"resp": ["completion"], "resp+prod": ["completion", "product"]}
 STACK_VIEW = "resp+prod"
+#: Members of the ``mean-ensemble`` learner (names of the learners table).
+ENSEMBLE = ("tfidf/resp", "emb/resp+prod", "emb-mlp/resp+prompt")
 
 
 @dataclass
@@ -313,7 +317,7 @@ def signals_learner(which: Sequence[str]) -> Learner:
 
 
 def stack_learner(tr: np.ndarray, te: np.ndarray, p: Pairs, s: Signals) -> np.ndarray:
-    tfidf = tfidf_learner(True)
+    tfidf = tfidf_learner(False)
     emb = emb_learner(STACK_VIEW)
     folds = _inner_folds(p, tr)
     oof = np.zeros((len(tr), 2))
@@ -324,6 +328,17 @@ def stack_learner(tr: np.ndarray, te: np.ndarray, p: Pairs, s: Signals) -> np.nd
     test = np.stack([tfidf(tr, te, p, s), emb(tr, te, p, s)], axis=1)
     x = _signal_diffs(s, ("safety", "refusal", "length"))
     return _standardised_bt(np.hstack([oof, x[tr]]), np.hstack([test, x[te]]), STACK_C)
+
+
+def mean_ensemble(tr: np.ndarray, te: np.ndarray, p: Pairs, s: Signals) -> np.ndarray:
+    """Unweighted mean of the ENSEMBLE members' margins, each divided by the RMS of its margins
+    on the training pairs (nothing else is fitted, so nothing can overfit the combination)."""
+    both = np.concatenate([tr, te])
+    out = np.zeros(len(te))
+    for name in ENSEMBLE:
+        m = MEMBERS[name](tr, both, p, s)
+        out += m[len(tr) :] / max(float(np.sqrt(np.mean(m[: len(tr)] ** 2))), 1e-12)
+    return out / len(ENSEMBLE)
 
 
 def mlp_learner(tr: np.ndarray, te: np.ndarray, p: Pairs, s: Signals) -> np.ndarray:
@@ -386,6 +401,9 @@ def learning_subset(p: Pairs, tr: np.ndarray, frac: float) -> np.ndarray:
 
 
 # --- driver ---------------------------------------------------------------------------------
+
+
+MEMBERS: dict[str, Learner] = {}
 
 
 def run_cv(name: str, fit: Learner, p: Pairs, s: Signals, folds: np.ndarray) -> dict[str, Any]:
@@ -451,7 +469,9 @@ def main() -> None:
         "length": signals_learner(("length",)),
         "signals": signals_learner(("safety", "refusal", "length")),
         "stack": stack_learner,
+        "mean-ensemble": mean_ensemble,
     }
+    MEMBERS.update(learners)
     records: list[dict[str, Any]] = []
     cv: dict[str, dict[str, Any]] = {}
     for name, fit in learners.items():
