@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 # trl / sentence-transformers would otherwise resolve to a multi-GB CUDA build.
 TORCH_CPU := torch==2.13.0
 
-.PHONY: setup demo test lint clean train-safety train-value
+.PHONY: setup demo test lint clean train-safety train-value train-value-tfidf
 
 setup: $(STAMP)
 
@@ -34,6 +34,9 @@ train-safety: $(STAMP)
 
 train-value: $(STAMP)
 	$(BIN)/safeladder train configs/train/value.yaml --output-dir safeladder/defaults/value --overwrite
+
+train-value-tfidf: $(STAMP)
+	$(BIN)/safeladder train configs/train/value_tfidf.yaml --output-dir safeladder/defaults/value_tfidf --overwrite
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -27,6 +27,18 @@ saved one.
 The dev split is the runner's: a grouped split of all the train sources (so it mixes them), or
 the ``data.dev`` sources, which may be several files.
 
+``mode: pairwise`` trains a reward on preference pairs (prompt, chosen, rejected) instead: a
+linear Bradley–Terry model ``P(c ≻ r) = sigmoid(w · (φ(c) − φ(r)))``, fitted as a liblinear
+logistic regression without intercept on the feature differences, each pair entered both ways
+(``φ(c) − φ(r)`` → 1 and ``φ(r) − φ(c)`` → 0, so the fit is symmetric); the vectorizers are
+fitted on the training replies (chosen and rejected; with ``view: pair`` each with its prompt).
+A reply's reward is ``w · φ(reply)``; the mean / std of the training replies' rewards are saved
+in ``tfidf.json`` (``reward_stats``), and the verifier scores ``sigmoid((r − mean) / std)``, as
+the ``reward_model`` verifier does with ``normalize: saved, squash: sigmoid``. The runner reports
+the dev pairwise accuracy (``metrics.json``); there is no calibration or threshold, so
+``threshold``, ``good_label`` and ``class_weight`` do not apply (the first and last are refused),
+and the pairs' ``margin`` is not used. The dev split is the runner's grouped split (by prompt).
+
 Example (YAML)::
 
     kind: tfidf
@@ -34,6 +46,12 @@ Example (YAML)::
     data: {train: [{path: ../../../shared/data/gptfuzz_labeled_responses.jsonl.gz}]}
     good_label: "0"
     output_dir: runs/safety-tfidf
+
+    kind: tfidf            # a preference reward (configs/train/value_tfidf.yaml)
+    mode: pairwise
+    view: response
+    data: {train: [{path: ../../../shared/data/hh_rlhf_harmless_pref.jsonl}]}
+    output_dir: runs/value-tfidf
 """
 
 from __future__ import annotations
@@ -46,9 +64,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from safeladder.errors import ConfigError
+from safeladder.errors import ConfigError, InputError
 from safeladder.training.common import (
     ModelSource,
+    PairRecord,
     PointRecord,
     TrainConfigBase,
     TrainData,
@@ -89,6 +108,10 @@ class TfidfTrainConfig(TrainConfigBase):
     model: ModelSource | None = Field(  # type: ignore[assignment]
         default=None, description="Unused: the kind starts from no pretrained model."
     )
+    mode: Literal["pointwise", "pairwise"] = Field(
+        default="pointwise",
+        description="Binary classifier of rows, or Bradley-Terry reward on (chosen, rejected).",
+    )
     view: Literal["response", "pair"] = Field(
         default="response", description="Text featurised: the response, or prompt + response."
     )
@@ -122,6 +145,10 @@ class TfidfTrainConfig(TrainConfigBase):
                 "calibration.method: tfidf folds a temperature into its weights; isotonic "
                 "cannot be folded (use temperature or none)"
             )
+        if self.mode == "pairwise" and self.class_weight is not None:
+            raise ValueError("class_weight: applies to mode: pointwise (pairs have no classes)")
+        if self.mode == "pairwise" and self.threshold.from_ != "dev":
+            raise ValueError("threshold: mode: pairwise saves a reward, no decision threshold")
         for name in ("word_ngrams", "char_ngrams"):
             lo, hi = getattr(self, name)
             if not 1 <= lo <= hi:
@@ -177,6 +204,8 @@ def train(
     from sklearn.linear_model import LogisticRegression
 
     t0 = time.perf_counter()
+    if cfg.mode == "pairwise":
+        return _train_pairwise(cfg, data, out_dir, t0)
     if len(data.labels) != 2 or any(isinstance(r.label, tuple) for r in data.train):
         raise ConfigError(f"kind: tfidf is a binary classifier; the data has {data.labels}")
     good = _good_class(cfg, list(data.labels))
@@ -220,6 +249,82 @@ def train(
     )
 
 
+def _train_pairwise(
+    cfg: TfidfTrainConfig, data: TrainData, out_dir: Path, t0: float
+) -> TrainOutcome:
+    """Bradley–Terry on feature differences (see the module docstring); rewards of the saved
+    model: ``dev_chosen`` / ``dev_rejected`` ``(n_dev,)``, ``train_rewards`` ``(2 n_train,)``."""
+    from scipy.sparse import hstack, vstack
+    from sklearn.linear_model import LogisticRegression
+
+    for r in [*data.train, *data.dev]:
+        if not isinstance(r, PairRecord):
+            raise InputError(
+                f"{getattr(r, 'source', '?')}:{getattr(r, 'row', '?')}: mode: pairwise needs "
+                "preference pairs (prompt, chosen, rejected)",
+                row=getattr(r, "row", None),
+            )
+    if not data.train:
+        raise ConfigError("data: the training split holds no pairs")
+    n = len(data.train)
+    texts = _pair_texts(data.train, cfg.view, "chosen") + _pair_texts(
+        data.train, cfg.view, "rejected"
+    )
+    word, char = _vectorizers(cfg)
+    feats = hstack([word.fit_transform(texts), char.fit_transform(texts)], format="csr")
+    diff = feats[:n] - feats[n:]
+    x = vstack([diff, -diff], format="csr")
+    y = np.concatenate([np.ones(n, dtype=np.int64), np.zeros(n, dtype=np.int64)])
+    clf = LogisticRegression(
+        C=cfg.C,
+        solver="liblinear",
+        fit_intercept=False,
+        max_iter=cfg.max_iter,
+        random_state=cfg.train.seed,
+    ).fit(x, y)
+    fit_s = time.perf_counter() - t0
+    train_rewards = np.asarray(feats @ clf.coef_.reshape(-1), dtype=np.float64)
+    std = float(train_rewards.std())
+    stats = {"mean": float(train_rewards.mean()), "std": std if std > 0 else 1.0}
+    meta = {
+        "train_pairs": n,
+        "dev_pairs": len(data.dev),
+        "fit_seconds": fit_s,
+        "word_features": len(word.vocabulary_),
+        "char_features": len(char.vocabulary_),
+        "C": cfg.C,
+    }
+    save_tfidf(
+        out_dir,
+        word,
+        char,
+        clf,
+        view=cfg.view,
+        labels=("rejected", "chosen"),
+        good_class=1,
+        meta=meta,
+        intercept=0.0,
+        mode="pairwise",
+        reward_stats={**stats, "count": int(train_rewards.size)},
+    )
+    model = load_tfidf(out_dir)  # the saved model, exactly as the verifier will run it
+    zc, _ = model.logits(_pair_texts(data.dev, cfg.view, "chosen"))
+    zr, _ = model.logits(_pair_texts(data.dev, cfg.view, "rejected"))
+    return TrainOutcome(
+        verifier={"type": "tfidf"},
+        dev_chosen=zc,
+        dev_rejected=zr,
+        train_rewards=train_rewards,
+        extra={"features": {"word": meta["word_features"], "char": meta["char_features"]}},
+        seconds=time.perf_counter() - t0,
+        model_dir=out_dir,
+    )
+
+
+def _pair_texts(rows: list[PairRecord], view: str, side: str) -> list[str]:
+    return [view_text(view, r.prompt, getattr(r, side)) for r in rows]
+
+
 def _fixed_figures(z: np.ndarray, y: np.ndarray, t: float, good: int, temp: float) -> dict:
     from scipy.special import expit
 
@@ -235,7 +340,8 @@ def _fixed_figures(z: np.ndarray, y: np.ndarray, t: float, good: int, temp: floa
 
 
 def fold_calibration(cfg: TfidfTrainConfig, out_dir: Path, calibration: dict[str, Any]) -> None:
-    """Fold the fitted temperature into the saved weights and save the decision threshold."""
+    """Fold the fitted temperature into the saved weights and save the decision threshold
+    (pointwise only: the runner calibrates no pairwise run)."""
     if calibration.get("kind") != "temperature":
         raise ConfigError(
             f"calibration: tfidf can fold a temperature only, got {calibration.get('kind')!r}"

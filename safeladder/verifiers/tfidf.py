@@ -1,12 +1,12 @@
-"""``tfidf``: a TF-IDF + logistic-regression text classifier, scored on the CPU without a model.
+"""``tfidf``: a TF-IDF + logistic-regression text classifier or reward, scored on the CPU.
 
-What it checks: whatever the classifier was trained for; the shipped ``safety_tfidf`` preset
-scores P(safe) of a response. Features are word uni/bi-grams and character 3–5-grams inside word
-boundaries (``char_wb``), each with sublinear TF, IDF and L2 norm (scikit-learn's
-``TfidfVectorizer``, rebuilt from the saved vocabulary and IDF, so the features are exactly the
-fitted ones); the logit is ``features · coef + intercept`` (a temperature fitted on the dev split
-is already folded into ``coef`` / ``intercept``), and the score is the probability of the good
-class.
+What it checks: whatever the model was trained for; the shipped ``safety_tfidf`` preset scores
+P(safe) of a response, ``value_tfidf`` a harmlessness preference reward. Features are word
+uni/bi-grams and character 3–5-grams inside word boundaries (``char_wb``), each with sublinear
+TF, IDF and L2 norm (scikit-learn's ``TfidfVectorizer``, rebuilt from the saved vocabulary and
+IDF, so the features are exactly the fitted ones); the logit is ``features · coef + intercept``
+(a temperature fitted on the dev split is already folded into ``coef`` / ``intercept``), and the
+score is the probability of the good class (pairwise models: a reward, below).
 
 Artifacts (a directory, written by ``save_tfidf`` or ``safeladder train`` with ``kind: tfidf``):
 ``tfidf.json`` (format tag, view, vectorizer settings, the two vocabularies in column order,
@@ -25,15 +25,23 @@ characters to the analyzers. A text that has no n-gram of the vocabulary abstain
 would be the intercept alone, which says nothing about the text): the empty reply, a script the
 model never saw.
 
-Score range: [0, 1], the probability of the good class (higher = safer for ``good_label: "0"``).
-``details[i]``: ``logit`` (of label 1), ``truncated``, ``flagged`` (score <= the saved
-``score_threshold``, when one is saved; ``safeladder eval`` takes the same threshold by default,
-from ``verifier.calibration.meta``).
+Two model modes (``tfidf.json`` ``mode``; files without it are pointwise):
+
+- ``pointwise`` (a binary classifier). Score range: [0, 1], the probability of the good class
+  (higher = safer for ``good_label: "0"``). ``details[i]``: ``logit`` (of label 1),
+  ``truncated``, ``flagged`` (score <= the saved ``score_threshold``, when one is saved;
+  ``safeladder eval`` takes the same threshold by default, from ``verifier.calibration.meta``).
+- ``pairwise`` (a linear Bradley–Terry reward, ``P(a ≻ b) = sigmoid(r(a) − r(b))`` with
+  ``r = features · coef``, no intercept). As the ``reward_model`` verifier with ``normalize:
+  saved``: the raw reward is standardized with the mean / std of the training replies' rewards
+  (``tfidf.json`` ``reward_stats``), then ``squash: sigmoid`` (default) maps it into (0, 1)
+  (0.5 = the training replies' average), ``squash: none`` leaves it unbounded. Compare replies
+  to the same prompt. ``details[i]``: ``raw`` (the reward before standardizing), ``truncated``.
 
 Example config::
 
     {"type": "tfidf", "path": "safeladder/defaults/safety_tfidf"}
-    # or the preset: build_verifier("safety_tfidf")
+    # or the presets: build_verifier("safety_tfidf"), build_verifier("value_tfidf")
 """
 
 from __future__ import annotations
@@ -56,6 +64,8 @@ TFIDF_FILE = "tfidf.json"
 WEIGHTS_FILE = "weights.safetensors"
 FORMAT = "safeladder-tfidf"
 FORMAT_VERSION = 1
+#: ``tfidf.json`` ``mode`` values (a file without one is ``pointwise``).
+MODES = ("pointwise", "pairwise")
 #: Characters of each text part featurised by default (a long reply's opening decides).
 DEFAULT_MAX_CHARS = 20_000
 #: The settings of the two vectorizers that are saved and rebuilt (others are sklearn defaults).
@@ -83,6 +93,13 @@ class TfidfConfig(VerifierConfig):
         le=10_000_000,
         description="Characters of the prompt and of the completion featurised (the rest is cut).",
     )
+    squash: Literal["sigmoid", "none"] = Field(
+        default="sigmoid",
+        description=(
+            "Pairwise (reward) models: 'sigmoid' maps the standardized reward into (0, 1); "
+            "'none' leaves it standardized, unbounded. Pointwise models score P(good): sigmoid."
+        ),
+    )
 
     @field_validator("path")
     @classmethod
@@ -107,7 +124,20 @@ class TfidfModel:
         self.spec = spec
         self.digest = digest
         self.view: str = spec["view"]
+        self.mode: str = spec.get("mode", "pointwise")
+        if self.mode not in MODES:
+            raise ConfigError(f"{TFIDF_FILE}: mode {self.mode!r} is not one of {MODES}")
         self.good_class: int = int(spec["good_class"])
+        #: Pairwise: ``(mean, std)`` of the training replies' raw rewards (std > 0).
+        self.reward_stats: tuple[float, float] | None = None
+        if self.mode == "pairwise":
+            st = spec.get("reward_stats") or {}
+            mean, std = float(st.get("mean", np.nan)), float(st.get("std", np.nan))
+            if not (np.isfinite(mean) and np.isfinite(std) and std > 0):
+                raise ConfigError(
+                    f"{TFIDF_FILE}: a pairwise model needs reward_stats mean, std > 0"
+                )
+            self.reward_stats = (mean, std)
         self.vectorizers = []
         for part in ("word", "char"):
             s = spec[part]
@@ -140,10 +170,18 @@ class TfidfModel:
         return np.asarray(x @ self.coef, dtype=np.float64) + self.intercept, np.diff(x.indptr)
 
     def scores(self, texts: Sequence[str]) -> np.ndarray:
-        """P(good class) per text (what sklearn's ``predict_proba[:, good]`` gives)."""
+        """The default score per text: pointwise P(good class) (sklearn's
+        ``predict_proba[:, good]``); pairwise the sigmoid of the standardized reward."""
+        return self.score_logits(self.logits(texts)[0])
+
+    def score_logits(self, z: np.ndarray, squash: str = "sigmoid") -> np.ndarray:
+        """Scores from ``logits`` (pointwise: P(good); pairwise: standardized, squashed)."""
         from scipy.special import expit
 
-        p1 = expit(self.logits(texts)[0])
+        if self.reward_stats is not None:
+            r = (z - self.reward_stats[0]) / self.reward_stats[1]
+            return expit(r) if squash == "sigmoid" else r
+        p1 = expit(z)
         return p1 if self.good_class == 1 else 1.0 - p1
 
 
@@ -198,21 +236,32 @@ def save_tfidf(
     meta: dict[str, Any] | None = None,
     coef: np.ndarray | None = None,
     intercept: float | None = None,
+    mode: str = "pointwise",
+    reward_stats: dict[str, Any] | None = None,
 ) -> Path:
     """Write fitted word / char ``TfidfVectorizer``s and a binary ``LogisticRegression``.
 
     ``coef`` / ``intercept`` replace the classifier's (a folded temperature); the logit is that
-    of ``clf.classes_[1]``, which must be label 1.
+    of ``clf.classes_[1]``, which must be label 1. ``mode: pairwise``: ``clf`` is the
+    no-intercept Bradley–Terry fit on feature differences, and ``reward_stats``
+    (``{"mean", "std", "count"}`` of the training replies' rewards) is required.
     """
     from safetensors.numpy import save_file
 
     if view not in ("response", "pair"):
         raise ConfigError(f"view: {view!r} is not 'response' or 'pair'")
+    if mode not in MODES:
+        raise ConfigError(f"mode: {mode!r} is not one of {MODES}")
+    if (mode == "pairwise") != (reward_stats is not None):
+        raise ConfigError("reward_stats: give them exactly for a pairwise model")
     if clf is not None and list(np.asarray(clf.classes_).tolist()) != [0, 1]:
         raise ConfigError(f"the classifier's classes are {clf.classes_}, not [0, 1]")
     d = Path(path)
     d.mkdir(parents=True, exist_ok=True)
     spec: dict[str, Any] = {"format": FORMAT, "version": FORMAT_VERSION, "view": view}
+    spec["mode"] = mode
+    if reward_stats is not None:
+        spec["reward_stats"] = dict(reward_stats)
     tensors: dict[str, np.ndarray] = {}
     for part, vec in (("word", word), ("char", char)):
         vocab = vec.vocabulary_
@@ -268,6 +317,13 @@ class TfidfVerifier(RuleVerifier):
         super().__init__(config)
         self.cfg = config
         self.model = load_tfidf(config.path)
+        if self.model.mode == "pointwise" and config.squash != "sigmoid":
+            raise ConfigError(
+                f"squash: {config.squash!r} applies to pairwise (reward) models; "
+                f"{config.path!r} is a pointwise classifier scoring P(good)"
+            )
+        if config.squash == "none":
+            self.score_range = (-np.inf, np.inf)  # type: ignore[misc]
         t = self.model.score_threshold
         #: The saved decision, where ``safeladder eval`` reads a verifier's training-time
         #: threshold (``calibration.meta``; the temperature itself is already in the weights).
@@ -305,14 +361,12 @@ class TfidfVerifier(RuleVerifier):
 
     def _rows(self, samples: Sequence[Sample]) -> list[RowResult]:
         """All rows featurised in one call (rows are independent: the same scores either way)."""
-        from scipy.special import expit
-
         prepared = [self._text(s) for s in samples]
         if not prepared:
             return []
         z, nnz = self.model.logits([t for t, _ in prepared])
-        p1 = expit(z)
-        scores = p1 if self.model.good_class == 1 else 1.0 - p1
+        scores = self.model.score_logits(z, self.cfg.squash)
+        key = "raw" if self.model.mode == "pairwise" else "logit"
         t = self.model.score_threshold
         out: list[RowResult] = []
         for (_, cut), logit, n, score in zip(prepared, z, nnz, scores, strict=True):
@@ -321,7 +375,7 @@ class TfidfVerifier(RuleVerifier):
                     abstain("no n-gram of the model's vocabulary in the text", truncated=cut)
                 )
                 continue
-            detail: dict[str, Any] = {"logit": float(logit), "truncated": cut}
+            detail: dict[str, Any] = {key: float(logit), "truncated": cut}
             if t is not None:
                 detail["flagged"] = bool(score <= t)
             out.append((float(score), "ok", detail))
