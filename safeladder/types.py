@@ -22,6 +22,7 @@ Status = Literal["ok", "abstain", "timeout", "error", "skipped"]
 #: term did not apply to; a verifier never returns it.
 VERIFIER_STATUSES: tuple[str, ...] = ("ok", "abstain", "timeout", "error")
 STATUSES: tuple[str, ...] = (*VERIFIER_STATUSES, "skipped")
+_STATUS_SET = frozenset(STATUSES)
 
 Message = dict[str, Any]
 Prompt = str | list[Message]
@@ -130,11 +131,16 @@ class SampleBatch:
     metas: list[dict[str, Any]]
     #: per row, a tuple of image references; empty (the default) = no row has images.
     images: list[tuple[ImageRef, ...]] = field(default_factory=list)
+    #: ``Sample`` views built so far (they are frozen, so every verifier of a reward can share
+    #: them instead of building its own per row).
+    _rows: list[Sample | None] = field(default_factory=list, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         n = len(self.completions)
         if not self.images:
             object.__setattr__(self, "images", [() for _ in range(n)])
+        elif all(type(v) is tuple and not v for v in self.images):
+            pass  # rows without images (a batch's take() of them): nothing to coerce
         else:
             object.__setattr__(
                 self,
@@ -226,13 +232,20 @@ class SampleBatch:
         return len(self.completions)
 
     def __getitem__(self, i: int) -> Sample:
-        return Sample.model_construct(
-            prompt=self.prompts[i],
-            completion=self.completions[i],
-            reference=self.references[i],
-            meta=self.metas[i],
-            images=self.images[i],
-        )
+        rows = self._rows
+        if not rows:
+            rows = [None] * len(self)
+            object.__setattr__(self, "_rows", rows)
+        sample = rows[i]
+        if sample is None:
+            sample = rows[i] = Sample.model_construct(
+                prompt=self.prompts[i],
+                completion=self.completions[i],
+                reference=self.references[i],
+                meta=self.metas[i],
+                images=self.images[i],
+            )
+        return sample
 
     def __iter__(self) -> Iterator[Sample]:
         return (self[i] for i in range(len(self)))
@@ -278,14 +291,23 @@ class ScoreBatch:
                 f"ScoreBatch {self.name!r}: scores has {n} rows, status {self.status.shape[0]}, "
                 f"details {len(self.details)}"
             )
-        for i, (s, st) in enumerate(zip(self.scores, self.status, strict=True)):
-            if st not in STATUSES:
-                raise ValueError(f"ScoreBatch {self.name!r} row {i}: unknown status {st!r}")
-            if (st == "ok") == bool(np.isnan(s)):
-                raise ValueError(
-                    f"ScoreBatch {self.name!r} row {i}: status {st!r} with score {s}; "
-                    "'ok' needs a finite score, every other status NaN"
-                )
+        # Vectorised: a reward builds a few dozen of these per batch, and a per-row Python loop
+        # here cost more than some rule verifiers.
+        statuses = self.status.tolist()
+        try:
+            known = _STATUS_SET.issuperset(statuses)
+        except TypeError:  # an unhashable status: found below
+            known = False
+        if not known:
+            i = next(i for i, st in enumerate(statuses) if st not in STATUSES)
+            raise ValueError(f"ScoreBatch {self.name!r} row {i}: unknown status {statuses[i]!r}")
+        mismatch = (self.status == "ok") == np.isnan(self.scores)
+        if mismatch.any():
+            i = int(np.flatnonzero(mismatch)[0])
+            raise ValueError(
+                f"ScoreBatch {self.name!r} row {i}: status {statuses[i]!r} with score "
+                f"{self.scores[i]}; 'ok' needs a finite score, every other status NaN"
+            )
 
     @classmethod
     def from_rows(cls, name: str, rows: Sequence[tuple[float, str, dict[str, Any]]]) -> ScoreBatch:

@@ -56,6 +56,8 @@ def test_coerce_accepts_lists_of_samples_or_dicts() -> None:
         SampleBatch.coerce([{"completion": "a"}, {"completon": "typo"}])
     assert SampleBatch.coerce(b) is b
     assert b.take([1, 0]).completions == ["b", "a"]
+    # Rows are frozen Samples built once, so every verifier of a reward shares them.
+    assert b[0] is b[0] and b[-1] is b[1] and b[1].completion == "b"
 
 
 def test_scorebatch_enforces_nan_iff_not_ok() -> None:
@@ -68,6 +70,10 @@ def test_scorebatch_enforces_nan_iff_not_ok() -> None:
         ScoreBatch("t", [0.0], ["timeout"])
     with pytest.raises(ValueError, match="unknown status"):
         ScoreBatch("t", [np.nan], ["maybe"])
+    unhashable = np.empty(2, dtype=object)
+    unhashable[:] = ["ok", ["x"]]
+    with pytest.raises(ValueError, match=r"row 1: unknown status \['x'\]"):
+        ScoreBatch("t", [1.0, np.nan], unhashable)
     with pytest.raises(ValueError, match="scores has 2 rows, status 1"):
         ScoreBatch("t", [1.0, 2.0], ["ok"])
     assert sb.take([1]).status.tolist() == ["abstain"]

@@ -313,7 +313,8 @@ class Reward:
         if rows.size == 0:
             return full
         context = {d: done[d].take(rows) for d in verifier.requires}
-        sub = _score_isolating(verifier, batch.take(rows), context)
+        rows_batch = batch if rows.size == n else batch.take(rows)  # all rows: reuse its Samples
+        sub = _score_isolating(verifier, rows_batch, context)
         full.scores[rows] = sub.scores
         full.status[rows] = sub.status
         for j, i in enumerate(rows):

@@ -54,10 +54,19 @@ class Row:
     images_unread: bool
 
 
+_EXACT_INT = 2.0**24  # float32 holds every integer up to this; its repr is the integer's
+
+
 def floats(arr: np.ndarray) -> list[float]:
     """float32 values as the floats they print as: ``0.7`` stays 0.7, not 0.699999988079071
     (``str`` of a float32 is its shortest repr; read back it rounds to the same float32)."""
-    return [float(str(x)) for x in arr.astype(np.float32)]
+    values = arr.astype(np.float32)
+    # Small whole numbers and NaN (most reward terms' values) print the same either way: only
+    # the others go through the float32's shortest repr.
+    return [
+        v if v != v or (v.is_integer() and abs(v) <= _EXACT_INT) else float(str(x))
+        for v, x in zip(values.tolist(), values, strict=True)
+    ]
 
 
 def rows_of(result: RewardResult, terms: Sequence[str]) -> list[Row]:
@@ -73,18 +82,30 @@ def rows_of(result: RewardResult, terms: Sequence[str]) -> list[Row]:
     unseen = result.images_unread
     if unseen.shape[0] != n:
         unseen = np.zeros(n, dtype=bool)
+    # Columns turned into per-row tuples by zip (C speed); no terms: one empty tuple per row.
+    row_scores = list(zip(*scores, strict=True)) if terms else [()] * n
+    row_statuses = (
+        list(zip(*([str(x) for x in result.terms[t].status] for t in terms), strict=True))
+        if terms
+        else [()] * n
+    )
+    row_details = (
+        list(zip(*(result.terms[t].details for t in terms), strict=True)) if terms else [()] * n
+    )
+    gated = result.gated.tolist()
+    unread_list, unseen_list = unread.tolist(), unseen.tolist()
     return [
         Row(
             total=totals[i],
-            scores=tuple(s[i] for s in scores),
-            statuses=tuple(str(result.terms[t].status[i]) for t in terms),
-            details=tuple(result.terms[t].details[i] for t in terms),
-            gated=bool(result.gated[i]),
+            scores=row_scores[i],
+            statuses=row_statuses[i],
+            details=row_details[i],
+            gated=bool(gated[i]),
             gated_by=gate_by[i],
             route=result.route[i],
             unscorable_reason=reasons[i],
-            reference_unread=bool(unread[i]),
-            images_unread=bool(unseen[i]),
+            reference_unread=bool(unread_list[i]),
+            images_unread=bool(unseen_list[i]),
         )
         for i in range(n)
     ]

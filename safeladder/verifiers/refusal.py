@@ -181,6 +181,25 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     (name, re.compile(p, re.IGNORECASE)) for name, p in (*_EN_PATTERNS, *_ZH_PATTERNS)
 ]
 
+# Every English pattern needs one of these words (a negation, "decline", "refuse", or the
+# key word of the comfort / "against my" / "appropriate" phrasings). Most completions contain
+# none of them in their opening, and testing lower-cased ASCII for substrings costs a few
+# microseconds where running the patterns costs tens. Only ASCII windows take this shortcut:
+# re.IGNORECASE also folds "ı", "İ" and "ſ" onto ASCII letters, which str.lower() does not.
+_EN_NEEDS = (
+    "can", "won", "will", "would", "shan", "not", "unable", "decline", "refuse",
+    "comfortable", "against", "appropriate", "unethical", "irresponsible",
+)  # fmt: skip
+
+
+def _may_match_builtin(window: str) -> bool:
+    """False only when no built-in pattern can match ``window`` (a cheap, exact pre-check)."""
+    if not window.isascii():
+        return True
+    low = window.lower()
+    return any(w in low for w in _EN_NEEDS)
+
+
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\uff07": "'", "`": "'"})
 # A sentence ends at . ! ? (followed by space / end) or CJK 。！？, together with the whitespace
 # after it, or at a line break; "？\n\n" is one end, not two.
@@ -336,7 +355,7 @@ class RefusalVerifier(RuleVerifier):
             _APOSTROPHES
         )
         best: tuple[int, str, str] | None = None
-        if self.cfg.builtin_patterns:
+        if self.cfg.builtin_patterns and _may_match_builtin(window):
             for name, pat in _PATTERNS:
                 for m in pat.finditer(window):
                     if _CONCESSIVE.search(window, max(0, m.start() - 80), m.start()):

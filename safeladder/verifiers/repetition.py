@@ -49,6 +49,8 @@ from safeladder.verifiers.base import RowResult, RuleVerifier, Verifier, Verifie
 _WORD_TOKEN = regex.compile(
     r"[\p{Han}\p{Hiragana}\p{Katakana}]|[^\s\p{Han}\p{Hiragana}\p{Katakana}]+"
 )
+# str.split() separators that the pattern's \s does not match (ASCII file/group/record/unit).
+_SPLIT_ONLY = ("\x1c", "\x1d", "\x1e", "\x1f")
 
 
 class RepetitionConfig(VerifierConfig):
@@ -78,7 +80,12 @@ def repetition_tokens(text: str, unit: str = "words") -> list[str]:
     """
     if unit == "chars":
         return list(text)
-    return _WORD_TOKEN.findall(text.lower())
+    low = text.lower()
+    if low.isascii() and not any(c in low for c in _SPLIT_ONLY):
+        # The same tokens as the pattern, 5-10x faster: for ASCII the pattern's runs of
+        # non-space are str.split()'s, except that split() also breaks on \x1c-\x1f.
+        return low.split()
+    return _WORD_TOKEN.findall(low)
 
 
 def repetition_penalty(tokens: list[str], n: int) -> float:
@@ -90,7 +97,7 @@ def repetition_penalty(tokens: list[str], n: int) -> float:
     total = len(tokens) - n + 1
     if total <= 0:
         return 0.0
-    distinct = len({tuple(tokens[i : i + n]) for i in range(total)})
+    distinct = len(set(zip(*(tokens[i:] for i in range(n)), strict=False)))
     return 0.0 - (1.0 - distinct / total)
 
 

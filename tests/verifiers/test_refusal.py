@@ -247,3 +247,25 @@ def test_gptfuzz_refusal_rate_by_label() -> None:
     assert r0 >= 10 * r1
     # Without persona sections most jailbroken rows open with a decoy refusal (measured 45 %).
     assert rates(persona_sections=False)[1] >= 0.30
+
+
+def test_ascii_precheck_never_hides_a_match(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `_may_match_builtin` skips the patterns when an ASCII opening holds none of the words they
+    # need. It must be exact: the same results with and without it, on every string the tests
+    # use, all 7,700 GPTFuzz responses, JailbreakBench's and the case-folding look-alikes.
+    from safeladder.verifiers import refusal
+
+    texts = [*EN_REFUSALS, *ZH_REFUSALS, *TRAPS, *(t for t, _ in PERSONA)]
+    texts += [r["response"] or "" for r in read_shared("gptfuzz_labeled_responses.jsonl.gz")]
+    texts += [r["response"] or "" for r in read_shared("jailbreakbench_artifacts.jsonl.gz")]
+    texts += [t.upper() for t in EN_REFUSALS]
+    texts += ["I \u017fhall not help.", "I CANNOT ASS\u0130ST.", "I w\u0131ll not help with that."]
+    verifier = build_verifier({"type": "refusal"})
+    batch = [Sample(completion=t) for t in texts]
+    fast = verifier.score(batch)
+    skipped = sum(not refusal._may_match_builtin(opening(t, 2, 300)) for t in texts)
+    assert skipped > 1000  # the shortcut is taken
+    monkeypatch.setattr(refusal, "_may_match_builtin", lambda window: True)
+    slow = verifier.score(batch)
+    assert fast.scores.tolist() == slow.scores.tolist()
+    assert fast.details == slow.details

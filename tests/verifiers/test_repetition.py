@@ -113,3 +113,17 @@ def test_gsm8k_solutions_vs_looped_copies() -> None:
     looped = v.score([Sample(completion=" ".join([r["solution"]] * 3)) for r in rows]).scores
     assert float(natural.min()) > -0.4 and float(natural.mean()) > -0.1
     assert float(looped.max()) < -0.5
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from([*"ab AB\t\n\r\x0b\x0c\x1c\x1d\x1e\x1f.,'", "猫", "é"])))
+def test_ascii_split_shortcut_gives_the_pattern_tokens(text: str) -> None:
+    # repetition_tokens takes str.split() for ASCII text; it must equal the pattern's tokens.
+    from safeladder.verifiers.repetition import _WORD_TOKEN, repetition_penalty, repetition_tokens
+
+    assert repetition_tokens(text) == _WORD_TOKEN.findall(text.lower())
+    tokens = repetition_tokens(text)
+    for n in (1, 2, 3):
+        grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+        expected = -(1 - len(set(grams)) / len(grams)) if grams else 0.0
+        assert repetition_penalty(tokens, n) == pytest.approx(expected)
