@@ -3,7 +3,9 @@
 The shipped ``safety`` verifier scores F1 0.90 on GPTFuzz's held-out split, but that is one
 distribution. This script measures, on the shared safety sources (``../shared/data``):
 
-**Test sets** (columns; never trained on by any learner here):
+**Test sets** (columns; never trained on by any learner here), built by
+``safeladder.training.shift_sets`` (the sets ``safeladder eval VERIFIER --metrics matrix`` scores
+one verifier on; its seed, fractions and benign row ranges are the knobs there):
 
 - ``gptfuzz``: GPTFuzz's upstream ``evaluate`` split (its 20 questions are not in ``train``);
 - ``jbb-<attack>``: JailbreakBench artifacts of one attack method (GCG, PAIR, JBC,
@@ -64,27 +66,38 @@ appended to ``benchmarks/results/safety_matrix.jsonl`` with the knobs and the en
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
 import json
-import random
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import bench_env  # benchmarks/ is the script's directory, so it is on sys.path
 import numpy as np
 
+from safeladder.training.eval_matrix import column_metrics, false_flag_rate
+from safeladder.training.shift_sets import (
+    BENIGN_GSM8K,
+    BENIGN_TRUTHFULQA,
+    COLUMNS,
+    DEV_FRACTION,
+    JBB_ATTACKS,
+    JBB_TEST_FRACTION,
+    SEED,
+    SOURCES,
+    TEST_FRACTION,
+    Row,
+    Source,
+    load_shift_sets,
+    make_row,
+    sample_rows,
+)
+
 # --- knobs ----------------------------------------------------------------------------------
-SEED = 0
-DEV_FRACTION = 0.15  # share of a source's training groups held out to choose its threshold
-TEST_FRACTION = 0.3  # share of groups held out as the test set (AdvBench, StrongREJECT, ToxiGen)
-JBB_TEST_FRACTION = 0.4  # share of JailbreakBench behaviours (goals) held out for the test sets
-BENIGN_TRUTHFULQA = (600, 1000)  # TruthfulQA correct answers [start, stop): the recipe uses 600
-BENIGN_GSM8K = (300, 600)  # GSM8K solutions [start, stop): the recipe trains on the first 300
+# The test sets and pools (seed, fractions, benign row ranges): safeladder.training.shift_sets.
 EMB_C = 1.0  # embedding_head kind default (logistic head)
 EMB_MAX_ITER = 1000
 THREADS = 2  # torch threads of the encoder
@@ -96,171 +109,22 @@ SHARED = REPO.parent / "shared" / "data"
 RESULTS = REPO / "benchmarks" / "results" / "safety_matrix.jsonl"
 RECIPE = REPO / "configs" / "train" / "safety.yaml"
 SHIPPED = REPO / "safeladder" / "defaults" / "safety"
-JBB_ATTACKS = {
-    "GCG": "GCG",
-    "PAIR": "PAIR",
-    "JBC": "JBC",
-    "prompt_with_random_search": "RS",
-    "DSN": "DSN",
-}
-SOURCES = ("gptfuzz", "jbb", "advbench", "strongreject", "toxigen")
-TESTS = (
-    "gptfuzz",
-    *(f"jbb-{a}" for a in JBB_ATTACKS.values()),
-    "advbench",
-    "strongreject",
-    "toxigen",
-)
+SCARY = REPO / "configs" / "train" / "data" / "safety_benign_scary.jsonl"
+TESTS = COLUMNS
 #: Test sets the shipped model was trained on (the recipe generates exactly these rows).
 SHIPPED_SEEN = {"advbench", "strongreject"}
 
 
-@dataclass(frozen=True)
-class Row:
-    """One labelled (prompt, response); ``keys``: normalised prompt / goal, for leak checks."""
-
-    uid: str
-    prompt: str
-    response: str
-    label: int
-    group: str
-    keys: frozenset[str]
-    tag: str = ""  # JBB attack; benign subset
-
-
-@dataclass
-class Source:
-    """A training source: its pool split into train / dev, and its test part."""
-
-    train: list[Row]
-    dev: list[Row]
-    tests: dict[str, list[Row]] = field(default_factory=dict)
-
-
-def _norm(text: str) -> str:
-    from safeladder.training.data import normalize_group
-
-    return normalize_group(text)
-
-
-def _row(uid: str, prompt: str, response: str, label: int, group: str, *extra: str) -> Row:
-    keys = frozenset(k for k in (_norm(prompt), group, *map(_norm, extra)) if k)
-    return Row(uid, prompt, response, int(label), group, keys)
-
-
-def _read(name: str) -> list[dict[str, Any]]:
-    path = SHARED / name
-    opener: Callable[..., Any] = gzip.open if name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
-def _records(path: Path, augment: str, keep_label: int | None = None, **source: Any) -> list[Row]:
-    """Rows of one file through the project's loader and row generator (as the recipe reads)."""
-    from safeladder.training.common import DataSource, PointRecord
-    from safeladder.training.data import load_records
-
-    src = DataSource(path=str(path), augment=augment, **source)
-    recs = load_records([src], pairwise=False, labels=["0", "1"]).records
-    out = []
-    for r in recs:
-        assert isinstance(r, PointRecord) and isinstance(r.label, int)
-        if keep_label is not None and r.label != keep_label:
-            continue
-        out.append(_row(f"{path.name}:{r.row}", r.prompt, r.response or "", int(r.label), r.group))
-    return out
-
-
-def _split(rows: list[Row], fraction: float, salt: str) -> tuple[list[Row], list[Row]]:
-    """(rest, held out): a seeded split by group (``split.grouped_split``, the runner's)."""
-    from safeladder.training.split import grouped_split
-
-    s = grouped_split(rows, fraction, seed=_seed(salt))  # type: ignore[arg-type]
-    return list(s.train), list(s.dev)
-
-
-def _seed(salt: str) -> int:
-    return SEED * 1_000_003 + int(hashlib.sha256(salt.encode()).hexdigest()[:8], 16)
-
-
-def _sample(rows: list[Row], k: int | None, salt: str) -> list[Row]:
-    if k is None or len(rows) <= k:
-        return rows
-    idx = sorted(random.Random(_seed(salt)).sample(range(len(rows)), k))
-    return [rows[i] for i in idx]
-
-
 def load_sources(quick: bool) -> tuple[dict[str, Source], dict[str, list[Row]], list[Row]]:
-    """``(sources, tests by column, benign rows)``; see the module docstring."""
-    pool_k = QUICK_POOL if quick else None
-    test_k = QUICK_TEST if quick else None
-    sources: dict[str, Source] = {}
-    tests: dict[str, list[Row]] = {}
-
-    def add(name: str, pool: list[Row], test_parts: dict[str, list[Row]]) -> None:
-        pool = _sample(pool, pool_k, f"pool:{name}")
-        train, dev = _split(pool, DEV_FRACTION, f"dev:{name}")
-        parts = {k: _sample(v, test_k, f"test:{k}") for k, v in test_parts.items()}
-        sources[name] = Source(train, dev, parts)
-        tests.update(parts)
-
-    g = _read("gptfuzz_labeled_responses.jsonl.gz")
-    gf = {
-        s: [
-            _row(f"gptfuzz:{i}", r["prompt"], r["response"], r["label"], _norm(r["prompt"]))
-            for i, r in enumerate(g)
-            if r["split"] == s
-        ]
-        for s in ("train", "evaluate")
-    }
-    add("gptfuzz", gf["train"], {"gptfuzz": gf["evaluate"]})
-
-    jbb = [
-        replace(
-            _row(f"jbb:{i}", r["prompt"], r["response"], r["label"], _norm(r["goal"])),
-            tag=JBB_ATTACKS[r["attack"]],
-        )
-        for i, r in enumerate(_read("jailbreakbench_artifacts.jsonl.gz"))
-    ]
-    jpool, jtest = _split(jbb, JBB_TEST_FRACTION, "test:jbb")
-    add("jbb", jpool, {f"jbb-{a}": [r for r in jtest if r.tag == a] for a in JBB_ATTACKS.values()})
-
-    for name, file in (
-        ("advbench", "advbench_harmful_behaviors.jsonl"),
-        ("strongreject", "strongreject_prompts.jsonl"),
-    ):
-        rows = _records(SHARED / file, "harmful_prompt_responses")
-        pool, test = _split(rows, TEST_FRACTION, f"test:{name}")
-        add(name, pool, {name: test})
-
-    tox = [
-        _row(f"toxigen:{i}", "", r["prompt"], r["label"], _norm(r["prompt"]), r["prompt"])
-        for i, r in enumerate(_read("toxigen_demonstrations.jsonl"))
-    ]
-    pool, test = _split(tox, TEST_FRACTION, "test:toxigen")
-    add("toxigen", pool, {"toxigen": test})
-
-    benign_k = QUICK_BENIGN if quick else None
-    benign: list[Row] = []
-    scary = _records(REPO / "configs/train/data/safety_benign_scary.jsonl", "benign_answers", 0)
-    tqa = _records(
-        SHARED / "truthfulqa_answers.jsonl",
-        "benign_answers",
-        0,
-        fields={"prompt": "question", "response": "answer"},
-        where={"label": 1},
-        limit=BENIGN_TRUTHFULQA[1],
-    )[BENIGN_TRUTHFULQA[0] :]
-    gsm = _records(
-        SHARED / "gsm8k_train.jsonl.gz",
-        "benign_answers",
-        0,
-        fields={"prompt": "question", "response": "solution", "category": None},
-        limit=BENIGN_GSM8K[1],
-    )[BENIGN_GSM8K[0] :]
-    for tag, rows in (("scary", scary), ("truthfulqa", tqa), ("gsm8k", gsm)):
-        benign += [replace(r, tag=tag) for r in _sample(rows, benign_k, f"benign:{tag}")]
-    return sources, tests, benign
+    """``(sources, tests by column, benign rows)``: ``shift_sets.load_shift_sets``."""
+    sets = load_shift_sets(
+        SHARED,
+        SCARY,
+        pool_limit=QUICK_POOL if quick else None,
+        test_limit=QUICK_TEST if quick else None,
+        benign_limit=QUICK_BENIGN if quick else None,
+    )
+    return sets.sources, sets.tests, sets.benign
 
 
 def load_recipe(quick: bool) -> Source:
@@ -273,7 +137,7 @@ def load_recipe(quick: bool) -> Source:
     def rows(recs: Sequence[Any], side: str) -> list[Row]:
         return [
             replace(
-                _row(f"recipe:{side}:{i}", r.prompt, r.response or "", int(r.label), r.group),
+                make_row(f"recipe:{side}:{i}", r.prompt, r.response or "", int(r.label), r.group),
                 tag="benign" if any(b in r.source for b in RECIPE_BENIGN) else "",
             )
             for i, r in enumerate(recs)
@@ -281,8 +145,8 @@ def load_recipe(quick: bool) -> Source:
 
     k = QUICK_POOL if quick else None
     return Source(
-        _sample(rows(data.train, "train"), k, "recipe:train"),
-        _sample(rows(data.dev, "dev"), k and k // 4, "recipe:dev"),
+        sample_rows(rows(data.train, "train"), k, "recipe:train"),
+        sample_rows(rows(data.dev, "dev"), k and k // 4, "recipe:dev"),
     )
 
 
@@ -408,34 +272,14 @@ def tfidf_fit_predict(train: list[Row], view: str, targets: list[Row]) -> np.nda
 
 
 def cell(rows: Sequence[Row], p_unsafe: np.ndarray, t: float) -> dict[str, Any]:
-    """Metrics of P(unsafe) on one test set at threshold ``t`` (``p >= t`` flags)."""
-    from safeladder.training.calibration import select_threshold
-    from safeladder.training.metrics import pointwise_metrics
-
-    y = np.array([r.label for r in rows], dtype=np.int64)
-    m = pointwise_metrics(y, p_unsafe, t, probabilities=False)
-    best = select_threshold(y, p_unsafe, "max_f1")
-    return {
-        "n": len(rows),
-        "positives": int(y.sum()),
-        "f1_at_t": m["f1"],
-        "precision_at_t": m["precision"],
-        "recall_at_t": m["recall"],
-        "fpr_at_t": float(np.mean(p_unsafe[y == 0] >= t)) if (y == 0).any() else None,
-        "best_f1": float(best["f1"]),
-        "best_f1_threshold": float(best["threshold"]),
-        "auroc": m["auroc"],
-    }
+    """Metrics of P(unsafe) on one test set at threshold ``t`` (``p >= t`` flags):
+    ``eval_matrix.column_metrics``, as ``safeladder eval --metrics matrix`` computes them."""
+    return column_metrics([r.label for r in rows], p_unsafe, t)
 
 
 def ffr(benign: Sequence[Row], p_unsafe: np.ndarray, t: float) -> dict[str, Any]:
     """False-flag rate (share flagged) on the benign answers, overall and per subset."""
-    flagged = p_unsafe >= t
-    out: dict[str, Any] = {"all": float(flagged.mean()), "n": len(benign)}
-    for tag in dict.fromkeys(r.tag for r in benign):
-        m = np.array([r.tag == tag for r in benign])
-        out[tag] = float(flagged[m].mean())
-    return out
+    return false_flag_rate([r.tag for r in benign], p_unsafe, t)
 
 
 def _threshold(dev: Sequence[Row], p_dev: np.ndarray) -> tuple[float, str | None]:

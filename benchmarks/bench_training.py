@@ -13,6 +13,12 @@ For each recipe (``configs/train/safety.yaml``, ``configs/train/value.yaml``):
   training) at the threshold chosen on the dev split, next to (a) TF-IDF + LR trained on the
   recipe's own training split with its threshold chosen on the same dev split, and (b) the
   ``refusal`` rule verifier ("flag anything that is not a refusal").
+- **shift matrix** (with the held-out step; ``--no-matrix`` skips it): the same three models on
+  every safety shift column of ``safeladder.training.shift_sets`` (GPTFuzz ``evaluate``,
+  JailbreakBench by attack, AdvBench / StrongREJECT pairs, ToxiGen) and their false-flag rate
+  on benign answers, at the same thresholds: the table and record of
+  ``safeladder eval VERIFIER --metrics matrix`` (``eval_matrix``); columns the safety recipe
+  trained on are marked (``seen`` / ``source``). ``--matrix-limit N`` samples N rows per column.
 
 One JSON line per measurement is appended to ``benchmarks/results/training.jsonl`` with the
 environment record.
@@ -20,6 +26,7 @@ environment record.
     python benchmarks/bench_training.py                       # held-out table, shipped models
     python benchmarks/bench_training.py --train               # retrain both (GPU: ~2 min)
     python benchmarks/bench_training.py --train --max-steps 20 --recipes safety   # CPU probe
+    python benchmarks/bench_training.py --recipes safety --matrix-limit 100      # quicker matrix
 """
 
 from __future__ import annotations
@@ -40,14 +47,18 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results" / "training.jsonl"
 SHARED = REPO.parent / "shared" / "data"
 PROBES = REPO / "tests" / "training" / "fixtures" / "safety_behaviour_probes.jsonl"
+SCARY = REPO / "configs" / "train" / "data" / "safety_benign_scary.jsonl"
 METRICS = ("accuracy", "precision", "recall", "f1", "auroc", "auprc", "ece")
 
 
 def _record(rec: dict[str, Any]) -> None:
+    from safeladder.jsonsafe import jsonable
+
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     env = bench_env.environment(("torch", "transformers", "trl", "peft", "scikit-learn"))
     with RESULTS.open("a", encoding="utf-8") as fh:
-        fh.write(json.dumps({"bench": "training", **rec, **env}) + "\n")
+        # NaN (an undefined metric) is written as null.
+        fh.write(json.dumps(jsonable({"bench": "training", **rec, **env})) + "\n")
 
 
 def _device() -> str:
@@ -98,14 +109,23 @@ def train(recipe: str, out_root: Path, max_steps: int | None) -> dict[str, Any]:
     return rec
 
 
-def held_out(verifier_dir: Path) -> dict[str, Any]:
-    """Safety verifier vs TF-IDF + LR vs the refusal rule on GPTFuzz `evaluate`."""
+def held_out(verifier_dir: Path, matrix: bool, matrix_limit: int | None) -> list[dict[str, Any]]:
+    """Safety verifier vs TF-IDF + LR vs the refusal rule on GPTFuzz `evaluate`, and (``matrix``)
+    on the safety shift matrix; the records (held-out, then one per matrix model)."""
     from safeladder import Sample, build_verifier
     from safeladder.training.baseline import tfidf_logreg_pointwise
     from safeladder.training.calibration import select_threshold
     from safeladder.training.config import load_train_config
     from safeladder.training.metrics import pointwise_metrics
     from safeladder.training.runner import _point_text, prepare_data, verifier_config
+    from safeladder.training.shift_sets import load_shift_sets
+
+    sets = (
+        load_shift_sets(SHARED, SCARY, test_limit=matrix_limit, benign_limit=matrix_limit)
+        if matrix
+        else None
+    )
+    matrix_rows = sets.rows() if sets is not None else []
 
     with gzip.open(SHARED / "gptfuzz_labeled_responses.jsonl.gz", "rt", encoding="utf-8") as fh:
         rows = [r for r in map(json.loads, fh) if r["split"] == "evaluate"]
@@ -138,12 +158,14 @@ def held_out(verifier_dir: Path) -> dict[str, Any]:
         labels,
         [_point_text(r) for r in data.dev]
         + [f"{r['prompt']}\n{r['response']}" for r in rows]
-        + [f"{p['prompt']}\n{p['response']}" for p in probes],
+        + [f"{p['prompt']}\n{p['response']}" for p in probes]
+        + [f"{r.prompt}\n{r.response}" for r in matrix_rows],
     )
     tfidf_s = time.perf_counter() - t0
     n_dev, n_rows = len(dev_y), len(rows)
     p_dev, p_tfidf = probs[:n_dev], probs[n_dev : n_dev + n_rows]
-    probe_tfidf = probs[n_dev + n_rows :]
+    probe_tfidf = probs[n_dev + n_rows : n_dev + n_rows + len(probes)]
+    matrix_tfidf = probs[n_dev + n_rows + len(probes) :]
     t_tfidf = float(select_threshold(dev_y, p_dev, "max_f1")["threshold"])
 
     refusal = build_verifier("refusal")
@@ -168,7 +190,7 @@ def held_out(verifier_dir: Path) -> dict[str, Any]:
     print("\nBehaviour probes (tests/training/fixtures, never trained on):")
     for name, b in behaviour.items():
         print(f"  {name:<14} " + ", ".join(f"{k} {v}" for k, v in b.items()))
-    return {
+    rec = {
         "kind": "held_out",
         "behaviour_probes": behaviour,
         "data": "gptfuzz evaluate split",
@@ -181,6 +203,52 @@ def held_out(verifier_dir: Path) -> dict[str, Any]:
         },
         "device": _device(),
     }
+    if sets is None:
+        return [rec]
+    return [rec, *shift_matrix(verifier_dir, sets, matrix_tfidf, t_tfidf, matrix_limit)]
+
+
+def shift_matrix(
+    verifier_dir: Path, sets: Any, p_tfidf: np.ndarray, t_tfidf: float, limit: int | None
+) -> list[dict[str, Any]]:
+    """The safety verifier, TF-IDF + LR (``p_tfidf``: its P(unsafe) over ``sets.rows()``) and
+    the refusal rule on every shift column; prints each table, returns one record per model."""
+    from safeladder.training.eval_matrix import (
+        MatrixJob,
+        format_matrix,
+        matrix_cells,
+        matrix_record,
+        run_matrix,
+        training_marks,
+    )
+    from safeladder.training.eval_scoring import resolve_verifier
+
+    out = []
+    for spec in (str(verifier_dir), "refusal"):
+        t0 = time.perf_counter()
+        job = MatrixJob(spec, SHARED, SCARY, limit_per_column=limit, progress=False)
+        record = run_matrix(job).record
+        record["seconds"] = round(time.perf_counter() - t0, 1)
+        out.append(record)
+    # TF-IDF + LR learned the safety recipe's data: the same columns are marked as for it.
+    marks, run_file = training_marks(resolve_verifier(str(verifier_dir))[0])
+    cells = matrix_cells(sets, p_tfidf, t_tfidf, marks)
+    tfidf = matrix_record(
+        "tfidf+logreg (same train data; score = P(unsafe))",
+        cells,
+        shared=SHARED,
+        limit=limit,
+        score_means=1,  # its score is P(unsafe)
+        score_threshold=t_tfidf,
+        threshold_source="max F1 on the recipe's dev split",
+        p1_threshold=t_tfidf,
+        run_file=run_file,
+    )
+    out.insert(1, tfidf)
+    print("\nSafety shift matrix (safeladder eval VERIFIER --metrics matrix):")
+    for record in out:
+        print("\n" + format_matrix(record))
+    return [{"kind": "shift_matrix", "device": _device(), **record} for record in out]
 
 
 def _behaviour(probes: list[dict[str, Any]], p_unsafe: np.ndarray, t: float) -> dict[str, str]:
@@ -209,6 +277,10 @@ def main() -> None:
     ap.add_argument("--max-steps", type=int, default=None, help="throughput probe: stop early")
     ap.add_argument("--out-root", type=Path, default=None, help="where retrained runs go")
     ap.add_argument("--no-held-out", action="store_true", help="skip the held-out evaluation")
+    ap.add_argument("--no-matrix", action="store_true", help="skip the safety shift matrix")
+    ap.add_argument(
+        "--matrix-limit", type=int, default=None, help="rows per shift column (default: all)"
+    )
     args = ap.parse_args()
     if not SHARED.is_dir():
         sys.exit(f"needs ../shared/data beside the checkout ({SHARED} is missing)")
@@ -222,7 +294,8 @@ def main() -> None:
             if recipe == "safety" and not args.max_steps:
                 safety_dir = Path(rec["output_dir"])
     if not args.no_held_out and "safety" in args.recipes and not args.max_steps:
-        _record(held_out(safety_dir))
+        for rec in held_out(safety_dir, not args.no_matrix, args.matrix_limit):
+            _record(rec)
 
 
 if __name__ == "__main__":

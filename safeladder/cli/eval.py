@@ -21,6 +21,15 @@ GuardRank classifier, or a verifier config file); ``--judge DIM=SPEC`` gives a d
     safeladder eval --metrics guardrank --data answers.jsonl -o out/guardrank
     safeladder eval /models/judge --metrics guardrank --data answers.jsonl \
         --judge hallucination=/models/halluc-judge
+
+``--metrics matrix`` scores VERIFIER on every safety shift column of the shared sources
+(GPTFuzz, JailbreakBench by attack, AdvBench / StrongREJECT pairs, ToxiGen;
+``safeladder.training.shift_sets``) and on benign answers (false-flag rate): F1 at its own
+threshold beside the best F1 and AUROC, columns its training data held marked
+(``safeladder.training.eval_matrix``)::
+
+    safeladder eval safety_tfidf --metrics matrix -o out/matrix
+    safeladder eval runs/my_safety --metrics matrix --shared-data /data/shared --limit-per-column 200
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ class Metrics(StrEnum):
 
     report = "report"
     guardrank = "guardrank"
+    matrix = "matrix"
 
 
 def _names(flag: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -89,7 +99,7 @@ def parse_where(items: list[str]) -> dict[str, Any]:
 @app.command("eval")
 def eval_command(
     data: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "--data",
             "-d",
@@ -97,18 +107,54 @@ def eval_command(
             help="Labelled rows: .jsonl[.gz], .json, .csv, .parquet or a saved HF dataset dir. "
             "Pointwise: prompt, response, label (0/1); pairwise: prompt, chosen, rejected. "
             "--metrics guardrank: dimension, prompt, response, score (optional), pair_id, "
-            "pair_role, reference, images, lang, id, meta (see the README).",
+            "pair_role, reference, images, lang, id, meta (see the README). Required but "
+            "with --metrics matrix (which reads --shared-data).",
+            show_default=False,
         ),
-    ],
+    ] = None,
     metrics: Annotated[
         Metrics,
         typer.Option(
             "--metrics",
             help="report: accuracy / F1 / AUROC / calibration of VERIFIER against 0/1 labels "
             "(or pairwise accuracy). guardrank: MLLMGuard's ASD and PAR per dimension and "
-            "overall, judging rows without a score.",
+            "overall, judging rows without a score. matrix: VERIFIER on every safety shift "
+            "column of --shared-data (F1 at its threshold, best F1, AUROC) and its false-flag "
+            "rate on benign answers.",
         ),
     ] = Metrics.report,
+    shared_data: Annotated[
+        Path,
+        typer.Option(
+            "--shared-data",
+            metavar="DIR",
+            help="--metrics matrix: the directory of the shared safety sources "
+            "(gptfuzz_labeled_responses.jsonl.gz, jailbreakbench_artifacts.jsonl.gz, "
+            "advbench_harmful_behaviors.jsonl, strongreject_prompts.jsonl, "
+            "toxigen_demonstrations.jsonl, truthfulqa_answers.jsonl, gsm8k_train.jsonl.gz).",
+        ),
+    ] = Path("../shared/data"),
+    benign_scary: Annotated[
+        Path | None,
+        typer.Option(
+            "--benign-scary",
+            metavar="FILE",
+            help="--metrics matrix: the benign scary-sounding answers of the false-flag set "
+            "(default: configs/train/data/safety_benign_scary.jsonl of this checkout).",
+            show_default=False,
+        ),
+    ] = None,
+    limit_per_column: Annotated[
+        int | None,
+        typer.Option(
+            "--limit-per-column",
+            min=1,
+            metavar="N",
+            help="--metrics matrix: score a seeded sample of N rows per column and per benign "
+            "subset (default: all).",
+            show_default=False,
+        ),
+    ] = None,
     judge: Annotated[
         list[str] | None,
         typer.Option(
@@ -242,7 +288,54 @@ def eval_command(
 ) -> None:
     """Evaluate a verifier on a labelled file: accuracy, F1, AUROC, AUPRC, ECE, reliability
     diagram (pointwise) or pairwise accuracy (preferences), per category, against a baseline.
-    With --metrics guardrank: MLLMGuard's ASD and PAR per dimension and overall."""
+    With --metrics guardrank: MLLMGuard's ASD and PAR per dimension and overall. With --metrics
+    matrix: the verifier on every safety shift column and its false-flag rate."""
+    matrix_given = {
+        "--shared-data": shared_data != Path("../shared/data"),
+        "--benign-scary": benign_scary is not None,
+        "--limit-per-column": limit_per_column is not None,
+    }
+    if metrics is Metrics.matrix:
+        given = {
+            "--data": data is not None,
+            "--baseline": baseline is not None,
+            "--judge": bool(judge),
+            "--rejudge": rejudge,
+            "--pairwise/--pointwise": pairwise is not None,
+            "--split": split is not None,
+            "--where": bool(where),
+            "--limit": limit is not None,
+            "--format": format is not None,
+            "--prompt-field": prompt_field is not None,
+            "--response-field": response_field is not None,
+            "--label-field": label_field != "label",
+            "--chosen-field": chosen_field != "chosen",
+            "--rejected-field": rejected_field != "rejected",
+            "--category-field": category_field != "category",
+            "--seed": seed != 0,
+        }
+        _matrix(
+            verifier,
+            shared_data,
+            benign_scary,
+            limit_per_column,
+            output,
+            score_means,
+            threshold,
+            batch_size,
+            not no_progress,
+            given,
+        )
+        return
+    with cli_errors():
+        unused = [flag for flag, on in matrix_given.items() if on]
+        if unused:
+            raise CliError(f"{', '.join(unused)}: only with --metrics matrix", EXIT_USAGE)
+        if data is None:
+            raise CliError(
+                f"missing option --data (required with --metrics {metrics.value})", EXIT_USAGE
+            )
+    assert data is not None  # narrowed above (mypy does not see through the context manager)
     if metrics is Metrics.guardrank:
         given = {
             "--baseline": baseline is not None,
@@ -302,6 +395,45 @@ def eval_command(
     with cli_errors():
         outcome = run_eval(job)
     typer.echo(format_summary(outcome))
+    for kind, path in outcome.files.items():
+        typer.echo(f"{kind}: {path}")
+
+
+def _matrix(
+    verifier: str | None,
+    shared: Path,
+    scary: Path | None,
+    limit_per_column: int | None,
+    output: Path | None,
+    score_means: int | None,
+    threshold: float | None,
+    batch_size: int,
+    progress: bool,
+    given: dict[str, bool],
+) -> None:
+    """``eval --metrics matrix``: parse, run ``run_matrix``, print the table."""
+    from safeladder.training.eval_matrix import MatrixJob, format_matrix, run_matrix
+    from safeladder.training.shift_sets import DEFAULT_SCARY
+
+    with cli_errors():
+        unused = [flag for flag, on in given.items() if on]
+        if unused:
+            raise CliError(f"{', '.join(unused)}: not used by --metrics matrix", EXIT_USAGE)
+        if verifier is None:
+            raise CliError("missing argument VERIFIER (required with --metrics matrix)", EXIT_USAGE)
+        job = MatrixJob(
+            verifier=verifier,
+            shared=shared,
+            scary=scary if scary is not None else DEFAULT_SCARY,
+            output=output,
+            score_means=score_means,
+            threshold=threshold,
+            limit_per_column=limit_per_column,
+            batch_size=batch_size,
+            progress=progress,
+        )
+        outcome = run_matrix(job)
+    typer.echo(format_matrix(outcome.record))
     for kind, path in outcome.files.items():
         typer.echo(f"{kind}: {path}")
 

@@ -36,14 +36,14 @@ class EvalOutcome:
 # --------------------------------------------------------------------------- P(label 1)
 
 
-def _to_p1(scored: Scored) -> np.ndarray:
+def to_p1(scored: Scored) -> np.ndarray:
     """P(label 1) (or a score increasing in it) from the verifier's scores."""
     if scored.is_p1 or scored.score_means == 1:
         return scored.scores
     return 1.0 - scored.scores if scored.probability else -scored.scores
 
 
-def _score_threshold(scored: Scored, job: EvalJob) -> float:
+def score_threshold(scored: Scored, job: EvalJob) -> float:
     """--threshold, else the one chosen when the verifier was trained, else 0.5 (or 0)."""
     if job.threshold is not None:
         return job.threshold
@@ -52,10 +52,10 @@ def _score_threshold(scored: Scored, job: EvalJob) -> float:
     return 0.5 if scored.probability else 0.0
 
 
-def _p1_threshold(scored: Scored, job: EvalJob) -> float:
+def p1_threshold(scored: Scored, job: EvalJob) -> float:
     if scored.is_p1:
         return 0.5
-    t = _score_threshold(scored, job)
+    t = score_threshold(scored, job)
     if scored.score_means == 1:
         return t
     # score >= t predicts label 0, so label 1 needs score < t: P(label 1) = 1 − score (or −score)
@@ -78,8 +78,8 @@ def pointwise_report(
     notes: list[str],
 ) -> EvalReport:
     y = np.array([it.label for it in kept], dtype=np.int64)
-    p = _to_p1(main)[keep]
-    t = _p1_threshold(main, job)
+    p = to_p1(main)[keep]
+    t = p1_threshold(main, job)
     data["class balance"] = {"label 0": int((y == 0).sum()), "label 1": int((y == 1).sum())}
     data["prompt-only rows"] = sum(1 for it in kept if it.sample.completion == "")
     data["score means label"] = main.score_means
@@ -110,8 +110,8 @@ def pointwise_report(
             "diagram are left out; AUROC / AUPRC rank the scores."
         )
     if base is not None:
-        bp = _to_p1(base)[keep]
-        bfn = metrics_of(base, _p1_threshold(base, job))
+        bp = to_p1(base)[keep]
+        bfn = metrics_of(base, p1_threshold(base, job))
         report.baseline_name = base.name
         report.baseline_metrics = bfn(y, bp)
         report.baseline_per_category = per_category(cats, bfn, y, bp)
@@ -136,7 +136,7 @@ def pointwise_report(
     else:
         direction = "default"
     notes.append(f"Direction ({direction}): a high verifier score predicts label {means}.")
-    score_t = _score_threshold(main, job)
+    score_t = score_threshold(main, job)
     source = (
         "--threshold"
         if job.threshold is not None
@@ -264,7 +264,10 @@ def format_summary(outcome: EvalOutcome) -> str:
 __all__ = [
     "EvalOutcome",
     "format_summary",
+    "p1_threshold",
     "pairwise_report",
     "pointwise_report",
+    "score_threshold",
+    "to_p1",
     "write_outputs",
 ]

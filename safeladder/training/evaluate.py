@@ -42,6 +42,9 @@ The work is split by job: ``eval_rows`` (the job, reading rows into items), ``ev
 (verifier specs, batched scoring, the saved decision, the ``tfidf-cv`` column) and
 ``eval_report`` (P(label 1), thresholds, the report, the files, ``format_summary``); this
 module runs them in order (``run_eval``) and re-exports their public names.
+
+``--metrics matrix`` is ``eval_matrix.run_matrix``: the verifier on every safety shift column of
+``shift_sets`` (F1 at its threshold, best F1, AUROC, the false-flag rate on benign answers).
 """
 
 from __future__ import annotations
