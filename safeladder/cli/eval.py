@@ -43,6 +43,9 @@ import typer
 from safeladder.cli.base import InputFormat, app, cli_errors
 from safeladder.cli.errors import EXIT_USAGE, CliError
 
+#: ``--shared-data``'s default: the shared data beside a checkout, from its root (the examples').
+DEFAULT_SHARED = Path("../shared/data")
+
 
 class Metrics(StrEnum):
     """The kind of report ``safeladder eval`` computes."""
@@ -133,7 +136,7 @@ def eval_command(
             "advbench_harmful_behaviors.jsonl, strongreject_prompts.jsonl, "
             "toxigen_demonstrations.jsonl, truthfulqa_answers.jsonl, gsm8k_train.jsonl.gz).",
         ),
-    ] = Path("../shared/data"),
+    ] = DEFAULT_SHARED,
     benign_scary: Annotated[
         Path | None,
         typer.Option(
@@ -291,7 +294,7 @@ def eval_command(
     With --metrics guardrank: MLLMGuard's ASD and PAR per dimension and overall. With --metrics
     matrix: the verifier on every safety shift column and its false-flag rate."""
     matrix_given = {
-        "--shared-data": shared_data != Path("../shared/data"),
+        "--shared-data": shared_data != DEFAULT_SHARED,
         "--benign-scary": benign_scary is not None,
         "--limit-per-column": limit_per_column is not None,
     }

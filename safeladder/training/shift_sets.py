@@ -215,7 +215,10 @@ def check_files(shared: Path, scary: Path) -> None:
         )
     missing = [str(shared / name) for name in FILES.values() if not (shared / name).is_file()]
     if not scary.is_file():
-        missing.append(f"{scary} (the benign scary-sounding answers)")
+        missing.append(
+            f"{scary} (the benign scary-sounding answers: a checkout's {SCARY_FILE} under "
+            "configs/train/data)"
+        )
     if missing:
         raise InputError(
             "the safety shift sets need these files, missing: " + "; ".join(missing), field="path"
