@@ -9,8 +9,10 @@ judge input ids) and each label ``j`` (its token ids)::
 - ``label_loglik_duplicate``: one forward over every ``prefix + label`` pair (``b·m`` rows).
 - ``label_loglik_shared_prefix``: each prefix once with the KV cache; every label's first token
   from the prefix's last logits, the rest of each multi-token label in one small cached pass.
-  Both give the same numbers (the label_judge tests check 1e-4).
-- ``label_forward``: either one as a ``forward`` for ``run_batched``.
+  All three give the same numbers (the label_judge tests check 1e-4).
+- ``label_loglik_tree``: one forward per batch: each prefix once, followed by every label's
+  tokens as siblings under a 4-D attention mask (no KV cache, no pass per label).
+- ``label_forward``: any of them as a ``forward`` for ``run_batched``.
 
 A prefix is a token-id list, or a ``VisionRow`` for a vision-language judge: its image tensors
 go into the prefix pass (``vision.collate``, left padding, the model's own positions), and the
@@ -153,12 +155,15 @@ def label_loglik_shared_prefix(
     label is read from the prefix's last logits; each multi-token label's remaining tokens take
     one small pass of ``[b, n - 1]`` tokens over the cached prefix, after which the cache is
     cropped back to the prefix. Falls back to ``label_loglik_duplicate`` when the model returns
-    no croppable cache.
+    no croppable cache, or when a row is longer than the model's sliding window.
     """
     import torch
 
     b = len(prefixes)
     multi = any(len(lab) > 1 for lab in labels)
+    longest = max((len(p) for p in prefixes if not isinstance(p, VisionRow)), default=0)
+    if multi and window_exceeded(model, longest + max(len(lab) for lab in labels)):
+        return label_loglik_duplicate(model, prefixes, labels, pad_id, device)
     ids, mask, extra, next_positions = _left_batch(model, prefixes, pad_id, device)
     # Single-token labels need only the prefix's last logits: no cache to keep.
     kwargs: dict[str, Any] = {"attention_mask": mask, "use_cache": multi, **extra}
@@ -193,6 +198,107 @@ def label_loglik_shared_prefix(
         # Back to the prefix for the next label. A negative argument removes that many tokens in
         # transformers 5 and means "keep all but that many" in 4.x: the same cut in both.
         cache.crop(-(n - 1))
+    return ll.detach().cpu().numpy().astype(np.float32)
+
+
+def window_exceeded(model: Any, width: int) -> bool:
+    """Whether ``model`` has a sliding attention window narrower than ``width`` tokens: then
+    only a full forward (``label_loglik_duplicate``) applies it (a block mask would not, and
+    a sliding-window KV cache cannot be cropped back past its window)."""
+    cfg = getattr(model, "config", None)
+    window = getattr(cfg, "sliding_window", None)
+    return bool(getattr(cfg, "use_sliding_window", True) and window and width > window)
+
+
+#: Largest ``b · width²`` attention mask ``label_loglik_tree`` builds (elements); past it the
+#: KV-cache path runs instead (2^28 bf16 elements = 512 MiB).
+TREE_MAX_MASK = 2**28
+
+
+def tree_supported(model: Any, prefixes: Sequence[Any], width: int = 0) -> bool:
+    """Whether ``label_loglik_tree`` can run on ``prefixes`` laid out ``width`` tokens wide.
+
+    It needs token-id prefixes (not ``VisionRow``s, whose positions the model builds itself),
+    a transformers model whose attention kernel takes a 4-D additive mask (eager / SDPA; not
+    flash-attention or flex), no sliding window narrower than ``width`` (the mask would not apply it) and a mask
+    of at most ``TREE_MAX_MASK`` elements.
+    """
+    cfg = getattr(model, "config", None)
+    impl = getattr(cfg, "_attn_implementation", None)  # None: not a transformers model
+    if window_exceeded(model, width) or len(prefixes) * width * width > TREE_MAX_MASK:
+        return False
+    return not (prefixes and isinstance(prefixes[0], VisionRow)) and impl in ("eager", "sdpa")
+
+
+def label_loglik_tree(
+    model: Any,
+    prefixes: Sequence[Any],
+    labels: Sequence[Sequence[int]],
+    pad_id: int,
+    device: Any,
+) -> np.ndarray:
+    """Summed label log-likelihoods from ONE forward: each prefix once, its labels as siblings.
+
+    Same contract as ``label_loglik_duplicate`` (float32 ``[b, m]``). Each row is laid out as
+    ``[pad…, prefix, label_1[:-1], …, label_m[:-1]]`` (left padded) under a 4-D additive mask:
+    the prefix is causal, every label segment sees the whole prefix and its own earlier tokens
+    but no other label, and label ``j``'s token ``t`` sits at position ``len(prefix) + t``, as if
+    it followed the prefix alone. The prefix's last logits give every label's first token; each
+    segment's logits give the rest. No KV cache and no per-label pass: ``b`` rows of
+    ``len(prefix) + Σ_j (n_j - 1)`` tokens. Falls back to ``label_loglik_shared_prefix`` where
+    ``tree_supported`` says no (which runs ``label_loglik_duplicate`` past a sliding window).
+    """
+    import torch
+
+    tails = [list(lab[:-1]) for lab in labels]  # the tokens fed; a label's last is only read
+    seg_len = [len(t) for t in tails]
+    s = sum(seg_len)
+    width = max((len(p) for p in prefixes if not isinstance(p, VisionRow)), default=0) + s
+    if not tree_supported(model, prefixes, width):
+        return label_loglik_shared_prefix(model, prefixes, labels, pad_id, device)
+    b = len(prefixes)
+    # Segment of each of the last s columns (-1: none), and each column's offset in it.
+    seg = torch.tensor([j for j, n in enumerate(seg_len) for _ in range(n)], dtype=torch.long)
+    off = torch.tensor([t for n in seg_len for t in range(n)], dtype=torch.long)
+    ids = torch.full((b, width), pad_id, dtype=torch.long)
+    pos = torch.zeros((b, width), dtype=torch.long)
+    tail_ids = torch.tensor([x for t in tails for x in t], dtype=torch.long)
+    plen = torch.tensor([len(p) for p in prefixes], dtype=torch.long)
+    for i, p in enumerate(prefixes):
+        n = len(p)
+        ids[i, width - s - n : width - s] = torch.tensor(list(p), dtype=torch.long)
+        pos[i, width - s - n : width - s] = torch.arange(n)
+    if s:
+        ids[:, width - s :] = tail_ids
+        pos[:, width - s :] = plen[:, None] + off[None, :]
+    # Who sees whom, built from per-column tags: segment (-1 prefix, -2 pad) and order.
+    col = torch.arange(width)
+    tag = torch.full((b, width), -1, dtype=torch.long)
+    tag[col[None, :] < (width - s - plen)[:, None]] = -2  # left padding
+    if s:
+        tag[:, width - s :] = seg
+    q, k = tag[:, :, None], tag[:, None, :]
+    causal = col[None, :, None] >= col[None, None, :]
+    allowed = causal & (k != -2) & ((k == -1) | (k == q))
+    allowed |= torch.eye(width, dtype=torch.bool)[None]  # a pad row sees itself: no all-masked row
+    dtype = getattr(model, "dtype", torch.float32)
+    mask = torch.zeros((b, 1, width, width), dtype=dtype)
+    mask.masked_fill_(~allowed[:, None], torch.finfo(dtype).min)
+    kwargs: dict[str, Any] = {"attention_mask": mask.to(device), "use_cache": False}
+    if accepts_logits_to_keep(model):
+        kwargs["logits_to_keep"] = s + 1
+    out = model(input_ids=ids.to(device), position_ids=pos.to(device), **kwargs)
+    logp = torch.log_softmax(out.logits[:, -(s + 1) :].float(), dim=-1)  # [b, s + 1, V]
+    heads = torch.tensor([lab[0] for lab in labels], dtype=torch.long, device=logp.device)
+    ll = logp[:, 0, heads].double()  # [b, m]: first tokens from the prefix's last column
+    start = 1
+    for j, lab in enumerate(labels):
+        n = seg_len[j]
+        if n:
+            tgt = torch.tensor(list(lab[1:]), dtype=torch.long, device=logp.device)
+            cols = torch.arange(start, start + n, device=logp.device)
+            ll[:, j] += logp[:, cols, tgt].double().sum(-1)
+            start += n
     return ll.detach().cpu().numpy().astype(np.float32)
 
 
@@ -238,10 +344,14 @@ def aggregate_scores(
 def label_forward(
     labels: Sequence[Sequence[int]],
     pad_id: int,
-    scoring: Literal["shared_prefix", "duplicate"] = "shared_prefix",
+    scoring: Literal["shared_prefix", "duplicate", "tree"] = "shared_prefix",
 ) -> Forward:
     """A ``run_batched`` forward: prefixes ``[b]`` → float32 label log-likelihoods ``[b, m]``."""
-    fn = label_loglik_shared_prefix if scoring == "shared_prefix" else label_loglik_duplicate
+    fn = {
+        "shared_prefix": label_loglik_shared_prefix,
+        "duplicate": label_loglik_duplicate,
+        "tree": label_loglik_tree,
+    }[scoring]
     label_lists = [list(lab) for lab in labels]
 
     def forward(batch_ids: list[Any], model: Any, device: Any) -> np.ndarray:

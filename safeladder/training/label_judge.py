@@ -28,6 +28,7 @@ from safeladder.neural.label_likelihood import (
     aggregate_scores,
     label_loglik_duplicate,
     label_loglik_shared_prefix,
+    label_loglik_tree,
     label_probabilities,
 )
 from safeladder.neural.rendering import final_answer
@@ -275,7 +276,9 @@ def train(
     run_on = trainer.args.device
     pad_id = getattr(final.config, "pad_token_id", None)
     pad_id = int(pad_id if pad_id is not None else tok.pad_token_id)
-    fn = label_loglik_duplicate if judge.scoring == "duplicate" else label_loglik_shared_prefix
+    fn = {"duplicate": label_loglik_duplicate, "tree": label_loglik_tree}.get(
+        judge.scoring, label_loglik_shared_prefix
+    )
     all_ll = np.full((len(dev_p), len(inputs.names)), np.nan)
     todo = [i for i, p in enumerate(dev_p) if p is not None]
     with torch.no_grad():

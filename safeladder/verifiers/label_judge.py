@@ -37,13 +37,14 @@ final answer). Inputs longer than ``max_length`` tokens (label included) are cut
 first, from its start; then the completion, keeping its end; each such row has
 ``details["truncated"] = True`` and ``truncated_rows`` counts them.
 
-Compute. ``scoring: shared_prefix`` (default) runs each row's prefix once with the KV cache;
+Compute. ``scoring: shared_prefix`` runs each row's prefix once with the KV cache;
 the first token of every label is read from the prefix's last logits, and the remaining tokens
 of each multi-token label in one small pass over the cached prefix (the cache is cropped back
 after each label). ``scoring: duplicate`` runs ``prefix + label`` for every (row, label) pair
-in one forward (simpler; m times the tokens). Both give the same probabilities (tests check
-1e-4). Micro-batching, dedup of identical inputs, the optional LRU cache and multi-device
-replicas come from the shared engine (``safeladder.neural``).
+in one forward (simpler; m times the tokens). ``scoring: tree`` (default) runs one forward with
+each prefix once and every label after it as siblings under a 4-D mask (1.2-1.9x shared_prefix on
+CPU); VLM rows, flash-attention and sliding windows use the cache. All agree within 1e-4.
+Micro-batching, dedup, the LRU cache and replicas come from the engine (``safeladder.neural``).
 
 Details per scored row: ``label`` (the most likely label), ``label_probs`` ({label: p}),
 ``template`` when a ``templates`` entry was used, ``truncated`` when cut.
@@ -236,11 +237,12 @@ class LabelJudgeConfig(GuardJudgeConfig):
             "tokens; cut rows count as truncated. null tokenizes whole texts."
         ),
     )
-    scoring: Literal["shared_prefix", "duplicate"] = Field(
-        default="shared_prefix",
+    scoring: Literal["shared_prefix", "duplicate", "tree"] = Field(
+        default="tree",
         description=(
             "'shared_prefix': run each row's prefix once and score the labels over its KV cache; "
-            "'duplicate': one forward over prefix + label for every (row, label) pair."
+            "'duplicate': one forward over prefix + label for every (row, label) pair; 'tree': "
+            "one forward, each prefix once with every label after it under a block mask."
         ),
     )
     runtime: RuntimeConfig = Field(

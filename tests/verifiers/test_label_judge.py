@@ -137,7 +137,7 @@ def test_template_braces_and_injected_placeholders_are_left_alone(qwen: str) -> 
 
 
 @pytest.mark.parametrize("arch", ["qwen2_causal_lm", "llama_causal_lm"])
-@pytest.mark.parametrize("scoring", ["shared_prefix", "duplicate"])
+@pytest.mark.parametrize("scoring", ["shared_prefix", "duplicate", "tree"])
 def test_probabilities_match_per_label_forward(arch: str, scoring: str) -> None:
     samples = _samples()
     batch = SampleBatch.from_samples(samples)
@@ -520,7 +520,7 @@ def test_gpu_scores_match_cpu(arch: str) -> None:
     path = tiny_model_dir(arch)
     samples = _samples()
     ref = _build(path, length_normalize=True).score(samples)
-    for scoring in ("shared_prefix", "duplicate"):
+    for scoring in ("shared_prefix", "duplicate", "tree"):
         fp32 = _build(
             path,
             scoring=scoring,

@@ -338,7 +338,7 @@ def test_llama_guard_3_renders_the_checkpoint_template_token_for_token(dirs: dic
     assert _ids(v, text)[:2] == [*_ids(v, " "), v._tok.bos_token_id]  # the template's own space
 
 
-@pytest.mark.parametrize("scoring", ["shared_prefix", "duplicate"])
+@pytest.mark.parametrize("scoring", ["shared_prefix", "duplicate", "tree"])
 def test_llama_guard_3_score_and_categories_match_plain_forwards(dirs: dict, scoring: str) -> None:
     v = _judge(dirs["lg3"], "llama_guard_3", scoring=scoring)
     sample = Sample(prompt=PROMPT, completion=ANSWER)
@@ -558,3 +558,26 @@ def test_batch_equals_row_by_row(dirs: dict, name: str, preset: str) -> None:
         for key in ("fields", "categories"):
             if key in row.details[0]:
                 assert batch.details[i][key].keys() == row.details[0][key].keys()
+
+
+@pytest.mark.parametrize(
+    ("name", "preset"),
+    [
+        ("lg4", "llama_guard_4"),
+        ("sg", "shieldgemma_dangerous_content"),
+        ("wg", "wildguard"),
+        ("hb", "harmbench_classifier"),
+    ],
+)
+def test_tree_scoring_gives_every_preset_the_same_judgment(
+    dirs: dict, name: str, preset: str
+) -> None:
+    # One forward with the labels as siblings under a block mask (issue 14, item 2) must judge
+    # exactly as the KV-cache path, follow-up fields and categories included.
+    samples = [Sample(prompt=PROMPT, completion=ANSWER), Sample(prompt="hi", completion="hello")]
+    a = _judge(dirs[name], preset).score(samples)
+    b = _judge(dirs[name], preset, scoring="tree").score(samples)
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
+    for da, db in zip(a.details, b.details, strict=True):
+        assert da.keys() == db.keys()
+        assert da.get("label") == db.get("label")
