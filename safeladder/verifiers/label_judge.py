@@ -42,9 +42,10 @@ the first token of every label is read from the prefix's last logits, and the re
 of each multi-token label in one small pass over the cached prefix (the cache is cropped back
 after each label). ``scoring: duplicate`` runs ``prefix + label`` for every (row, label) pair
 in one forward (simpler; m times the tokens). ``scoring: tree`` (default) runs one forward with
-each prefix once and every label after it as siblings under a 4-D mask (1.2-1.9x shared_prefix on
-CPU); VLM rows, flash-attention and sliding windows use the cache. All agree within 1e-4.
-Micro-batching, dedup, the LRU cache and replicas come from the engine (``safeladder.neural``).
+each prefix once and every label after it as siblings under a 4-D mask (1.2-1.9x
+shared_prefix on CPU); VLM rows, flash-attention and sliding windows use the cache. All agree
+within 1e-4. Micro-batching, dedup, the LRU cache and replicas come from the engine
+(``safeladder.neural``).
 
 Details per scored row: ``label`` (the most likely label), ``label_probs`` ({label: p}),
 ``template`` when a ``templates`` entry was used, ``truncated`` when cut.
