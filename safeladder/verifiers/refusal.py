@@ -351,6 +351,8 @@ class RefusalVerifier(RuleVerifier):
 
         Raises ``TimeoutError`` when an extra pattern runs past its limit.
         """
+        if not self._extra and not _may_match_builtin(text.lstrip()[: self.cfg.window_chars]):
+            return None  # the opening is a prefix of that text: no sentence split needed
         window = opening(text, self.cfg.window_sentences, self.cfg.window_chars).translate(
             _APOSTROPHES
         )
