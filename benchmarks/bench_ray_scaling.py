@@ -2,8 +2,8 @@
 
 Run from anywhere (no data needed: the rows are generated)::
 
-    python benchmarks/bench_ray_scaling.py            # about 4-5 minutes on 2 CPUs
-    python benchmarks/bench_ray_scaling.py --quick    # a smoke run, about 1 minute
+    python benchmarks/bench_ray_scaling.py            # about 5.5 minutes on 2 CPUs
+    python benchmarks/bench_ray_scaling.py --quick    # a smoke run, about 1 minute (--no-serve: 50 s)
 
 **Simulated, not a model.** The reward is one ``custom`` term, ``sim_gpu_verifier:SimGpuModel``
 (``benchmarks/sim_gpu_verifier.py``): each forward pass sleeps ``OVERHEAD_MS`` plus
@@ -546,8 +546,10 @@ def serve_run(work: Path, address: str, replicas: int, port: int) -> list[dict[s
             )
             busy1, total1 = machine_cpu()
             rows1, calls1 = batch_stats(base)
-            # /metrics is one replica's (the one that answers); exact with one replica.
-            mean_batch = (rows1 - rows0) / (calls1 - calls0) if calls1 > calls0 else None
+            # /metrics is one replica's (the one that answers): only meaningful with one.
+            mean_batch = (
+                (rows1 - rows0) / (calls1 - calls0) if calls1 > calls0 and replicas == 1 else None
+            )
             records.append(
                 {
                     "replicas": replicas,
@@ -559,7 +561,7 @@ def serve_run(work: Path, address: str, replicas: int, port: int) -> list[dict[s
                     "requests": requests,
                     "requests_per_s": requests / secs,
                     "rewards_per_s": rewards / secs,
-                    "mean_batch_rows": mean_batch if replicas == 1 else None,
+                    "mean_batch_rows": mean_batch,
                     "machine_cpu_busy": (busy1 - busy0) / (total1 - total0),
                 }
             )
