@@ -20,10 +20,12 @@ round per method is reported, so load from other processes hits all methods alik
   one forward of the fp32 model (the verifier's, LoRA merged), then the calibrated softmax;
 - ``safeladder_fp32``: the verifier on the whole set (length-sorted token-budget micro-batches);
 - ``safeladder_int8``: the same with ``runtime: {quantize: dynamic_int8}`` (torch.ao dynamic
-  quantization of every ``nn.Linear``: int8 weights per tensor, int8 activations per tensor);
+  quantization of every ``nn.Linear``: int8 weights per output channel, int8 activations per
+  tensor; per-tensor weights until the run of 2026-12-05, which measured both);
 - explored variants (``EXPLORE``; not runtime options): the fp32 model quantized here another
   way and run by the same engine call the verifier makes (``encode_pairs`` + ``run_batched``
-  + the verifier's calibration): ``int8_per_channel`` (weights per output channel),
+  + the verifier's calibration): ``int8_per_tensor`` (one weight scale per tensor: the runtime's
+  quantization before 2026-12-05),
   ``int8_per_channel_keep_ffn_out`` (the FFN down-projections ``layer.N.output.dense``, pooler and
   classifier left fp32), and ``..._full_range`` (the same with 8-bit instead of fbgemm's default
   7-bit activations, ``reduce_range=False``: exact only on CPUs with VNNI, where fbgemm does not
@@ -71,7 +73,7 @@ SEED = 0
 TARGET_RATIO_VS_LOOP = 1.8
 TARGET_MAX_FLIP_SHARE = 0.005
 EXPLORE = (
-    "int8_per_channel",
+    "int8_per_tensor",
     "int8_per_channel_keep_ffn_out",
     "int8_per_channel_keep_ffn_out_full_range",
 )
@@ -127,9 +129,14 @@ def build(quantize: str) -> Any:
 def quantized_copy(model: Any, variant: str) -> Any:
     """A deep copy of the fp32 ``model`` quantized the way ``variant`` (an ``EXPLORE`` name) says."""
     import torch
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+    from torch.ao.quantization import (
+        default_dynamic_qconfig,
+        per_channel_dynamic_qconfig,
+        quantize_dynamic,
+    )
 
     keep_ffn_out = "keep_ffn_out" in variant
+    qconfig = default_dynamic_qconfig if "per_tensor" in variant else per_channel_dynamic_qconfig
     names = {
         name
         for name, mod in model.named_modules()
@@ -138,9 +145,7 @@ def quantized_copy(model: Any, variant: str) -> Any:
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice
-        q = quantize_dynamic(
-            copy.deepcopy(model), dict.fromkeys(names, per_channel_dynamic_qconfig), torch.qint8
-        )
+        q = quantize_dynamic(copy.deepcopy(model), dict.fromkeys(names, qconfig), torch.qint8)
     if variant.endswith("_full_range"):
         for mod in q.modules():
             if type(mod).__module__ == "torch.ao.nn.quantized.dynamic.modules.linear":

@@ -40,7 +40,13 @@ from safeladder.errors import ConfigError
 from safeladder.neural.checkpoints import checkpoint_fingerprint
 from safeladder.neural.packaged import PACKAGED_MINILM, is_packaged, resolve_packaged
 from safeladder.neural.rendering import DEFAULT_CHARS_PER_TOKEN, longest_token_chars
-from safeladder.neural.runtime import RuntimeConfig, apply_threads, resolve_devices, resolve_dtype
+from safeladder.neural.runtime import (
+    RuntimeConfig,
+    apply_threads,
+    quantize_dynamic_int8,
+    resolve_devices,
+    resolve_dtype,
+)
 from safeladder.types import Prompt, prompt_text
 
 __all__ = [
@@ -189,12 +195,9 @@ def load_encoder(path: Path, runtime: RuntimeConfig) -> tuple[Any, str]:
             if str(dtype) != "torch.float32":
                 model.to(dtype)
             if runtime.quantize == "dynamic_int8":
-                import torch
-                from torch.ao.quantization import quantize_dynamic
-
                 if device != "cpu":
                     raise ConfigError("runtime.quantize: dynamic_int8 runs on CPU only")
-                model = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+                model = quantize_dynamic_int8(model)
             _ENCODERS[key] = model
         return model, device
 

@@ -67,6 +67,7 @@ __all__ = [
     "load_model",
     "load_tokenizer",
     "position_limit",
+    "quantize_dynamic_int8",
     "resolve_attn",
     "resolve_devices",
     "resolve_dtype",
@@ -470,7 +471,7 @@ def _load(
         pad_id = 0
     model.eval()
     if runtime.quantize == "dynamic_int8":
-        model = _quantize_dynamic_int8(model)
+        model = quantize_dynamic_int8(model)
     replicas: list[Any] = []
     by_device: dict[str, Any] = {}
     for i, dev in enumerate(devices):
@@ -536,14 +537,18 @@ def _merge_adapter(model: Any, adapter_dir: Path) -> Any:
     return wrapped.merge_and_unload()
 
 
-def _quantize_dynamic_int8(model: Any) -> Any:
-    """int8 weights (per-tensor) with dynamic int8 activations for every ``nn.Linear``."""
+def quantize_dynamic_int8(model: Any) -> Any:
+    """int8 weights (per output channel) with dynamic int8 activations for every ``nn.Linear``.
+
+    Per-channel weight scales halve the decision flips of per-tensor ones on the shipped
+    ``safety`` at the same speed (``benchmarks/bench_int8.py``: 3.2 % vs 6.7 % of 600 rows).
+    """
     import warnings
 
     import torch
 
     try:
-        from torch.ao.quantization import quantize_dynamic
+        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
     except ImportError as exc:  # torch.ao.quantization is deprecated in favour of torchao
         raise ConfigError(
             "runtime.quantize: dynamic_int8 needs torch.ao.quantization, which this torch "
@@ -554,7 +559,8 @@ def _quantize_dynamic_int8(model: Any) -> Any:
         # warning would repeat in every worker that loads a model.
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
-        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        spec = {torch.nn.Linear: per_channel_dynamic_qconfig}
+        return quantize_dynamic(model, spec, dtype=torch.qint8)
 
 
 def clear_model_cache() -> None:

@@ -2,11 +2,12 @@
 
 int8 is off by default because it is not decision-exact on this model: on 600 real rows
 (``benchmarks/bench_int8.py``) per-tensor dynamic int8 flipped 40 of 600 (6.7 %) of the
-decisions at the shipped threshold, far over the 0.5 % the issue allows. These tests pin what
-int8 does give on 30 real rows (GPTFuzz ``evaluate`` + JailbreakBench, spread over each file),
-with the tolerance measured on them (torch 2.13 CPU, x86 engine: 3 flips, max |ΔP| 0.25,
-mean |ΔP| 0.05; the bounds leave a little room for other CPUs' kernels), and that asking for
-int8 on CUDA fails with a message that names the fix.
+decisions at the shipped threshold, and per-channel weights (what ``quantize_dynamic_int8``
+now uses) 19 (3.2 %), over the 0.5 % the issue allows. These tests pin what int8 does give on
+30 real rows (GPTFuzz ``evaluate`` + JailbreakBench, spread over each file), with the tolerance
+measured on them (torch 2.13 CPU, x86 engine, per-channel: 0 flips, max |ΔP| 0.42, mean |ΔP|
+0.04; per-tensor gave 3 flips there; the bounds leave a little room for other CPUs' kernels),
+and that asking for int8 on CUDA fails with a message that names the fix.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from tests.helpers import read_shared
 
 SAFETY = Path(str(resources.files("safeladder") / "defaults" / "safety"))
 ROWS_PER_SOURCE = 15
-MAX_FLIPS = 4  # of 30; measured 3
-MAX_MEAN_ABS_DIFF = 0.1  # measured 0.052
+MAX_FLIPS = 2  # of 30; measured 0 (per-tensor weights: 3)
+MAX_MEAN_ABS_DIFF = 0.08  # measured 0.041 (per-tensor weights: 0.052)
 SURE_MARGIN = 0.3  # rows whose fp32 score is this far from the threshold keep their decision
 
 
