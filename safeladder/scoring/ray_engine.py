@@ -135,6 +135,9 @@ def _read_chunks(
         yield table(index, None, str(exc))
 
 
+#: Ray Data's target block size during a run: it bounds how much input is read ahead.
+READ_BLOCK_BYTES = 1 << 20
+
 #: Columns of the scored chunks (one Arrow row per chunk), with their Arrow types.
 _OUT_TYPES = {
     "chunk": "int64",  # 0-based chunk index in this run
@@ -314,19 +317,31 @@ class ClusterReward:
 def _data_context(ray: ModuleType) -> Iterator[Any]:
     """Ray Data settings for one run, restored afterwards (the context is process-global)."""
     ctx = ray.data.DataContext.get_current()
-    saved = (ctx.execution_options.preserve_order, ctx.enable_progress_bars)
+    saved = (
+        ctx.execution_options.preserve_order,
+        ctx.enable_progress_bars,
+        ctx.target_max_block_size,
+    )
     # Ray Data logs each run's plan at INFO, and warns once that its bars are off (ours
     # replace them); other warnings (e.g. actors waiting for GPUs) still show.
     quiet = {"ray.data": logging.WARNING, "ray.data._internal.progress": logging.ERROR}
     levels = {name: logging.getLogger(name).level for name in quiet}
     ctx.execution_options.preserve_order = True  # chunks come back in input order
     ctx.enable_progress_bars = False
+    # The reader runs ahead of the actors by a byte budget counted in blocks: with Ray's
+    # 128 MiB default about 64 MB of input (33k rows of 2 KB) was read ahead of scoring; 1 MiB
+    # blocks kept it to 4-5k rows (benchmarks/bench_ray_scaling.py, backpressure step).
+    ctx.target_max_block_size = READ_BLOCK_BYTES
     for name, level in quiet.items():
         logging.getLogger(name).setLevel(max(levels[name], level))
     try:
         yield ctx
     finally:
-        ctx.execution_options.preserve_order, ctx.enable_progress_bars = saved
+        (
+            ctx.execution_options.preserve_order,
+            ctx.enable_progress_bars,
+            ctx.target_max_block_size,
+        ) = saved
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)
 

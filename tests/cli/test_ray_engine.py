@@ -350,3 +350,17 @@ def test_image_columns_relative_paths_data_urls_and_parquet_binary(
         records = [json.loads(x) for x in ray_out.read_text().splitlines()]
         assert all(r["status/img"] == "ok" for r in records), records
         assert all(0.0 <= r["reward"] <= 1.0 for r in records)
+
+
+def test_a_run_reads_ahead_in_small_blocks_and_restores_the_context() -> None:
+    # Ray Data's read-ahead is a byte budget counted in blocks: 1 MiB blocks keep the input
+    # read ahead of the actors to a few thousand rows (bench_ray_scaling.py's backpressure).
+    ray = pytest.importorskip("ray")
+    from safeladder.scoring.ray_engine import READ_BLOCK_BYTES, _data_context
+
+    ctx = ray.data.DataContext.get_current()
+    before = (ctx.target_max_block_size, ctx.execution_options.preserve_order)
+    with _data_context(ray) as inside:
+        assert inside.target_max_block_size == READ_BLOCK_BYTES == 1 << 20
+        assert inside.execution_options.preserve_order
+    assert (ctx.target_max_block_size, ctx.execution_options.preserve_order) == before
