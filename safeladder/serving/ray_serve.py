@@ -179,9 +179,32 @@ def start_ray_serve(config: RewardConfig, settings: ServeSettings, options: RayS
     serve.start(
         proxy_location="HeadOnly", http_options={"host": settings.host, "port": settings.port}
     )
+    running = _proxy_address(serve)
+    if running is not None and running != (settings.host, settings.port):
+        # Ray Serve keeps one HTTP config per cluster: a later serve.start with another port
+        # only logs that it is ignored, and the app would answer on the old address.
+        raise ConfigError(
+            f"Ray Serve is already running on this cluster with its HTTP proxy on "
+            f"{running[0]}:{running[1]}, not {settings.host}:{settings.port}; Ray keeps one "
+            f"proxy address per cluster: serve with --host {running[0]} --port {running[1]}, "
+            "or stop Ray Serve first (`serve shutdown`)"
+        )
     serve.run(app, name=options.app_name, route_prefix="/")
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     return f"http://{host}:{settings.port}"
+
+
+def _proxy_address(serve: Any) -> tuple[str, int] | None:
+    """``(host, port)`` of the running Ray Serve HTTP proxy, or None when Ray does not say.
+
+    Ray has no public call for it; ``serve.context._get_global_client().http_config`` has held
+    it since Ray 2.0. Any failure means "unknown", never an error of its own.
+    """
+    try:
+        config = serve.context._get_global_client().http_config
+        return str(config.host), int(config.port)
+    except Exception:
+        return None
 
 
 def stop_ray_serve(app_name: str = "safeladder", *, shutdown: bool = False) -> None:

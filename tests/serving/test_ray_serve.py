@@ -20,6 +20,7 @@ import yaml
 from typer.testing import CliRunner
 
 from safeladder.cli.app import app
+from safeladder.errors import ConfigError
 from safeladder.rewards import Reward, parse_reward_config
 from safeladder.serving import ServeSettings
 from safeladder.types import Sample
@@ -126,6 +127,11 @@ def test_two_replicas_answer_as_the_offline_reward(local_ray: Any) -> None:
             health = client.get("/health").json()
             assert health["reward"] == "qa_and_format" and health["status"] == "ok"
             assert "safeladder_requests_total" in client.get("/metrics").text
+        # Ray keeps one proxy address per cluster: another port would never answer.
+        other = ServeSettings(port=free_port())
+        with pytest.raises(ConfigError, match=f"proxy on 127.0.0.1:{settings.port}, not"):
+            start_ray_serve(cfg, other, RayServeOptions(replicas=1, app_name="second"))
+        assert "second" not in serve.status().applications
     finally:
         stop_ray_serve(options.app_name, shutdown=True)
     with pytest.raises(httpx.TransportError):  # the proxy is gone
