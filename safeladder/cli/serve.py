@@ -96,6 +96,13 @@ def serve(
         Batching,
         typer.Option(help="'off' scores every request alone (max_batch_size 1), for comparison."),
     ] = Batching.on,
+    scoring_process: Annotated[
+        bool,
+        typer.Option(
+            "--scoring-process",
+            help=_serve_help("scoring_process"),
+        ),
+    ] = False,
     max_queue: Annotated[
         int | None,
         typer.Option(
@@ -275,6 +282,7 @@ def serve(
             "max_batch_size": max_batch_size,
             "max_wait_ms": max_wait_ms,
             "max_queue": max_queue,
+            "scoring_process": True if scoring_process else None,
             "max_request_samples": max_request_samples,
             "max_body_bytes": max_body_bytes,
             "request_timeout_s": request_timeout,

@@ -21,12 +21,12 @@ Images (``safeladder.serving.images``): data URLs, or file paths inside
 ``max_image_pixels`` (read from the header) before the rows are queued, in a worker thread.
 - ``GET /health``: terms, weights, devices, fingerprints, queue depth; 503 ``degraded`` when a
   batch has run longer than ``settings.stuck_batch_s``.
-- ``GET /metrics``: Prometheus text (``safeladder.serving.metrics``).
-- ``GET /docs``, ``/redoc``: the OpenAPI docs, with local assets (``safeladder.serving.docs``).
+- ``GET /metrics``: Prometheus text (``safeladder.serving.metrics``); ``GET /docs``, ``/redoc``:
+  the OpenAPI docs, with local assets (``safeladder.serving.docs``).
 
 Requests are queued and coalesced across clients into one ``Reward.score`` call
-(``safeladder.serving.batcher``), which runs in a single worker thread: the ``Reward`` is only
-ever called from that one thread, and the event loop stays free to accept requests. Rewards
+(``safeladder.serving.batcher``) in a single worker thread, or in a child process with
+``settings.scoring_process`` (``safeladder.serving.process_scorer``; CPU rewards). Rewards
 with a term that normalizes across rows (batch / group z-score, rank) are not coalesced: each
 request is scored alone, so its rows are normalized together exactly as offline. A queued
 request whose client disconnected or whose wait timed out leaves the queue before it is scored.
@@ -46,20 +46,19 @@ Example::
 
     from safeladder import load_reward
     from safeladder.serving import ServeSettings, create_app
-    app = create_app(load_reward(None), ServeSettings(max_batch_size=128))
-    # uvicorn.run(app, host="127.0.0.1", port=8000)
+    app = create_app(load_reward(None), ServeSettings(max_batch_size=128))  # then uvicorn.run(app)
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -80,6 +79,7 @@ from safeladder.serving.errors import (
 from safeladder.serving.guard import ASGIApp, Guard, Receive, Scope, Send
 from safeladder.serving.images import ImageChecker
 from safeladder.serving.metrics import CLIENT_CLOSED, CONTENT_TYPE, Metrics
+from safeladder.serving.process_scorer import ScoringProcess
 from safeladder.serving.schemas import (
     GetRewardRequest,
     GetRewardResponse,
@@ -191,6 +191,9 @@ class _Service:
             )
         self.reward_fingerprint = reward.fingerprint
         self.fingerprints = reward.fingerprints
+        self.scoring = (
+            ScoringProcess(reward, self.terms, self.devices) if settings.scoring_process else None
+        )
         metrics.gauges(
             safeladder_queue_rows=("Rows waiting to be scored.", lambda: self.batcher.queue_rows),
             safeladder_queue_requests=("Requests waiting.", lambda: self.batcher.queue_requests),
@@ -211,22 +214,24 @@ class _Service:
         # Runs in the batcher's single worker thread. The batch is built from its columns (what
         # SampleBatch.from_samples does, without a pydantic Sample per request).
         started = time.perf_counter()
-        images = [s.images for s in samples]
-        batch = SampleBatch(
-            prompts=[s.prompt for s in samples],
-            completions=[s.completion for s in samples],
-            references=[s.reference for s in samples],
-            metas=[s.meta for s in samples],
-            images=images if any(images) else [],  # [] = no row has images (nothing to check)
-        )
-        result = self.reward.score(batch)
-        rows = rows_of(result, self.terms)
+        if self.scoring is not None:
+            rows = self.scoring.score(samples)
+        else:
+            images = [s.images for s in samples]
+            batch = SampleBatch(
+                prompts=[s.prompt for s in samples],
+                completions=[s.completion for s in samples],
+                references=[s.reference for s in samples],
+                metas=[s.meta for s in samples],
+                images=images if any(images) else [],  # [] = no row has images
+            )
+            rows = rows_of(self.reward.score(batch), self.terms)
         self.metrics.count_batch(
             len(samples),
             time.perf_counter() - started,
-            {t: list(result.terms[t].status) for t in self.terms},
-            unscorable=int(np.isnan(result.total).sum()),
-            gated=int(result.gated.sum()),
+            {t: [r.statuses[j] for r in rows] for j, t in enumerate(self.terms)},
+            unscorable=sum(math.isnan(r.total) for r in rows),
+            gated=sum(r.gated for r in rows),
             reference_unread=sum(r.reference_unread for r in rows),
             images_unread=sum(r.images_unread for r in rows),
         )
@@ -529,6 +534,8 @@ def create_app(
         yield
         service.draining = True
         await service.batcher.close()
+        if service.scoring is not None:
+            service.scoring.close()
         if close_reward:
             reward.close()
 

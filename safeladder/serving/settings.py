@@ -46,6 +46,12 @@ class ServeSettings(BaseModel):
         description="How long the first queued request waits for others to fill a batch before "
         "the batch runs anyway (under load batches fill while the previous one runs).",
     )
+    scoring_process: bool = Field(
+        default=False,
+        description="Score in a child process instead of a thread, so a CPU-bound rule reward "
+        "does not share the event loop's GIL (CPU rewards only: verifiers on a GPU and "
+        "stateful terms are refused; CPU models load once more in the child).",
+    )
     max_queue: int = Field(
         default=8192,
         ge=1,
