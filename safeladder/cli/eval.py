@@ -402,6 +402,13 @@ def eval_command(
         typer.echo(f"{kind}: {path}")
 
 
+def _refuse_unused(given: dict[str, bool], mode: str) -> None:
+    """A usage error naming the flags given that ``--metrics MODE`` does not read."""
+    unused = [flag for flag, on in given.items() if on]
+    if unused:
+        raise CliError(f"{', '.join(unused)}: not used by --metrics {mode}", EXIT_USAGE)
+
+
 def _matrix(
     verifier: str | None,
     shared: Path,
@@ -419,9 +426,7 @@ def _matrix(
     from safeladder.training.shift_sets import DEFAULT_SCARY
 
     with cli_errors():
-        unused = [flag for flag, on in given.items() if on]
-        if unused:
-            raise CliError(f"{', '.join(unused)}: not used by --metrics matrix", EXIT_USAGE)
+        _refuse_unused(given, "matrix")
         if verifier is None:
             raise CliError("missing argument VERIFIER (required with --metrics matrix)", EXIT_USAGE)
         job = MatrixJob(
@@ -456,9 +461,7 @@ def _guardrank(
     from safeladder.training.guardrank_eval import GuardRankJob, format_guardrank, run_guardrank
 
     with cli_errors():
-        unused = [flag for flag, on in given.items() if on]
-        if unused:
-            raise CliError(f"{', '.join(unused)}: not used by --metrics guardrank", EXIT_USAGE)
+        _refuse_unused(given, "guardrank")
         job = GuardRankJob(
             data=data,
             judge=verifier,

@@ -91,6 +91,7 @@ from safeladder.serving.settings import ServeSettings
 from safeladder.serving.wire import (
     Row,
     WireSample,
+    batch_of,
     dumps,
     get_reward_body,
     json_request,
@@ -99,7 +100,7 @@ from safeladder.serving.wire import (
     rows_of,
     unencodable,
 )
-from safeladder.types import Sample, SampleBatch
+from safeladder.types import Sample
 
 logger = logging.getLogger("safeladder.serving")
 
@@ -217,15 +218,7 @@ class _Service:
         if self.scoring is not None:
             rows = self.scoring.score(samples)
         else:
-            images = [s.images for s in samples]
-            batch = SampleBatch(
-                prompts=[s.prompt for s in samples],
-                completions=[s.completion for s in samples],
-                references=[s.reference for s in samples],
-                metas=[s.meta for s in samples],
-                images=images if any(images) else [],  # [] = no row has images
-            )
-            rows = rows_of(self.reward.score(batch), self.terms)
+            rows = rows_of(self.reward.score(batch_of(samples)), self.terms)
         self.metrics.count_batch(
             len(samples),
             time.perf_counter() - started,

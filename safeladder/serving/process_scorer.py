@@ -30,7 +30,7 @@ from typing import Any
 
 from safeladder.errors import ConfigError
 from safeladder.rewards import Reward
-from safeladder.serving.wire import Row, WireSample, rows_of
+from safeladder.serving.wire import Row, WireSample, batch_of, rows_of
 
 STOP_TIMEOUT_S = 5.0
 
@@ -128,8 +128,6 @@ class ScoringProcess:
 
 def _child_main(conn: Any, config: Any, terms: list[str]) -> None:
     """The child: build the reward, then score each batch received until ``None``."""
-    from safeladder.types import SampleBatch
-
     try:
         reward = Reward(config)
     except Exception as exc:  # the parent reports it
@@ -145,15 +143,7 @@ def _child_main(conn: Any, config: Any, terms: list[str]) -> None:
             if samples is None:
                 return
             try:
-                images = [s.images for s in samples]
-                batch = SampleBatch(
-                    prompts=[s.prompt for s in samples],
-                    completions=[s.completion for s in samples],
-                    references=[s.reference for s in samples],
-                    metas=[s.meta for s in samples],
-                    images=images if any(images) else [],
-                )
-                conn.send(("ok", rows_of(reward.score(batch), terms)))
+                conn.send(("ok", rows_of(reward.score(batch_of(samples)), terms)))
             except Exception as exc:  # one batch's failure, reported to the server
                 conn.send(("error", f"{type(exc).__name__}: {exc}"))
     finally:

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from safeladder.jsonsafe import jsonable as to_json_values
 from safeladder.numeric import finite_or_none
-from safeladder.types import Prompt, RewardResult, Sample
+from safeladder.types import Prompt, RewardResult, Sample, SampleBatch
 
 
 class WireSample(NamedTuple):
@@ -36,6 +36,18 @@ class WireSample(NamedTuple):
         return cls(
             sample.prompt, sample.completion, sample.reference, dict(sample.meta), sample.images
         )
+
+
+def batch_of(samples: Sequence[WireSample]) -> SampleBatch:
+    """The queued samples as one ``SampleBatch`` (its columns, no pydantic ``Sample`` each)."""
+    images = [s.images for s in samples]
+    return SampleBatch(
+        prompts=[s.prompt for s in samples],
+        completions=[s.completion for s in samples],
+        references=[s.reference for s in samples],
+        metas=[s.meta for s in samples],
+        images=images if any(images) else [],  # [] = no row has images (nothing to check)
+    )
 
 
 @dataclass(frozen=True, slots=True)
