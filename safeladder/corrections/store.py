@@ -31,6 +31,7 @@ import contextlib
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -127,10 +128,19 @@ class CorrectionStore:
             )  # fmt: skip
         except sqlite3.Error as exc:
             raise InputError(f"{self.path}: cannot open the correction store: {exc}") from exc
+        self._busy_s = busy_timeout_ms / 1000
         try:
             self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             self._init_schema()
             meta = self._meta()
+        except sqlite3.OperationalError as exc:
+            self._conn.close()
+            if not _is_locked(exc):
+                raise InputError(f"{self.path}: cannot open the correction store: {exc}") from exc
+            raise InputError(
+                f"{self.path}: the correction store stayed locked by another process for "
+                f"{busy_timeout_ms} ms while opening it ({exc}); retry, or raise busy_timeout_ms"
+            ) from exc
         except sqlite3.DatabaseError as exc:
             self._conn.close()
             raise InputError(
@@ -155,7 +165,9 @@ class CorrectionStore:
                 f"{', '.join(sorted(tables))}); use another path"
             )
         # WAL: readers and one writer at a time, across processes; the mode is stored in the file.
-        mode = self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = self._conn.execute("PRAGMA journal_mode").fetchone()[0]
+        if str(mode).lower() != "wal":
+            mode = self._switch_to_wal()
         if str(mode).lower() != "wal":
             raise InputError(f"{self.path}: cannot switch to WAL mode (got {mode!r})")
         self._conn.execute("PRAGMA synchronous = NORMAL")
@@ -164,6 +176,21 @@ class CorrectionStore:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
+
+    def _switch_to_wal(self) -> str:
+        """Set WAL mode, retrying while another process holds the file: SQLite answers BUSY
+        to this pragma at once, without calling the busy handler, when several processes
+        create the same store together."""
+        deadline = time.monotonic() + self._busy_s
+        pause = 0.005
+        while True:
+            try:
+                return str(self._conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+            except sqlite3.OperationalError as exc:
+                if not _is_locked(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
 
     def _meta(self) -> dict[str, str]:
         return dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
@@ -526,3 +553,9 @@ def _from_row(row: Sequence[Any]) -> Correction:
 
 
 __all__ = ["SCHEMA_VERSION", "CorrectionStore", "TextEncoder", "read_corrections_jsonl"]
+
+
+def _is_locked(exc: sqlite3.OperationalError) -> bool:
+    """True for SQLite's BUSY / LOCKED answers, which mean "wait", not "broken"."""
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text

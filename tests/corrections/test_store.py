@@ -160,3 +160,17 @@ def test_jsonl_format_is_strict_and_errors_name_the_line(tmp_path: Path) -> None
         read_corrections_jsonl(f)
     stored = Correction(**ROWS[0], created_at=datetime(2026, 1, 1, tzinfo=UTC))
     assert NewCorrection.model_validate_json(stored.model_dump_json()).id == "mul-by-adding"
+
+
+def test_a_store_locked_past_the_timeout_is_named_as_locked_not_corrupt(tmp_path: Path) -> None:
+    path = tmp_path / "held.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # rollback journal: even readers wait for this lock
+    try:
+        with pytest.raises(InputError, match=r"held\.db: the correction store stayed locked"):
+            CorrectionStore(path, embedder=BagOfWords(), busy_timeout_ms=100)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    with _store(path) as s:  # once released, the same file opens and becomes a store
+        assert len(s) == 0
