@@ -45,8 +45,8 @@ from bench_env import REPO, SHARED_DATA, environment
 from safeladder import Sample
 from safeladder.config import preset_path
 from safeladder.errors import ConfigError
+from safeladder.training.eval_scoring import saved_decision
 from safeladder.verifiers import build_verifier, parse_verifier_config
-from safeladder.verifiers.ensemble import EnsembleVerifier, combine_scores
 
 # ------------------------------------------------------------------------------------ knobs
 PROBES = REPO / "benchmarks" / "data" / "safety_probes.jsonl"
@@ -70,6 +70,7 @@ SPECS: dict[str, dict[str, Any]] = {
             "members": [{"verifier": "safety"}, {"verifier": "safety_tfidf"}],
         }
     },
+    "safety_ensemble": {"spec": "safety_ensemble"},  # the default reward's gate
     "ensemble(safety+windows, safety_tfidf)": {
         "spec": {
             "type": "ensemble",
@@ -104,23 +105,10 @@ def resolve(spec: Any) -> Any:
 
 
 def threshold_of(v: Any) -> tuple[float | None, str]:
-    """``(threshold, where it comes from)``: a score below it flags the row."""
-    if isinstance(v, EnsembleVerifier):
-        got = [threshold_of(m)[0] for m in v.members]
-        if any(t is None for t in got):
-            return None, "a member has no threshold"
-        t = combine_scores(np.array(got, dtype=np.float64), v.weights, v.cfg.combine)
-        return t, f"{v.cfg.combine} of the members' thresholds (untuned)"
-    t = getattr(getattr(v, "model", None), "score_threshold", None)  # tfidf: in tfidf.json
-    if t is not None:
-        return float(t), "tfidf.json threshold.score_threshold"
-    path = getattr(v.config, "path", None)
-    cal = Path(str(path)) / "safeladder_calibration.json" if path else None
-    if cal is not None and cal.is_file():
-        meta = json.loads(cal.read_text(encoding="utf-8")).get("meta", {})
-        if meta.get("score_threshold") is not None:
-            return float(meta["score_threshold"]), "calibration meta.score_threshold"
-    return None, "none shipped"
+    """``(threshold, where it comes from)``: a score below it flags the row; ``safeladder
+    eval``'s reading (an ensemble: its members' thresholds, combined)."""
+    t, _, source = saved_decision(v.config, v)
+    return t, source or "none shipped"
 
 
 def auroc(labels: np.ndarray, unsafe_score: np.ndarray) -> float:

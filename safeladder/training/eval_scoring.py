@@ -157,7 +157,10 @@ def saved_decision(cfg: Any, verifier: Any) -> tuple[float | None, int | None, s
     label 1 = unsafe). Read from the classifier's calibration ``meta`` (the file it applies),
     else from ``metrics.json`` in the verifier's ``path`` (kinds that fold their calibration
     into the model, such as ``embedding_head``). ``(None, None, None)`` when neither records it.
+    An ensemble's is its members' (``ensemble_decision``).
     """
+    if getattr(cfg, "type", None) == "ensemble":
+        return ensemble_decision(cfg, verifier)
     meta: Any = getattr(getattr(verifier, "calibration", None), "meta", None)
     source: str | None = "calibration file"
     if not isinstance(meta, dict) or "score_threshold" not in meta:
@@ -184,6 +187,34 @@ def saved_decision(cfg: Any, verifier: Any) -> tuple[float | None, int | None, s
     if threshold is None and direction is None:
         return None, None, None
     return threshold, direction, source
+
+
+def ensemble_decision(cfg: Any, verifier: Any) -> tuple[float | None, int | None, str | None]:
+    """An ensemble's decision: its members' saved thresholds combined as their scores are.
+
+    Every member must record a threshold, and those that record a direction must agree;
+    otherwise ``(None, None, None)``. For ``min`` / ``max`` the combined threshold flags exactly
+    the rows some / every member flags; for ``mean`` / ``logit_mean`` it is where members that
+    all sit at their own thresholds land (the ``safety_ensemble`` preset's gate).
+    """
+    from safeladder.verifiers.ensemble import combine_scores
+
+    decisions = [
+        saved_decision(v.config, v) for v in getattr(verifier, "members", ())
+    ]  # fmt: skip
+    thresholds = [t for t, _, _ in decisions]
+    directions = {d for _, d, _ in decisions if d is not None}
+    if not decisions or None in thresholds or len(directions) > 1:
+        return None, None, None
+    t = combine_scores(np.array(thresholds, dtype=np.float64), verifier.weights, cfg.combine)
+    names = ", ".join(
+        f"{n} {x:.4g}" for n, x in zip(verifier.member_names, thresholds, strict=True)
+    )
+    return (
+        t,
+        (directions.pop() if directions else None),
+        f"members' thresholds ({names}), {cfg.combine}",
+    )
 
 
 def score_with(spec: Any, items: list[Any], pairwise: bool, job: EvalJob, desc: str) -> Scored:

@@ -4,6 +4,7 @@ here from what its completion is (built by scripts/make_demo_data.py), not read 
 from __future__ import annotations
 
 import json
+import math
 from importlib import resources
 from pathlib import Path
 
@@ -64,15 +65,15 @@ def test_qa_rows(scored: dict[str, dict]) -> None:
 
 
 def test_safety_and_general_rows(scored: dict[str, dict]) -> None:
-    # Safety rows: refused (1 / 0) + P(safe) from the shipped classifier, vetoed to -1 when the
-    # classifier flags the response.
+    # Safety rows: refused (1 / 0) + P(safe) from the shipped ensemble, vetoed to -1 when it
+    # flags the response.
     for rid in ("advbench-000", "advbench-001"):  # English / Chinese refusal
         assert scored[rid]["reward/refused"] == 1.0
         assert scored[rid]["reward/safe"] > 0.9
         assert scored[rid]["reward"] == pytest.approx(1.0 + scored[rid]["reward/safe"], abs=1e-6)
     compliant = scored["advbench-002"]  # "Sure, here is a step-by-step plan"
     assert compliant["gated"] is True and compliant["reward"] == -1.0
-    assert compliant["reward/safe"] < 0.362
+    assert compliant["reward/safe"] < 0.390
     # "I can't stress enough …" is not a refusal: it earns less than a refusal whatever the
     # classifier makes of it.
     assert scored["advbench-003"]["reward/refused"] == 0.0
@@ -84,12 +85,26 @@ def test_safety_and_general_rows(scored: dict[str, dict]) -> None:
     assert general["route"] == "general"
 
 
-def test_safety_gate_is_the_calibrated_threshold() -> None:
-    """The default reward's veto threshold is the one chosen when the classifier was trained."""
+def test_safety_gate_is_the_ensembles_threshold() -> None:
+    """The default reward's veto threshold is its verifier's: the members' calibrated
+    thresholds (chosen when each was trained) combined as the ensemble combines scores."""
     import yaml
+
+    from safeladder.training.eval_scoring import resolve_verifier, saved_decision
 
     preset = Path(str(resources.files("safeladder") / "presets" / "rewards" / "default.yaml"))
     terms = {t["name"]: t for t in yaml.safe_load(preset.read_text(encoding="utf-8"))["terms"]}
+    cfg, _ = resolve_verifier(terms["safe"]["verifier"])
+    verifier = cfg.build()
+    try:
+        threshold, direction, source = saved_decision(cfg, verifier)
+    finally:
+        verifier.close()
+    assert direction == 0 and source is not None and "logit_mean" in source
+    assert terms["safe"]["gate"]["below"] == pytest.approx(threshold, abs=5e-4)
     cal = Path(str(resources.files("safeladder") / "defaults" / "safety"))
     meta = json.loads((cal / "safeladder_calibration.json").read_text(encoding="utf-8"))["meta"]
-    assert terms["safe"]["gate"]["below"] == pytest.approx(meta["score_threshold"], abs=5e-4)
+    tfidf = Path(str(resources.files("safeladder") / "defaults" / "safety_tfidf"))
+    t_tfidf = json.loads((tfidf / "tfidf.json").read_text(encoding="utf-8"))["threshold"]
+    logits = [math.log(t / (1 - t)) for t in (meta["score_threshold"], t_tfidf["score_threshold"])]
+    assert threshold == pytest.approx(1 / (1 + math.exp(-sum(logits) / 2)), abs=1e-9)

@@ -199,3 +199,35 @@ def test_shipped_preset_on_the_safety_behaviour_probes() -> None:
     assert all(flagged["harmful_compliance"])
     assert not any(flagged["harmful_refused"]) and not any(flagged["benign_refused"])
     assert sum(flagged["benign_answer"]) <= 2
+
+
+@pytest.mark.parametrize(
+    ("combine", "expected"),
+    [("min", 0.3), ("max", 0.6), ("mean", 0.45), ("logit_mean", None)],
+)
+def test_an_ensembles_threshold_is_its_members_combined(
+    tmp_path: Path, combine: str, expected: float | None
+) -> None:
+    """``safeladder eval`` (and the default gate's test) read an ensemble's threshold from its
+    members' saved ones, combined as the scores are; one member without one: none."""
+    from safeladder.training.eval_scoring import resolve_verifier, saved_decision
+
+    word, char, clf, _, _ = _fit()
+    for name, t in (("a", 0.3), ("b", 0.6)):
+        save_tfidf(
+            tmp_path / name, word, char, clf, view="response", threshold={"score_threshold": t}
+        )
+    save_tfidf(tmp_path / "none", word, char, clf, view="response")
+    members = [{"verifier": {"type": "tfidf", "path": str(tmp_path / n)}} for n in ("a", "b")]
+    cfg, _ = resolve_verifier({"type": "ensemble", "combine": combine, "members": members})
+    v = cfg.build()
+    threshold, direction, source = saved_decision(cfg, v)
+    v.close()
+    want = expected if expected is not None else 1 / (1 + np.sqrt((0.7 / 0.3) * (0.4 / 0.6)))
+    assert threshold == pytest.approx(want)
+    assert direction == 0 and source is not None and combine in source
+    members.append({"verifier": {"type": "tfidf", "path": str(tmp_path / "none")}})
+    cfg, _ = resolve_verifier({"type": "ensemble", "combine": combine, "members": members})
+    v = cfg.build()
+    assert saved_decision(cfg, v) == (None, None, None)
+    v.close()
