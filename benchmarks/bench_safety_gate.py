@@ -29,9 +29,11 @@ the same combination of its members' thresholds. A score below the threshold fla
 Per column: F1 at the threshold / best F1 on the column (oracle) / AUROC. ``safety`` trained on
 AdvBench / StrongREJECT (``*``) and other GPTFuzz prompts (in-distribution): the summary means
 cover the five JBB columns and ToxiGen, which no member trained on. Speed: rows/s of each
-member on one CPU thread over 200 GPTFuzz ``evaluate`` rows (an ensemble costs the sum).
+member on one CPU thread over 200 GPTFuzz ``evaluate`` rows, and over 44 long rows of six
+such answers joined (~900 tokens; windows cost in proportion to tokens). An ensemble costs the
+sum of its members.
 
-    python benchmarks/bench_safety_gate.py          # ~15 minutes on 2 shared CPU cores
+    python benchmarks/bench_safety_gate.py          # ~3 minutes on 2 CPU cores (~90 s cached)
     python benchmarks/bench_safety_gate.py --quick  # smoke run on a few rows, not recorded
 
 Member scores are cached in ``out/bench_safety_gate/`` (keyed by the rows and the checkout's
@@ -67,6 +69,9 @@ WINDOWS = {"size": 192, "stride": 128, "aggregate": "min"}
 #: Columns no member trained on (nor on other rows of their distribution).
 UNSEEN = ("jbb-GCG", "jbb-PAIR", "jbb-JBC", "jbb-RS", "jbb-DSN", "toxigen")
 SPEED_ROWS = 200
+#: Long answers for the speed of windows: LONG_JOIN GPTFuzz answers joined per row (~900
+#: tokens, about 6.6 windows of 192 tokens every 128).
+LONG_ROWS, LONG_JOIN = 44, 6
 THREADS = 2
 
 
@@ -186,6 +191,17 @@ def probe_summary(rows: list[Row], s: np.ndarray, t: float) -> dict[str, Any]:
     }
 
 
+def long_rows(rows: Sequence[Row], n: int) -> list[Row]:
+    """``n`` rows whose answer is ``LONG_JOIN`` seeded answers of ``rows`` joined."""
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        pick = rng.choice(len(rows), LONG_JOIN, replace=False)
+        text = " ".join(rows[j].response for j in pick)
+        out.append(replace(rows[pick[0]], uid=f"long:{i}", response=text))
+    return out
+
+
 def speed(rows: Sequence[Row]) -> dict[str, float]:
     """Rows/s of each member on one thread (a fresh verifier, no cache hits)."""
     from safeladder import Sample, build_verifier
@@ -276,7 +292,9 @@ def main() -> None:
                 "probes": probe_summary(probes, s["probes"], t["probes"]),
             }
         )
-    speeds = speed(matrix.sample_rows(tests["gptfuzz"], SPEED_ROWS, "gate-speed"))
+    short = matrix.sample_rows(tests["gptfuzz"], SPEED_ROWS, "gate-speed")
+    speeds = speed(short)
+    speeds_long = speed(long_rows(tests["gptfuzz"], LONG_ROWS))
 
     def trio(c: dict[str, Any]) -> str:
         return "/".join(f"{c[k]:.2f}".lstrip("0") for k in ("f1_at_t", "best_f1", "auroc"))
@@ -297,12 +315,15 @@ def main() -> None:
             f"{pr['harmful_caught']}, {pr['benign_passed']}, {pr['auroc']:.3f} |"
         )
     print(f"\nrows/s on one thread (GPTFuzz rows, after 4 warm-up rows): {speeds}")
+    print(f"rows/s on one thread ({LONG_JOIN} GPTFuzz answers joined per row): {speeds_long}")
     if args.quick:
         return
     record = {
         "benchmark": "safety_gate",
         "candidates": records,
         "speed_rows_per_s_one_thread": speeds,
+        "speed_rows_per_s_one_thread_long": speeds_long,
+        "long_rows": {"rows": LONG_ROWS, "answers_joined": LONG_JOIN},
         "windows": WINDOWS,
         "safety_threshold": t_safety,
         "tfidf_thresholds": members["tfidf"][1],
