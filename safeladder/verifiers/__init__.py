@@ -77,13 +77,25 @@ def _shipped_paths(data: Any, preset: Path) -> Any:
     """A relative ``path`` in a verifier YAML file, made absolute against the file's folder.
 
     So a shipped preset finds the model inside the package, and a trained output's
-    ``safeladder_verifier.yaml`` (``path: .``) loads from any working directory.
+    ``safeladder_verifier.yaml`` (``path: .``) loads from any working directory. An ensemble's
+    member configs written in the file are resolved the same way (a member given by name is a
+    preset, or a file resolved when it is parsed).
     """
-    if isinstance(data, Mapping) and isinstance(data.get("path"), str):
-        p = Path(data["path"])
+    if not isinstance(data, Mapping):
+        return data
+    out = dict(data)
+    if isinstance(out.get("path"), str):
+        p = Path(out["path"])
         if not p.is_absolute():
-            return {**data, "path": str((preset.parent / p).resolve())}
-    return data
+            out["path"] = str((preset.parent / p).resolve())
+    if out.get("type") == "ensemble" and isinstance(out.get("members"), list):
+        out["members"] = [
+            {**m, "verifier": _shipped_paths(m["verifier"], preset)}
+            if isinstance(m, Mapping) and isinstance(m.get("verifier"), Mapping)
+            else m
+            for m in out["members"]
+        ]
+    return out
 
 
 def parse_verifier_config(config: Any, source: str | None = None) -> VerifierConfig:

@@ -231,3 +231,28 @@ def test_an_ensembles_threshold_is_its_members_combined(
     v = cfg.build()
     assert saved_decision(cfg, v) == (None, None, None)
     v.close()
+
+
+def test_an_ensemble_files_member_paths_resolve_against_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A member path in an ensemble YAML is relative to the file, as a verifier's own path is,
+    not to the working directory."""
+    word, char, clf, _, _ = _fit()
+    save_tfidf(tmp_path / "cfg" / "models" / "a", word, char, clf, view="response")
+    spec = tmp_path / "cfg" / "ens.yaml"
+    spec.write_text(
+        "type: ensemble\ncombine: mean\nmembers:\n"
+        "  - verifier: {type: tfidf, name: a, path: models/a}\n"
+        "  - verifier: {type: tfidf, name: b, path: ./models/a}\n",
+        encoding="utf-8",
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    v = build_verifier(str(spec))
+    got = v.score([Sample(prompt="p", completion=PROBES[0])])
+    want = _sk_proba(word, char, clf, [PROBES[0]])
+    np.testing.assert_allclose(got.scores, want, rtol=1e-5)
+    assert [m.config.path for m in v.members] == [str(tmp_path / "cfg" / "models" / "a")] * 2
+    v.close()
