@@ -552,10 +552,10 @@ def _from_row(row: Sequence[Any]) -> Correction:
     )
 
 
-__all__ = ["SCHEMA_VERSION", "CorrectionStore", "TextEncoder", "read_corrections_jsonl"]
-
-
 def _is_locked(exc: sqlite3.OperationalError) -> bool:
     """True for SQLite's BUSY / LOCKED answers, which mean "wait", not "broken"."""
     text = str(exc).lower()
     return "locked" in text or "busy" in text
+
+
+__all__ = ["SCHEMA_VERSION", "CorrectionStore", "TextEncoder", "read_corrections_jsonl"]
