@@ -78,8 +78,8 @@ def _shipped_paths(data: Any, preset: Path) -> Any:
 
     So a shipped preset finds the model inside the package, and a trained output's
     ``safeladder_verifier.yaml`` (``path: .``) loads from any working directory. An ensemble's
-    member configs written in the file are resolved the same way (a member given by name is a
-    preset, or a file resolved when it is parsed).
+    member configs written in the file, and member YAML files named relative to it, are resolved
+    the same way (a member given by name is a preset).
     """
     if not isinstance(data, Mapping):
         return data
@@ -89,13 +89,26 @@ def _shipped_paths(data: Any, preset: Path) -> Any:
         if not p.is_absolute():
             out["path"] = str((preset.parent / p).resolve())
     if out.get("type") == "ensemble" and isinstance(out.get("members"), list):
-        out["members"] = [
-            {**m, "verifier": _shipped_paths(m["verifier"], preset)}
-            if isinstance(m, Mapping) and isinstance(m.get("verifier"), Mapping)
-            else m
-            for m in out["members"]
-        ]
+        out["members"] = [_member_paths(m, preset) for m in out["members"]]
     return out
+
+
+def _member_paths(member: Any, preset: Path) -> Any:
+    """An ensemble member with its config (inline, or a relative YAML file name) resolved
+    against the ensemble file's folder; a member named by preset stays a name."""
+    if not isinstance(member, Mapping):
+        return member
+    ref = member.get("verifier")
+    if isinstance(ref, Mapping):
+        return {**member, "verifier": _shipped_paths(ref, preset)}
+    if (
+        isinstance(ref, str)
+        and ref.endswith((".yaml", ".yml"))
+        and not Path(ref).is_absolute()
+        and preset_path("verifiers", ref) is None
+    ):
+        return {**member, "verifier": str((preset.parent / ref).resolve())}
+    return member
 
 
 def parse_verifier_config(config: Any, source: str | None = None) -> VerifierConfig:

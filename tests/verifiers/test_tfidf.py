@@ -244,8 +244,13 @@ def test_an_ensemble_files_member_paths_resolve_against_the_file(
     spec.write_text(
         "type: ensemble\ncombine: mean\nmembers:\n"
         "  - verifier: {type: tfidf, name: a, path: models/a}\n"
-        "  - verifier: {type: tfidf, name: b, path: ./models/a}\n",
+        "  - verifier: {type: tfidf, name: b, path: ./models/a}\n"
+        "  - verifier: member_c.yaml\n",
         encoding="utf-8",
+    )
+    # A member written as its own YAML file beside the ensemble, with a path relative to it.
+    (tmp_path / "cfg" / "member_c.yaml").write_text(
+        "type: tfidf\nname: c\npath: models/a\n", encoding="utf-8"
     )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -254,5 +259,5 @@ def test_an_ensemble_files_member_paths_resolve_against_the_file(
     got = v.score([Sample(prompt="p", completion=PROBES[0])])
     want = _sk_proba(word, char, clf, [PROBES[0]])
     np.testing.assert_allclose(got.scores, want, rtol=1e-5)
-    assert [m.config.path for m in v.members] == [str(tmp_path / "cfg" / "models" / "a")] * 2
+    assert [m.config.path for m in v.members] == [str(tmp_path / "cfg" / "models" / "a")] * 3
     v.close()
