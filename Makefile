@@ -30,6 +30,7 @@ demo: $(STAMP)
 # The shipped verifiers' recipes (../shared/data beside the checkout). They refresh the copies
 # inside the package; `git diff --stat safeladder/defaults` shows what changed.
 train-safety: $(STAMP)
+	$(BIN)/python scripts/write_shift_pools.py
 	$(BIN)/safeladder train configs/train/safety.yaml --output-dir safeladder/defaults/safety --overwrite
 
 train-value: $(STAMP)

@@ -1,5 +1,5 @@
 """Write the training pools of the safety shift sets, for recipes that must keep every test
-column unseen (``configs/train/safety_union.yaml``).
+column unseen (``configs/train/safety.yaml``).
 
 ``safeladder.training.shift_sets`` holds out 40 % of JailbreakBench's behaviours and 30 % of
 ToxiGen's sentences as the test columns of ``safeladder eval --metrics matrix`` and
@@ -21,7 +21,7 @@ import argparse
 import json
 from pathlib import Path
 
-from safeladder.training.shift_sets import DEFAULT_SCARY, load_shift_sets
+from safeladder.training.shift_sets import DEFAULT_SCARY, POOL_FILES, load_shift_sets
 
 REPO = Path(__file__).resolve().parents[1]
 KEPT_OUT = "PAIR"
@@ -35,12 +35,12 @@ def main() -> None:
     sets = load_shift_sets(args.shared_data, DEFAULT_SCARY)
     args.out.mkdir(parents=True, exist_ok=True)
     jbb, tox = sets.sources["jbb"], sets.sources["toxigen"]
-    with (args.out / "jbb_pool.jsonl").open("w", encoding="utf-8") as f:
+    with (args.out / POOL_FILES["jbb"]).open("w", encoding="utf-8") as f:
         rows = [r for r in jbb.train + jbb.dev if r.tag != KEPT_OUT]
         for r in rows:
             rec = {"prompt": r.prompt, "response": r.response, "label": r.label}
             f.write(json.dumps({**rec, "goal": r.group, "attack": r.tag}) + "\n")
-    with (args.out / "toxigen_pool.jsonl").open("w", encoding="utf-8") as f:
+    with (args.out / POOL_FILES["toxigen"]).open("w", encoding="utf-8") as f:
         for r in tox.train + tox.dev:
             f.write(
                 json.dumps({"prompt": r.prompt, "response": r.response, "label": r.label}) + "\n"

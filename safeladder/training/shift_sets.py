@@ -81,6 +81,9 @@ FILES = {
     "gsm8k": "gsm8k_train.jsonl.gz",
 }
 SCARY_FILE = "safety_benign_scary.jsonl"
+#: The training pools ``scripts/write_shift_pools.py`` writes from a source: every row of it
+#: but the matrix's test rows (and, for JailbreakBench, but PAIR's).
+POOL_FILES = {"jbb": "jbb_pool.jsonl", "toxigen": "toxigen_pool.jsonl"}
 #: The scary set of this checkout (the shipped safety recipes train on it; not packaged).
 DEFAULT_SCARY = Path(__file__).resolve().parents[2] / "configs" / "train" / "data" / SCARY_FILE
 
@@ -329,17 +332,25 @@ def training_overlap(spec: ColumnSpec, train_sources: Sequence[Mapping[str, Any]
     with filters that can select the column's rows (the matrix holds out goals and prompts, a
     recipe's ``where`` cannot, so such a source saw the test rows themselves, or could have),
     ``"source"`` when sources read only other rows of that file (another ``split`` or
-    ``attack``; a ``limit`` ending where the column's row range starts), else None.
+    ``attack``; a ``limit`` ending where the column's row range starts; a pool of
+    ``POOL_FILES``, which holds the file's rows but the test rows), else None.
 
     >>> training_overlap(SPECS["gptfuzz"], [{"path": "/d/" + FILES["gptfuzz"],
     ...                                      "where": {"split": "train"}}])
     'source'
     >>> training_overlap(SPECS["jbb-GCG"], [{"path": FILES["jbb"], "where": {"attack": "GCG"}}])
     'seen'
+    >>> training_overlap(SPECS["jbb-PAIR"], [{"path": "out/" + POOL_FILES["jbb"]}])
+    'source'
     """
+    pools = {POOL_FILES[k] for k, f in FILES.items() if f == spec.file and k in POOL_FILES}
     found: str | None = None
     for src in train_sources:
-        if Path(str(src.get("path", ""))).name != spec.file:
+        name = Path(str(src.get("path", ""))).name
+        if name in pools:  # other rows of the column's file, its test rows held out
+            found = "source"
+            continue
+        if name != spec.file:
             continue
         where = dict(src.get("where") or {})
         conflict = any(k in where and where[k] != v for k, v in spec.where.items())
@@ -363,6 +374,7 @@ __all__ = [
     "DEFAULT_SCARY",
     "FILES",
     "JBB_ATTACKS",
+    "POOL_FILES",
     "SCARY_FILE",
     "SOURCES",
     "SPECS",

@@ -32,7 +32,21 @@ def test_pools_hold_no_test_row_and_feed_the_union_recipe(tmp_path: Path) -> Non
     assert not {normalize(r["response"]) for r in tox} & test_sentences
     assert {r["label"] for r in jbb} == {r["label"] for r in tox} == {0, 1}
     # the recipe reads exactly these files (relative to configs/train/)
-    cfg = load_train_config(REPO / "configs" / "train" / "safety_union.yaml")
+    cfg = load_train_config(REPO / "configs" / "train" / "safety.yaml")
     names = {Path(str(s.path)).name for s in cfg.data.train}
     assert {"jbb_pool.jsonl", "toxigen_pool.jsonl"} <= names
     assert not any("jailbreakbench" in n or "toxigen_demo" in n for n in names)
+
+
+def test_a_model_trained_on_the_pools_marks_their_columns_as_source() -> None:
+    """``safeladder eval --metrics matrix`` must not call the JBB and ToxiGen columns unseen
+    for a model that trained on the pools (other rows of those files)."""
+    from safeladder.training.shift_sets import POOL_FILES, SPECS, training_overlap
+
+    sources = [{"path": f"/x/out/union_data/{name}"} for name in POOL_FILES.values()]
+    marks = {c: training_overlap(spec, sources) for c, spec in SPECS.items()}
+    assert {c for c, m in marks.items() if m == "source"} == {
+        *(c for c in SPECS if c.startswith("jbb-")),
+        "toxigen",
+    }
+    assert marks["gptfuzz"] is None and marks["advbench"] is None
