@@ -22,9 +22,12 @@ answers (false-flag rate) and the hand-written behaviour probes
 
 **Candidates**: each member alone and ensembles of ``safety(+windows)`` with ``tfidf`` by
 ``mean``, ``logit_mean`` and ``min`` (``ensemble.combine_scores``, the function
-``type: ensemble`` calls). Thresholds are not tuned here: a member uses its own (``safety``: the
-shipped 0.362; ``tfidf``: max F1 on its dev split, the shipped-threshold analogue), an ensemble
+``type: ensemble`` calls). Thresholds are not tuned here: a member uses its own (``safety``: its
+calibration file's, 0.362 for the model of stop 20, 0.519 for the union-trained one; ``tfidf``: max F1 on its dev split, the shipped-threshold analogue), an ensemble
 the same combination of its members' thresholds. A score below the threshold flags.
+
+Since stop 21 the shipped ``safety`` also trains on the JBB pools (PAIR kept out) and ToxiGen's,
+so only PAIR stays unseen by it; the recorded run of stop 20 used the earlier model.
 
 Per column: F1 at the threshold / best F1 on the column (oracle) / AUROC. ``safety`` trained on
 AdvBench / StrongREJECT (``*``) and other GPTFuzz prompts (in-distribution): the summary means

@@ -43,6 +43,12 @@ Learners (scores of a reply; a pair's margin = score(chosen) − score(rejected)
   out-of-fold predictions inside the training folds (grouped 4-fold), so the stacker never sees
   a margin of a pair its base model trained on; the base models are then refitted on the whole
   training folds to score the test fold.
+- ``tfidf/resp+safety-pairs``, ``emb/resp+safety-pairs``: ``tfidf/resp`` and ``emb/resp``
+  with extra training pairs made from the shared safety data, never from hh-rlhf: for each
+  harmful (label 1) response of GPTFuzz's ``train`` split, a seeded safe (label 0) response to
+  the same question is chosen over it (``safety_pairs``; 1,694 pairs). Does more
+  harmlessness data of another source lift accuracy on hh-rlhf's pairs? Test folds hold only
+  hh-rlhf pairs.
 - ``mean-ensemble``: the unweighted mean of the ``ENSEMBLE`` members' margins (tfidf/resp,
   emb/resp+prod, emb-mlp/resp+prompt), each scaled by its RMS margin on the training pairs.
 
@@ -108,6 +114,15 @@ class Pairs:
 
 
 @dataclass
+class ExtraPairs:
+    """Training-only pairs from another source: texts and their ``resp`` embeddings."""
+
+    chosen: list[str]
+    rejected: list[str]
+    emb: tuple[np.ndarray, np.ndarray]
+
+
+@dataclass
 class Signals:
     """Per-pair (n, 2) chosen / rejected values, computed once for the run."""
 
@@ -116,6 +131,7 @@ class Signals:
     safety: np.ndarray
     refusal: np.ndarray
     loglen: np.ndarray
+    extra: ExtraPairs | None = None
 
 
 def accuracy(margin: np.ndarray) -> float:
@@ -157,6 +173,30 @@ def sub(p: Pairs, idx: np.ndarray) -> Pairs:
     )
 
 
+def safety_pairs() -> tuple[list[str], list[str]]:
+    """(chosen, rejected) from GPTFuzz ``train``: each harmful response, rejected, against a
+    seeded safe response to the same question."""
+    import gzip
+    import random
+
+    by_q: dict[int, tuple[list[str], list[str]]] = {}
+    with gzip.open(SHARED / "gptfuzz_labeled_responses.jsonl.gz", "rt", encoding="utf-8") as fh:
+        for line in fh:
+            r = json.loads(line)
+            if r["split"] == "train":
+                by_q.setdefault(int(r["question_index"]), ([], []))[int(r["label"])].append(
+                    r["response"]
+                )
+    rng = random.Random(SEED)
+    chosen, rejected = [], []
+    for q in sorted(by_q):
+        safe, unsafe = by_q[q]
+        for u in unsafe if safe else []:
+            chosen.append(rng.choice(safe))
+            rejected.append(u)
+    return chosen, rejected
+
+
 # --- per-text signals -----------------------------------------------------------------------
 
 
@@ -177,6 +217,11 @@ def compute_signals(p: Pairs) -> tuple[Signals, dict[str, float]]:
         xr, _ = embedder.features(p.prompt, p.rejected, spec)
         emb[view] = (xc.astype(np.float64), xr.astype(np.float64))
     prompt, _ = embedder.features(p.prompt, p.chosen, FeatureSpec(blocks=["prompt"]))
+    ac, ar = safety_pairs()
+    resp = FeatureSpec(blocks=VIEWS["resp"])  # type: ignore[arg-type]
+    ec, _ = embedder.features([""] * len(ac), ac, resp)
+    er, _ = embedder.features([""] * len(ar), ar, resp)
+    extra = ExtraPairs(ac, ar, (ec.astype(np.float64), er.astype(np.float64)))
     secs["embeddings"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -203,7 +248,7 @@ def compute_signals(p: Pairs) -> tuple[Signals, dict[str, float]]:
             [[len(c), len(x)] for c, x in zip(p.chosen, p.rejected, strict=True)], dtype=np.float64
         )
     )
-    return Signals(emb, prompt.astype(np.float64), safety, refusal, loglen), secs
+    return Signals(emb, prompt.astype(np.float64), safety, refusal, loglen, extra), secs
 
 
 def shipped_value_margins(p: Pairs) -> np.ndarray:
@@ -258,13 +303,16 @@ def _pick_c(d: np.ndarray, folds: np.ndarray) -> float:
     return best
 
 
-def emb_learner(view: str) -> Learner:
+def emb_learner(view: str, extra: bool = False) -> Learner:
     def fit(tr: np.ndarray, te: np.ndarray, p: Pairs, s: Signals) -> np.ndarray:
         xc, xr = s.emb[view]
         d = xc - xr
-        c = _pick_c(d[tr], _inner_folds(p, tr))
-        CHOSEN_C.setdefault(f"emb/{view}", []).append(c)
-        return d[te] @ _bt_linear(d[tr], c)
+        c = _pick_c(d[tr], _inner_folds(p, tr))  # C chosen on hh-rlhf pairs only
+        CHOSEN_C.setdefault(f"emb/{view}" + ("+extra" if extra else ""), []).append(c)
+        d_tr = d[tr]
+        if extra and s.extra is not None:
+            d_tr = np.concatenate([d_tr, s.extra.emb[0] - s.extra.emb[1]])
+        return d[te] @ _bt_linear(d_tr, c)
 
     return fit
 
@@ -272,7 +320,7 @@ def emb_learner(view: str) -> Learner:
 CHOSEN_C: dict[str, list[float]] = {}
 
 
-def tfidf_learner(with_prompt: bool) -> Learner:
+def tfidf_learner(with_prompt: bool, extra: bool = False) -> Learner:
     def fit(tr: np.ndarray, te: np.ndarray, p: Pairs, s: Signals) -> np.ndarray:
         from safeladder.training.baseline import tfidf_logreg_pairwise
 
@@ -281,9 +329,10 @@ def tfidf_learner(with_prompt: bool) -> Learner:
             # prompt + reply joined as the training runs' holdout baseline joins them
             return [(p.prompt[int(i)] if with_prompt else "") + resp[int(i)] for i in idx]
 
+        more = s.extra if extra else None
         c, r = tfidf_logreg_pairwise(
-            texts(tr, "chosen"),
-            texts(tr, "rejected"),
+            texts(tr, "chosen") + (more.chosen if more else []),
+            texts(tr, "rejected") + (more.rejected if more else []),
             texts(te, "chosen"),
             texts(te, "rejected"),
             seed=SEED,
@@ -462,7 +511,9 @@ def main() -> None:
     learners: dict[str, Learner] = {
         "tfidf/prompt+resp": tfidf_learner(True),
         "tfidf/resp": tfidf_learner(False),
+        "tfidf/resp+safety-pairs": tfidf_learner(False, extra=True),
         **{f"emb/{v}": emb_learner(v) for v in VIEWS},
+        "emb/resp+safety-pairs": emb_learner("resp", extra=True),
         "emb-mlp/resp+prompt": mlp_learner,
         "safety": signals_learner(("safety",)),
         "refusal": signals_learner(("refusal",)),
