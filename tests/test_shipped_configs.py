@@ -55,12 +55,12 @@ def test_train_config_validates(path: Path) -> None:
     # Data paths resolve against the config's directory; the shared data set sits beside the
     # repository (../shared/data), so check the files when it is there.
     # Files under the repository's out/ are written by a script (not there in a clean clone):
-    # the config must name it, and the script must exist.
+    # the source must name it (`made_by`), and the script must exist.
     generated = (REPO / "out").resolve()
     if SHARED_DATA.is_dir():
         for src in [*cfg.data.train, *(cfg.data.dev or [])]:
             if Path(src.path).resolve().is_relative_to(generated):
-                scripts = re.findall(r"scripts/\w+\.py", path.read_text())
+                scripts = re.findall(r"scripts/\w+\.py", src.made_by or "")
                 assert scripts and all((REPO / s).is_file() for s in scripts), src.path
                 continue
             assert Path(src.path).exists(), src.path

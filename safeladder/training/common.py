@@ -253,6 +253,11 @@ class DataSource(BaseModel):
         default=None,
         description="Name of a row generator in safeladder.training.augment applied to the rows.",
     )
+    made_by: str | None = Field(
+        default=None,
+        description="For a generated file: the command that writes it, named in the error when "
+        "the file is missing (e.g. 'python scripts/write_shift_pools.py').",
+    )
 
 
 class DataConfig(BaseModel):

@@ -96,12 +96,14 @@ def read_source(source: DataSource, base_dir: Path | None = None) -> list[RawRow
     """Rows of one source after ``where``, ``limit`` and ``augment`` (steps 1-4 above).
 
     Raises:
-        InputError: the file is missing or unreadable, or a row does not decode (names the
-            file and line).
+        InputError: the file is missing (with ``made_by``, the command that writes it) or
+            unreadable, or a row does not decode (names the file and line).
         ConfigError: ``augment`` names a generator that does not exist.
     """
     path = resolve_path(source.path, base_dir)
     shown = str(path)
+    if source.made_by and not path.exists():
+        raise InputError(f"input not found: {shown}; it is generated: run `{source.made_by}` first")
     folder = path if path.is_dir() else path.parent
     rows: list[RawRow] = []
     for row in read_rows(path):

@@ -157,6 +157,14 @@ def reads_images(cfg: TrainConfigBase) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
+def _release(out: Path, created: bool) -> None:
+    """Undo ``prepare_output_dir``'s claim on ``out`` (its run file; the folder if this run
+    made it and nothing else is in it)."""
+    (out / RUN_FILE).unlink(missing_ok=True)
+    if created and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+
+
 def run_training(
     cfg: TrainConfigBase, *, progress: bool = True, overwrite: bool = False
 ) -> TrainSummary:
@@ -173,12 +181,19 @@ def run_training(
         SafeladderError: the self-check failed.
     """
     t0 = time.perf_counter()
+    created = not Path(cfg.output_dir).expanduser().exists()
     out = prepare_output_dir(cfg, overwrite=overwrite)
     echo = config_echo(cfg)
     seed_everything(cfg.train.seed, cfg.train.num_threads)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SafeladderWarning)
-        data, split, _ = prepare_data(cfg)
+        try:
+            data, split, _ = prepare_data(cfg)
+        except Exception:
+            # Nothing was trained: a fixed config must not meet "an unfinished run" next time.
+            if not cfg.resume:
+                _release(out, created)
+            raise
     for w in caught:  # shown once, and kept for the report
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     notes = [str(w.message) for w in caught if issubclass(w.category, SafeladderWarning)]

@@ -179,6 +179,14 @@ def test_unknown_augment_is_a_config_error(tmp_path: Path) -> None:
         load_records([_src(f, augment="no_such_generator")], pairwise=False)
 
 
+def test_a_missing_generated_file_names_the_command_that_writes_it(tmp_path: Path) -> None:
+    missing = tmp_path / "out" / "pool.jsonl"
+    with pytest.raises(InputError, match=r"input not found: .*pool\.jsonl"):
+        load_records([_src(missing)], pairwise=False)
+    with pytest.raises(InputError, match=r"pool\.jsonl; it is generated: run `python s\.py` first"):
+        load_records([_src(missing, made_by="python s.py")], pairwise=False)
+
+
 def test_label_space_inference() -> None:
     assert infer_label_space([1, 1], None, False).names == ["0", "1"]
     assert infer_label_space([0, 2, "1"], None, False).names == ["0", "1", "2"]

@@ -69,6 +69,30 @@ def _classifier_cfg(tmp_path: Path, **over: Any) -> dict[str, Any]:
 # ----------------------------------------------------------------------- output directory
 
 
+def test_a_data_error_leaves_no_unfinished_run_behind(tmp_path: Path) -> None:
+    """Fixing the data and running again must not meet "an unfinished run"."""
+    from safeladder.errors import InputError
+
+    missing = tmp_path / "none.jsonl"
+    out = tmp_path / "run"
+    cfg = parse_train_config(
+        {
+            "kind": "embedding_head",
+            "data": {"train": [{"path": str(missing)}]},
+            "output_dir": str(out),
+        }
+    )
+    with pytest.raises(InputError, match="input not found"):
+        run_training(cfg, progress=False)
+    assert not out.exists()
+    out.mkdir()  # a folder the user made stays, empty as it was
+    with pytest.raises(InputError):
+        run_training(cfg, progress=False)
+    assert out.is_dir() and not any(out.iterdir())
+    with pytest.raises(InputError):
+        run_training(cfg, progress=False)  # not "an unfinished run"
+
+
 def test_output_dir_rules(tmp_path: Path) -> None:
     rows = tmp_path / "r.jsonl"
     rows.write_text('{"prompt": "a", "label": 0}\n')
