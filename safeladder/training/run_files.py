@@ -32,8 +32,19 @@ def config_echo(cfg: TrainConfigBase) -> dict[str, Any]:
 
 
 def comparable(echo: dict[str, Any]) -> dict[str, Any]:
-    """The part of a config echo a resumed run must share with the run it continues."""
-    return {k: v for k, v in echo.items() if k not in ("resume", "output_dir", "report")}
+    """The part of a config echo a resumed run must share with the run it continues: all but
+    where it writes and, per data source, ``made_by`` (how a missing file is explained, not
+    what is read; runs recorded before it existed lack it)."""
+    out = {k: v for k, v in echo.items() if k not in ("resume", "output_dir", "report")}
+    data = out.get("data")
+    if isinstance(data, dict):
+        out["data"] = {
+            k: [{f: x for f, x in src.items() if f != "made_by"} for src in v]
+            if k in ("train", "dev") and isinstance(v, list)
+            else v
+            for k, v in data.items()
+        }
+    return out
 
 
 def prepare_output_dir(cfg: TrainConfigBase, *, overwrite: bool = False) -> Path:
