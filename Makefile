@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 # trl / sentence-transformers would otherwise resolve to a multi-GB CUDA build.
 TORCH_CPU := torch==2.13.0
 
-.PHONY: setup demo test lint clean train-safety train-value train-value-tfidf
+.PHONY: setup demo test lint clean train-safety train-value train-value-tfidf train-request-harm
 
 setup: $(STAMP)
 
@@ -38,6 +38,11 @@ train-value: $(STAMP)
 
 train-value-tfidf: $(STAMP)
 	$(BIN)/safeladder train configs/train/value_tfidf.yaml --output-dir safeladder/defaults/value_tfidf --overwrite
+
+# The two judges of a request behind the default reward's `unwarranted_refusal` term (~1.5 min).
+train-request-harm: $(STAMP)
+	$(BIN)/safeladder train configs/train/request_harm_tfidf.yaml --output-dir safeladder/defaults/request_harm_tfidf --overwrite
+	HF_HUB_OFFLINE=1 $(BIN)/safeladder train configs/train/request_harm_minilm.yaml --output-dir safeladder/defaults/request_harm_minilm --overwrite
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

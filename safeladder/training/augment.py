@@ -29,6 +29,13 @@ one-for-one with its input (the answers a benchmark slices by position stay the 
 adds nothing a safety score needs: ``harmful_prompt_responses`` already teaches that refusals
 are safe.
 
+For a judge of the *request* (``tfidf`` with ``view: prompt``, e.g. ``request_harm``, which the
+default reward uses to tell an over-refusal from a warranted one):
+
+- ``harmful_requests`` / ``harmless_requests``: each row → its prompt alone, labelled 1 / 0,
+  one row per distinct prompt (JailbreakBench and GPTFuzz repeat a prompt under many target
+  models, which would weigh a prompt by how often it was attacked).
+
 ``benign_answers_with_refusals`` is the old behaviour (one benign row in two also gives a
 refusal labelled 1), kept under its own name because the shipped ``safety`` classifier was
 trained with it: ``configs/train/safety.yaml`` names it, so ``make train-safety`` still
@@ -194,10 +201,44 @@ def benign_answers_with_refusals(
     return out
 
 
+def _requests(
+    rows: list[dict[str, Any]], source: DataSource, label: int, tag: str
+) -> list[dict[str, Any]]:
+    f = source.fields
+    seen: set[str] = set()
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        prompt = _get(row, f.prompt)
+        if isinstance(prompt, str):
+            key = " ".join(prompt.split()).casefold()
+            if key in seen:
+                continue
+            seen.add(key)
+        # A non-string prompt is left in: the loader reports the bad row with its number.
+        request = {k: v for k, v in row.items() if k != f.completion}
+        request[f.label] = label
+        if f.category and not request.get(f.category):
+            request[f.category] = tag
+        out.append(request)
+    return out
+
+
+def harmful_requests(rows: list[dict[str, Any]], source: DataSource) -> list[dict[str, Any]]:
+    """Each distinct prompt → a prompt-only row labelled 1 (a harmful request)."""
+    return _requests(rows, source, 1, "harmful_request")
+
+
+def harmless_requests(rows: list[dict[str, Any]], source: DataSource) -> list[dict[str, Any]]:
+    """Each distinct prompt → a prompt-only row labelled 0 (a harmless request)."""
+    return _requests(rows, source, 0, "harmless_request")
+
+
 GENERATORS: dict[str, Callable[[list[dict[str, Any]], DataSource], list[dict[str, Any]]]] = {
     "harmful_prompt_responses": harmful_prompt_responses,
     "benign_answers": benign_answers,
     "benign_answers_with_refusals": benign_answers_with_refusals,
+    "harmful_requests": harmful_requests,
+    "harmless_requests": harmless_requests,
 }
 
 

@@ -275,7 +275,9 @@ def holdout_baseline(
         p = tfidf_logreg_pointwise(
             [point_text(r) for r in data.train], ytr, [point_text(r) for r in data.dev], seed=seed
         )
-        t = select_threshold(ydv, p, calibration.threshold, calibration.target_fpr)
+        t = select_threshold(
+            ydv, p, calibration.threshold, calibration.target_fpr, calibration.target_fnr
+        )
         return pointwise_metrics(ydv, p, threshold=float(t["threshold"]))
     except ValueError as exc:
         notes.append(f"baseline: skipped ({exc})")

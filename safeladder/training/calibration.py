@@ -17,8 +17,10 @@ What is fitted, per head (``dev_logits`` of shape (n, C)):
 
 The decision threshold is chosen on the calibrated P(``positive``) (per label for multi-label):
 ``max_f1`` maximises dev F1; ``target_fpr`` takes the lowest threshold whose dev false-positive
-rate is at most the target (the highest recall the budget allows). ``prob >= threshold``
-predicts positive.
+rate is at most the target (the highest recall the budget allows); ``target_fnr`` the highest
+threshold whose dev false-negative rate is at most the target (the fewest false alarms while
+missing at most that share of positives: a judge that must almost never let a positive through,
+such as ``request_harm`` clearing a request as harmless). ``prob >= threshold`` predicts positive.
 
 A dev split with one class only cannot be calibrated: the fit is the identity (T = 1, or the
 map y = x) and ``meta.degenerate`` says why.
@@ -195,8 +197,9 @@ def fit_isotonic(probs: Any, labels: Any) -> tuple[list[float], list[float]]:
 def select_threshold(
     labels: Any,
     probs: Any,
-    rule: Literal["max_f1", "target_fpr"] = "max_f1",
+    rule: Literal["max_f1", "target_fpr", "target_fnr"] = "max_f1",
     target_fpr: float = 0.05,
+    target_fnr: float = 0.01,
 ) -> dict[str, Any]:
     """The decision threshold on P(label 1) (``prob >= threshold`` predicts 1).
 
@@ -205,8 +208,9 @@ def select_threshold(
         rule: ``max_f1`` — the threshold with the highest dev F1 (ties: the higher threshold);
             ``target_fpr`` — the lowest threshold whose dev false-positive rate is
             ``<= target_fpr`` (when even the top score is a negative, a threshold just above
-            every score: nothing is flagged).
-        target_fpr: for ``target_fpr``, in (0, 1).
+            every score: nothing is flagged); ``target_fnr`` — the highest threshold whose dev
+            false-negative rate (positives scored below it) is ``<= target_fnr``.
+        target_fpr: for ``target_fpr``, in (0, 1). target_fnr: for ``target_fnr``, in (0, 1).
 
     Returns:
         ``threshold``, ``rule``, and on the dev data ``f1``, ``precision``, ``recall``, ``fpr``,
@@ -216,15 +220,19 @@ def select_threshold(
     p = np.asarray(probs, dtype=np.float64)
     if y.shape != p.shape or p.ndim != 1:
         raise ValueError(f"labels and probs must be (n,) of one length, got {y.shape}, {p.shape}")
-    if rule not in ("max_f1", "target_fpr"):
-        raise ValueError(f"rule: expected max_f1 or target_fpr, got {rule!r}")
+    if rule not in ("max_f1", "target_fpr", "target_fnr"):
+        raise ValueError(f"rule: expected max_f1, target_fpr or target_fnr, got {rule!r}")
     if not 0.0 < target_fpr < 1.0:
         raise ValueError(f"target_fpr: must be in (0, 1), got {target_fpr}")
+    if not 0.0 < target_fnr < 1.0:
+        raise ValueError(f"target_fnr: must be in (0, 1), got {target_fnr}")
     n_pos = int(y.sum())
     n_neg = int(y.size - n_pos)
     out: dict[str, Any] = {"rule": rule}
     if rule == "target_fpr":
         out["target_fpr"] = target_fpr
+    if rule == "target_fnr":
+        out["target_fnr"] = target_fnr
     if n_pos == 0 or n_neg == 0:
         return {
             **out,
@@ -242,10 +250,15 @@ def select_threshold(
         f1 = 2 * tp / (tp + fp + n_pos)  # = 2PR / (P + R)
         best = int(np.flatnonzero(f1 == f1.max())[0])  # first = highest threshold
         t = float(thresholds[best])
-    else:
+    elif rule == "target_fpr":
         ok = np.flatnonzero(fp / n_neg <= target_fpr + 1e-12)
         # fp grows as the threshold falls, so the allowed candidates are a prefix.
         t = float(thresholds[ok[-1]]) if ok.size else float(np.nextafter(ps[0], np.inf))
+    else:
+        # tp grows as the threshold falls: the allowed candidates are a suffix, and the last
+        # candidate (every row predicted positive) always qualifies.
+        ok = np.flatnonzero(1.0 - tp / n_pos <= target_fnr + 1e-12)
+        t = float(thresholds[ok[0]])
     return {**out, **_rates(y, p, t)}
 
 
@@ -409,7 +422,7 @@ def calibrate(
     after = apply_calibration(z, file, good=good_col)
     target = (y == positive).astype(np.int64)
     p_before, p_after = before[:, positive], after[:, positive]
-    info = select_threshold(target, p_after, s.threshold, s.target_fpr)
+    info = select_threshold(target, p_after, s.threshold, s.target_fpr, s.target_fnr)
     summary: dict[str, Any] = {
         "method": s.method,
         "n_dev": int(y.size),
@@ -436,6 +449,8 @@ def calibrate(
         summary["nll_before"] = _prob_nll(p_before, target)
     if s.threshold == "target_fpr":
         summary["target_fpr"] = s.target_fpr
+    if s.threshold == "target_fnr":
+        summary["target_fnr"] = s.target_fnr
     if k == 2:
         # The verifier scores P(good): the same decision read on its score.
         summary["score_threshold"] = (
@@ -490,7 +505,10 @@ def _calibrate_multilabel(
     else:
         file = {"kind": "temperature", "temperature": 1.0}
     after = apply_calibration(z, file, multi_label=True, names=label_names)
-    infos = [select_threshold(y[:, j], after[:, j], s.threshold, s.target_fpr) for j in range(c)]
+    infos = [
+        select_threshold(y[:, j], after[:, j], s.threshold, s.target_fpr, s.target_fnr)
+        for j in range(c)
+    ]
     summary: dict[str, Any] = {
         "method": s.method,
         "n_dev": int(y.shape[0]),

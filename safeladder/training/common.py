@@ -101,10 +101,11 @@ class CalibrationSettings(BaseModel):
     method: Literal["temperature", "isotonic", "none"] = Field(
         default="temperature", description="Fitted on the dev split; saved with the model."
     )
-    threshold: Literal["max_f1", "target_fpr"] = Field(
+    threshold: Literal["max_f1", "target_fpr", "target_fnr"] = Field(
         default="max_f1", description="How the decision threshold on P(positive) is chosen."
     )
     target_fpr: float = Field(default=0.05, gt=0, lt=1, description="For threshold: target_fpr.")
+    target_fnr: float = Field(default=0.01, gt=0, lt=1, description="For threshold: target_fnr.")
 
 
 @dataclass(frozen=True)

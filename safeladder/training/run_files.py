@@ -33,9 +33,16 @@ def config_echo(cfg: TrainConfigBase) -> dict[str, Any]:
 
 def comparable(echo: dict[str, Any]) -> dict[str, Any]:
     """The part of a config echo a resumed run must share with the run it continues: all but
-    where it writes and, per data source, ``made_by`` (how a missing file is explained, not
-    what is read; runs recorded before it existed lack it)."""
+    where it writes, per data source ``made_by`` (how a missing file is explained, not what is
+    read; runs recorded before it existed lack it), and the calibration targets of the threshold
+    rules not in use (``target_fnr`` came later: a run recorded before it lacks the key)."""
     out = {k: v for k, v in echo.items() if k not in ("resume", "output_dir", "report")}
+    cal = out.get("calibration")
+    if isinstance(cal, dict):
+        rule = cal.get("threshold")
+        out["calibration"] = {
+            k: v for k, v in cal.items() if not (k in ("target_fpr", "target_fnr") and rule != k)
+        }
     data = out.get("data")
     if isinstance(data, dict):
         out["data"] = {

@@ -5,8 +5,9 @@ character 3–5-grams inside word boundaries (``char_wb``), sublinear TF, IDF, L
 capped at its ``max_*_features`` most frequent n-grams, and a liblinear ``LogisticRegression``
 on the two blocks side by side — the ``tfidf_logreg`` baseline of every run, made a verifier.
 
-``view`` says what text is featurised: ``response`` (the reply alone) or ``pair``
-(``prompt + "\\n" + response``). The cross-distribution benchmark
+``view`` says what text is featurised: ``response`` (the reply alone), ``pair``
+(``prompt + "\\n" + response``) or ``prompt`` (the request alone: a judge of what was asked,
+trained on prompt-only rows, e.g. ``configs/train/request_harm.yaml``). The cross-distribution benchmark
 (``benchmarks/bench_safety_matrix.py``) found ``response`` generalises better across safety
 data sets: the prompt's words describe the request, and whether a reply is harmful is in the
 reply. Prompt-only rows (no response) cannot be trained with ``view: response``.
@@ -17,7 +18,7 @@ The decision threshold saved with the model (``tfidf.json`` ``threshold.score_th
 the verifier's score P(good); a score at or below it flags) is
 
 - ``threshold: {from: dev}`` (default): the one the runner chose on the dev split by
-  ``calibration.threshold`` (``max_f1`` by default, or ``target_fpr``);
+  ``calibration.threshold`` (``max_f1`` by default, ``target_fpr`` or ``target_fnr``);
 - ``threshold: {from: fixed, value: V}``: ``V`` as given; ``metrics.json``'s dev metrics stay at
   the dev-chosen threshold, and ``tfidf.json`` records the dev F1 / FPR at ``V`` beside it.
 
@@ -112,8 +113,9 @@ class TfidfTrainConfig(TrainConfigBase):
         default="pointwise",
         description="Binary classifier of rows, or Bradley-Terry reward on (chosen, rejected).",
     )
-    view: Literal["response", "pair"] = Field(
-        default="response", description="Text featurised: the response, or prompt + response."
+    view: Literal["response", "pair", "prompt"] = Field(
+        default="response",
+        description="Text featurised: the response, prompt + response, or the prompt alone.",
     )
     word_ngrams: tuple[int, int] = Field(default=(1, 2), description="Word n-gram range.")
     char_ngrams: tuple[int, int] = Field(default=(3, 5), description="char_wb n-gram range.")
@@ -144,6 +146,11 @@ class TfidfTrainConfig(TrainConfigBase):
             raise ValueError(
                 "calibration.method: tfidf folds a temperature into its weights; isotonic "
                 "cannot be folded (use temperature or none)"
+            )
+        if self.mode == "pairwise" and self.view == "prompt":
+            raise ValueError(
+                "view: 'prompt' cannot rank a pair (chosen and rejected share their prompt); "
+                "use response or pair"
             )
         if self.mode == "pairwise" and self.class_weight is not None:
             raise ValueError("class_weight: applies to mode: pointwise (pairs have no classes)")

@@ -40,6 +40,7 @@ from safeladder.verifiers.reward_model import RewardModelConfig
 from safeladder.verifiers.step_scorer import StepScorerConfig
 from safeladder.verifiers.tfidf import TfidfConfig
 from safeladder.verifiers.think_format import ThinkFormatConfig
+from safeladder.verifiers.unwarranted_refusal import UnwarrantedRefusalConfig
 
 VerifierSpec = Annotated[
     ThinkFormatConfig
@@ -62,6 +63,7 @@ VerifierSpec = Annotated[
     | RepeatsCorrectionConfig
     | EnsembleConfig
     | TfidfConfig
+    | UnwarrantedRefusalConfig
     | CustomConfig,
     Field(discriminator="type"),
 ]
@@ -79,7 +81,8 @@ def _shipped_paths(data: Any, preset: Path) -> Any:
     So a shipped preset finds the model inside the package, and a trained output's
     ``safeladder_verifier.yaml`` (``path: .``) loads from any working directory. An ensemble's
     member configs written in the file, and member YAML files named relative to it, are resolved
-    the same way (a member given by name is a preset).
+    the same way (a member given by name is a preset), and so is an ``unwarranted_refusal``'s
+    ``request_judges``.
     """
     if not isinstance(data, Mapping):
         return data
@@ -90,6 +93,13 @@ def _shipped_paths(data: Any, preset: Path) -> Any:
             out["path"] = str((preset.parent / p).resolve())
     if out.get("type") == "ensemble" and isinstance(out.get("members"), list):
         out["members"] = [_member_paths(m, preset) for m in out["members"]]
+    if out.get("type") == "unwarranted_refusal" and isinstance(out.get("request_judges"), list):
+        out["request_judges"] = [
+            _member_paths(
+                j if isinstance(j, Mapping) and "verifier" in j else {"verifier": j}, preset
+            )
+            for j in out["request_judges"]
+        ]
     return out
 
 

@@ -17,7 +17,9 @@ reads JSON and tensors, so a reward never runs code from a file.
 Inputs: ``Sample.completion`` (with ``judge_final_answer``: only the text after its last
 ``</think>``); ``Sample.prompt`` too when the model's view is ``pair`` (the text is ``prompt +
 "\\n" + response``, as ``safeladder.training.baseline`` builds it; a chat prompt's text is
-``prompt_text(prompt)``). ``reference`` and ``meta`` are not read.
+``prompt_text(prompt)``); only ``Sample.prompt`` when the view is ``prompt`` (a judge of the
+request, e.g. the shipped ``request_harm``: the reply is not read, so every reply to the same
+prompt gets the same score). ``reference`` and ``meta`` are not read.
 
 Each part is cut to its first ``max_chars`` characters before featurising (a 15 MB reply costs
 what ``max_chars`` costs; ``details[i]["truncated"]`` says so). Lone surrogates are ordinary
@@ -71,12 +73,17 @@ DEFAULT_MAX_CHARS = 20_000
 #: The settings of the two vectorizers that are saved and rebuilt (others are sklearn defaults).
 _VEC_KEYS = ("analyzer", "ngram_range", "lowercase", "token_pattern", "sublinear_tf", "norm")
 
-View = Literal["response", "pair"]
+View = Literal["response", "pair", "prompt"]
+VIEWS = ("response", "pair", "prompt")
 
 
 def view_text(view: str, prompt: str, response: str) -> str:
     """The text a model of ``view`` featurises (``pair``: ``prompt + "\\n" + response``)."""
-    return response if view == "response" else f"{prompt}\n{response}"
+    if view == "response":
+        return response
+    if view == "prompt":
+        return prompt
+    return f"{prompt}\n{response}"
 
 
 class TfidfConfig(VerifierConfig):
@@ -248,8 +255,8 @@ def save_tfidf(
     """
     from safetensors.numpy import save_file
 
-    if view not in ("response", "pair"):
-        raise ConfigError(f"view: {view!r} is not 'response' or 'pair'")
+    if view not in VIEWS:
+        raise ConfigError(f"view: {view!r} is not one of {VIEWS}")
     if mode not in MODES:
         raise ConfigError(f"mode: {mode!r} is not one of {MODES}")
     if (mode == "pairwise") != (reward_stats is not None):
@@ -345,6 +352,9 @@ class TfidfVerifier(RuleVerifier):
 
     def _text(self, sample: Sample) -> tuple[str, bool]:
         m = self.cfg.max_chars
+        if self.model.view == "prompt":
+            prompt = prompt_text(sample.prompt)
+            return prompt[:m], len(prompt) > m
         response = sample.completion
         if self.cfg.judge_final_answer:
             response = text_after_think(response)
@@ -395,6 +405,7 @@ class TfidfVerifier(RuleVerifier):
 __all__ = [
     "FORMAT",
     "TFIDF_FILE",
+    "VIEWS",
     "WEIGHTS_FILE",
     "SavedDecision",
     "TfidfConfig",

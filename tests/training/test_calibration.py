@@ -147,6 +147,30 @@ def test_target_fpr_when_the_top_score_is_a_negative() -> None:
     assert t["threshold"] > 0.9 and t["fpr"] == 0.0 and t["tpr"] == 0.0
 
 
+@pytest.mark.parametrize(
+    ("target", "want_t", "want_tpr"),
+    [(0.34, 0.8, 2 / 3), (0.2, 0.3, 1.0), (0.7, 0.9, 1 / 3), (0.01, 0.3, 1.0)],
+)
+def test_target_fnr_hand_computed(target: float, want_t: float, want_tpr: float) -> None:
+    t = select_threshold(Y, P, "target_fnr", target_fnr=target)
+    assert t["threshold"] == want_t and t["rule"] == "target_fnr" and t["target_fnr"] == target
+    assert t["tpr"] == pytest.approx(want_tpr)
+
+
+def test_target_fnr_is_achieved_on_random_scores() -> None:
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 2, 5_000)
+    p = np.clip(rng.normal(0.35 + 0.3 * y, 0.15), 0, 1)
+    t = select_threshold(y, p, "target_fnr", target_fnr=0.01)
+    fnr = np.mean(p[y == 1] < t["threshold"])
+    assert fnr <= 0.01 and 1 - fnr == pytest.approx(t["tpr"])
+    # The next higher distinct score would miss too many (the threshold is the highest allowed).
+    higher = p[p > t["threshold"]].min()
+    assert np.mean(p[y == 1] < higher) > 0.01
+    with pytest.raises(ValueError, match="target_fnr"):
+        select_threshold(y, p, "target_fnr", target_fnr=0.0)
+
+
 def test_threshold_with_one_class_is_flagged() -> None:
     t = select_threshold(np.array([0, 0]), np.array([0.2, 0.6]))
     assert t["threshold"] == 0.5 and "one class" in t["degenerate"]

@@ -272,3 +272,21 @@ def test_pairwise_run_writes_reward_stats_and_checks_raw_rewards(tmp_path: Path)
     got = v.score([Sample(prompt="question 1", completion="I can't help.")])
     raw = got.details[0]["raw"]
     assert float(got.scores[0]) == pytest.approx((raw - stats["mean"]) / stats["std"], abs=1e-5)
+
+
+def test_comparable_ignores_the_targets_of_threshold_rules_not_in_use() -> None:
+    """A run recorded before ``target_fnr`` existed lacks the key; it matters only when it is
+    the rule, so the echo of a ``max_f1`` run compares equal without it."""
+    from safeladder.training.run_files import comparable
+
+    base = {"kind": "tfidf", "output_dir": "a", "resume": False}
+    old = {**base, "calibration": {"threshold": "max_f1", "target_fpr": 0.05}}
+    new = {**base, "calibration": {"threshold": "max_f1", "target_fpr": 0.05, "target_fnr": 0.01}}
+    assert comparable(old) == comparable(new)
+    fnr = {
+        **base,
+        "calibration": {"threshold": "target_fnr", "target_fpr": 0.05, "target_fnr": 0.01},
+    }
+    other = {**fnr, "calibration": {**fnr["calibration"], "target_fnr": 0.02}}
+    assert comparable(fnr) != comparable(other)
+    assert comparable(fnr)["calibration"] == {"threshold": "target_fnr", "target_fnr": 0.01}
