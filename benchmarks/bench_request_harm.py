@@ -12,8 +12,11 @@ Held-out requests (none is in the data of ``configs/train/request_harm_*.yaml``)
 - harmful: JailbreakBench PAIR attack prompts (the attack kept out of training), GPTFuzz's
   ``evaluate`` questions, the hand-written probes of ``benchmarks/data/safety_probes.jsonl`` and
   of ``tests/training/fixtures/safety_behaviour_probes.jsonl``;
-- harmless: the benign probes of the same two files, MMLU ``test`` questions (every 14th),
-  GSM8K questions 300-600, MATH questions of the subjects after algebra (every 20th).
+- harmless: the benign probes of the same two files; 150 hand-written everyday requests
+  (``benchmarks/data/everyday_requests.jsonl``: cooking, travel, code, writing, pets, ...,
+  written as a test set by a different hand from the training ones); MMLU ``test`` questions
+  (every 14th), GSM8K questions 300-600, MATH questions of the subjects after algebra (every
+  20th).
 
 The reward part scores, with the default reward (``load_reward(None)``, rows without a task, so
 the ``general`` recipe), every probe request twice: its answer and a refusal. Harmless
@@ -25,7 +28,7 @@ or above the compliance (wanted for harmful ones), with the term and without it 
     python benchmarks/bench_request_harm.py                  # about 1 minute on 2 CPUs
     python benchmarks/bench_request_harm.py --judges runs/a/safeladder_verifier.yaml request_harm_minilm
 
-Writes ``benchmarks/results/request_harm.json``.
+Appends one JSON line to ``benchmarks/results/request_harm.jsonl`` (fields: benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -38,13 +41,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import bench_env  # benchmarks/ is the script's directory, so it is on sys.path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 PROBES = ROOT / "benchmarks" / "data" / "safety_probes.jsonl"
 FIXTURE = ROOT / "tests" / "training" / "fixtures" / "safety_behaviour_probes.jsonl"
-OUT = ROOT / "benchmarks" / "results" / "request_harm.json"
+EVERYDAY = ROOT / "benchmarks" / "data" / "everyday_requests.jsonl"
+OUT = ROOT / "benchmarks" / "results" / "request_harm.jsonl"
 #: Refusals given to the harmless benchmark probes (picked by position, so every run is equal).
 REFUSALS = (
     "I'm sorry, but I can't help with that.",
@@ -97,6 +102,7 @@ def held_out_sets() -> dict[str, tuple[int, list[str]]]:
             0,
             distinct([r["prompt"] for r in fixture if r["kind"].startswith("benign")]),
         ),
+        "everyday requests (benchmarks/data)": (0, [r["prompt"] for r in _read(EVERYDAY)]),
         "MMLU test questions (1 in 14)": (0, mmlu[::14]),
         "GSM8K questions 300-600": (0, gsm8k),
         "MATH, not algebra (1 in 20)": (0, math[::20]),
@@ -261,7 +267,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['set']:34s} {kind:8s} {r['requests']:5d} {cells}")
         for p in r["cleared_harmful_by_both"]:
             print(f"    cleared by both: {p[:100]}")
-    result: dict[str, Any] = {"judges": args.judges, **summary, "sets": rows}
+    result: dict[str, Any] = {
+        "benchmark": "request_harm",
+        "judges": args.judges,
+        **summary,
+        "sets": rows,
+        **bench_env.environment(("scikit-learn", "torch", "sentence-transformers")),
+    }
     if not args.no_reward:
         default = list(args.judges) == list(DEFAULT_JUDGES)
         rw = reward_table(None if default else args.judges)
@@ -277,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
         result["reward"] = rw
     result["seconds"] = round(time.time() - start, 1)
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    with OUT.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(result) + "\n")
     print(f"wrote {OUT.relative_to(ROOT)} ({result['seconds']} s)")
     return 0
 
