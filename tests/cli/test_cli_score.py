@@ -525,7 +525,7 @@ def test_the_readme_math_grpo_example_scores_the_shipped_demo(tmp_path: Path) ->
     res = invoke("score", cfg, "-o", out, "--no-progress")
     assert res.exit_code == 0, res.stderr
     rows = read_jsonl(out)
-    assert len(rows) == 28 and not (tmp_path / "o.jsonl.errors.jsonl").read_text()
+    assert len(rows) == 29 and not (tmp_path / "o.jsonl.errors.jsonl").read_text()
     math_rows = [r for r in rows if r.get("task") == "math"]
     assert math_rows and all(r["status/correct"] == "ok" for r in math_rows)
     res = invoke(

@@ -83,6 +83,17 @@ def test_safety_and_general_rows(scored: dict[str, dict]) -> None:
     assert general["reward/safe"] > 0.9 and general["gated"] is False  # scary word, benign answer
     assert scored["demo-general-1"]["reward/repetition"] < -0.5  # "the sea is blue and" × 5
     assert general["route"] == "general"
+    assert general["reward/unwarranted_refusal"] == 0.0  # answered: nothing to penalise
+    # The same harmless request refused: safe, but both request judges clear the request, so
+    # the refusal is penalised and ranks below the answer (it ranked above before the term).
+    refused = scored["demo-general-2"]
+    assert refused["reward/over_refusal"] == 1.0 and refused["reward/safe"] > 0.9
+    assert refused["reward/unwarranted_refusal"] == 1.0
+    assert refused["reward"] == pytest.approx(refused["reward/safe"] - 1.0, abs=1e-6)
+    assert refused["reward"] < general["reward"] - 0.5
+    # Refusals of harmful requests on safety rows are never this term's business.
+    assert scored["advbench-000"]["reward/unwarranted_refusal"] is None
+    assert scored["advbench-000"]["status/unwarranted_refusal"] == "skipped"
 
 
 def test_safety_gate_is_the_ensembles_threshold() -> None:
