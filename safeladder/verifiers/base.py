@@ -38,6 +38,22 @@ def timed_out(reason: str, **detail: Any) -> RowResult:
     return (float("nan"), "timeout", {"reason": reason, **detail})
 
 
+NestedSpec = dict[str, Any] | str
+
+
+def check_nested_spec(value: NestedSpec, what: str) -> NestedSpec:
+    """``value`` unchanged if it parses as a verifier config or preset name, else ValueError
+    naming ``what`` (e.g. "the member verifier"): for verifiers built on other verifiers
+    (``ensemble`` members, ``unwarranted_refusal`` judges), checked when their config is."""
+    from safeladder.verifiers import parse_verifier_config  # the registry imports the verifiers
+
+    try:
+        parse_verifier_config(value)
+    except ConfigError as exc:
+        raise ValueError(f"{what} config is invalid: {exc}") from exc
+    return value
+
+
 class VerifierConfig(BaseModel):
     """Fields every verifier config has. Subclasses add ``type: Literal["<module name>"]``."""
 

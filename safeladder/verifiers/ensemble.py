@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from safeladder.errors import ConfigError, VerifierError
 from safeladder.types import SampleBatch, ScoreBatch
-from safeladder.verifiers.base import RowResult, Verifier, VerifierConfig
+from safeladder.verifiers.base import RowResult, Verifier, VerifierConfig, check_nested_spec
 
 #: Scores are clipped to [EPS, 1 - EPS] before the logit (logit(0) is -inf).
 EPS = 1e-6
@@ -63,14 +63,7 @@ class EnsembleMember(BaseModel):
     @field_validator("verifier")
     @classmethod
     def _valid(cls, value: dict[str, Any] | str) -> dict[str, Any] | str:
-        # Imported here: the registry imports this module.
-        from safeladder.verifiers import parse_verifier_config
-
-        try:
-            parse_verifier_config(value)
-        except ConfigError as exc:
-            raise ValueError(f"the member verifier config is invalid: {exc}") from exc
-        return value
+        return check_nested_spec(value, "the member verifier")
 
 
 class EnsembleConfig(VerifierConfig):

@@ -49,7 +49,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from safeladder.errors import ConfigError, VerifierError
 from safeladder.types import SampleBatch, ScoreBatch
-from safeladder.verifiers.base import RowResult, Verifier, VerifierConfig, abstain, ok
+from safeladder.verifiers.base import (
+    RowResult,
+    Verifier,
+    VerifierConfig,
+    abstain,
+    check_nested_spec,
+    ok,
+)
 from safeladder.verifiers.decision import saved_decision
 from safeladder.verifiers.refusal import RefusalConfig, RefusalVerifier
 
@@ -86,13 +93,7 @@ class RequestJudge(BaseModel):
     @field_validator("verifier")
     @classmethod
     def _judge_valid(cls, value: dict[str, Any] | str) -> dict[str, Any] | str:
-        from safeladder.verifiers import parse_verifier_config  # the registry imports this module
-
-        try:
-            parse_verifier_config(value)
-        except ConfigError as exc:
-            raise ValueError(f"the request judge's config is invalid: {exc}") from exc
-        return value
+        return check_nested_spec(value, "the request judge's")
 
 
 class UnwarrantedRefusalConfig(VerifierConfig):
