@@ -26,10 +26,15 @@ judges, which err on different requests (word n-grams against sentence embedding
 calibration meta, or the ``metrics.json`` its training wrote beside it;
 ``safeladder.verifiers.decision``).
 
-The judges run only on the rows that refused (most rows in a batch do not), in one call each.
+The judges read the user's words only (``safeladder.verifiers.request_text.user_request``): the
+user turns of chat messages or of a prompt rendered by a chat template (ChatML, Llama 3,
+``[INST]``, Gemma, Phi-3, DeepSeek, ``Human:`` / ``Assistant:`` transcripts), not the markup or
+a system prompt, which would pull a harmless request's score below the level that clears it.
+They run only on the rows that refused (most rows in a batch do not), in one call each.
 
 Details per row: ``refused`` (bool); for refusals also ``request_harmless`` (judge name → its
-score), ``cleared`` (bool) and the refusal's ``pattern``.
+score), ``cleared`` (bool), the refusal's ``pattern`` and, when the user turns were cut out of
+a template or messages, ``request_from`` (``"messages"`` or the template's name).
 
 Example::
 
@@ -40,6 +45,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
@@ -59,6 +65,7 @@ from safeladder.verifiers.base import (
 )
 from safeladder.verifiers.decision import saved_decision
 from safeladder.verifiers.refusal import RefusalConfig, RefusalVerifier
+from safeladder.verifiers.request_text import user_request
 
 #: The shipped judges of the request: a request is cleared only when both clear it.
 DEFAULT_JUDGES = ("request_harm_tfidf", "request_harm_minilm")
@@ -190,9 +197,14 @@ class UnwarrantedRefusalVerifier(Verifier):
                 asked.append(i)
         if asked:
             sub = batch.take(np.asarray(asked))
+            found = [user_request(p) for p in sub.prompts]
+            sub = dataclasses.replace(sub, prompts=[text for text, _ in found])
             judged = [j.score(sub, context) for j in self.judges]
             for k, i in enumerate(asked):
-                rows[i] = self._judged_row(k, judged, str(refused.details[i].get("pattern")))
+                row = self._judged_row(k, judged, str(refused.details[i].get("pattern")))
+                if found[k][1] is not None:
+                    row[2]["request_from"] = found[k][1]
+                rows[i] = row
         done = [r for r in rows if r is not None]
         assert len(done) == len(batch), "every row is decided above"
         return ScoreBatch.from_rows(self.name, done)
