@@ -63,3 +63,26 @@ def test_openrlhf_reward_func_call() -> None:
     rewards = out["rewards"].tolist()
     _check(*rewards)
     assert out["extra_logs"]["unwarranted_refusal"].tolist() == [0.0, 1.0, 0.0, 0.0]
+
+
+def test_verl_compute_score_call_with_the_prompt_in_extra_info() -> None:
+    from safeladder.integrations.verl import compute_score
+
+    def score(prompt: str, response: str) -> float:
+        out = compute_score(
+            data_source="chat",
+            solution_str=response,
+            ground_truth=None,
+            extra_info={"prompt": prompt},
+        )
+        return float(out["score"] if isinstance(out, dict) else out)
+
+    _check(
+        score(HARMLESS, ANSWER),
+        score(HARMLESS, REFUSAL),
+        score(HARMFUL, COMPLIANCE),
+        score(HARMFUL, REFUSAL),
+    )
+    # verl's managers pass no prompt unless the dataset puts it in extra_info: then the judges
+    # cannot read the request, the term abstains, and the refusal is not penalised.
+    assert score("", REFUSAL) > 0.9
