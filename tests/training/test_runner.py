@@ -290,3 +290,12 @@ def test_comparable_ignores_the_targets_of_threshold_rules_not_in_use() -> None:
     other = {**fnr, "calibration": {**fnr["calibration"], "target_fnr": 0.02}}
     assert comparable(fnr) != comparable(other)
     assert comparable(fnr)["calibration"] == {"threshold": "target_fnr", "target_fnr": 0.01}
+
+
+def test_the_verifier_layer_reads_the_file_training_writes() -> None:
+    """``safeladder.verifiers.decision`` names training's metrics file itself (the verifier
+    layer does not import training); the two names must not drift apart."""
+    from safeladder.training.run_files import METRICS_FILE
+    from safeladder.verifiers.decision import TRAIN_METRICS_FILE
+
+    assert TRAIN_METRICS_FILE == METRICS_FILE
