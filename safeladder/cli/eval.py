@@ -243,7 +243,11 @@ def eval_command(
         str | None,
         typer.Option(
             metavar="FIELD",
-            help="Field holding the response (default: response, else completion, else answer).",
+            help=(
+                "Field holding the response (default: response, else completion, else answer); "
+                "'' for rows with none (a judge of the request such as request_harm_tfidf: each "
+                "row is scored with an empty response)."
+            ),
         ),
     ] = None,
     label_field: Annotated[
@@ -372,7 +376,7 @@ def eval_command(
         where_filter = parse_where(list(where or ()))
     fields = EvalFields(
         prompt=_names(prompt_field, EvalFields.prompt),
-        response=_names(response_field, EvalFields.response),
+        response=() if response_field == "" else _names(response_field, EvalFields.response),
         label=label_field,
         chosen=chosen_field,
         rejected=rejected_field,

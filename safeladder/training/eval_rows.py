@@ -23,6 +23,7 @@ class EvalFields:
     """Input field names; the first candidate present in a row is used."""
 
     prompt: tuple[str, ...] = ("prompt", "question")
+    #: Empty: the rows carry no response (a judge of the request), scored with an empty one.
     response: tuple[str, ...] = ("response", "completion", "answer")
     label: str = "label"
     chosen: str = "chosen"
@@ -109,7 +110,10 @@ def _category(row: Mapping[str, Any], fields: EvalFields) -> str | None:
 
 
 def _parse_point(line: int, row: Mapping[str, Any], fields: EvalFields) -> PointItem:
-    rname, response = pick_field(row, fields.response)
+    if fields.response:
+        rname, response = pick_field(row, fields.response)
+    else:
+        rname, response = "response", None
     if rname is None:
         raise InputError(
             f"missing field 'response' (looked for: {', '.join(fields.response)})",
