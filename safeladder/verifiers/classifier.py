@@ -431,6 +431,18 @@ class ClassifierVerifier(NeuralVerifier):
 
     # -- windows: every window of every row is one engine row ---------------------------------
 
+    def _truncation_how(self) -> str:
+        win = self.windows
+        if win is None:
+            return super()._truncation_how()
+        # Under windows the whole completion is read; "truncated" mostly means a long prompt
+        # lost its beginning, and the warning should not read as if answers were cut.
+        return (
+            f"windows: the prompt keeps the last tokens that fit beside {win.size} completion "
+            f"tokens; only a completion longer than {win.max_windows} windows loses its "
+            "beginning"
+        )
+
     def _prepare(self, batch: SampleBatch) -> PreparedRows:
         win = self.windows
         if win is None:

@@ -154,7 +154,9 @@ def test_all_windows_go_in_one_engine_call(windowed: Any, monkeypatch: Any) -> N
 def test_max_windows_keeps_the_end_and_flags_truncation() -> None:
     v = build_verifier(cfg({"max_windows": 3}))
     try:
-        with pytest.warns(Warning, match="truncated"):
+        # The warning says what windows cut (the prompt's beginning; a completion only past
+        # max_windows), not the plain truncation side, which would read as "answers were cut".
+        with pytest.warns(Warning, match=r"truncated \(windows: the prompt keeps .* 3 windows"):
             got = v.score([Sample(prompt=PROMPT, completion=LONG)])
     finally:
         v.close()
