@@ -17,6 +17,8 @@ could clear a request that the whole prompt makes harmful.
   markers, text after an assistant turn could be the user's own words);
 - anything else: the prompt's text as it is.
 
+System turns are not read: a system prompt is the dataset's framing, not the user's request.
+
 >>> user_request("<|im_start|>system\\nBe brief.<|im_end|>\\n<|im_start|>user\\nHi there<|im_end|>\\n<|im_start|>assistant\\n")
 ('Hi there', 'chatml')
 >>> user_request([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}])
@@ -32,7 +34,8 @@ import re
 from safeladder.images import content_text
 from safeladder.types import Prompt, prompt_text
 
-#: (name, pattern whose group 1 is one user turn), tried in order; the last match is taken.
+#: (name, pattern whose group 1 is one user turn), tried in order; the first template with a
+#: match gives every user turn. System and assistant turns are not read.
 _TEMPLATES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("chatml", re.compile(r"<\|im_start\|>user[^\n]*\n(.*?)(?:<\|im_end\|>|$)", re.S)),
     (
