@@ -29,8 +29,8 @@ one-for-one with its input (the answers a benchmark slices by position stay the 
 adds nothing a safety score needs: ``harmful_prompt_responses`` already teaches that refusals
 are safe.
 
-For a judge of the *request* (``tfidf`` with ``view: prompt``, e.g. ``request_harm``, which the
-default reward uses to tell an over-refusal from a warranted one):
+For a judge of the *request* (``tfidf`` with ``view: prompt``, e.g. ``request_harm_tfidf``,
+which the default reward uses to tell an over-refusal from a warranted one):
 
 - ``harmful_requests`` / ``harmless_requests``: each row → its prompt alone, labelled 1 / 0,
   one row per distinct prompt (JailbreakBench and GPTFuzz repeat a prompt under many target

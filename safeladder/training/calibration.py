@@ -20,7 +20,8 @@ The decision threshold is chosen on the calibrated P(``positive``) (per label fo
 rate is at most the target (the highest recall the budget allows); ``target_fnr`` the highest
 threshold whose dev false-negative rate is at most the target (the fewest false alarms while
 missing at most that share of positives: a judge that must almost never let a positive through,
-such as ``request_harm`` clearing a request as harmless). ``prob >= threshold`` predicts positive.
+such as the request judges ``request_harm_*`` clearing a request as harmless).
+``prob >= threshold`` predicts positive.
 
 A dev split with one class only cannot be calibrated: the fit is the identity (T = 1, or the
 map y = x) and ``meta.degenerate`` says why.

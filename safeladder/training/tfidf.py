@@ -7,8 +7,8 @@ on the two blocks side by side — the ``tfidf_logreg`` baseline of every run, m
 
 ``view`` says what text is featurised: ``response`` (the reply alone), ``pair``
 (``prompt + "\\n" + response``) or ``prompt`` (the request alone: a judge of what was asked,
-trained on prompt-only rows, e.g. ``configs/train/request_harm.yaml``). The cross-distribution benchmark
-(``benchmarks/bench_safety_matrix.py``) found ``response`` generalises better across safety
+trained on prompt-only rows, e.g. ``configs/train/request_harm_tfidf.yaml``). The
+cross-distribution benchmark (``benchmarks/bench_safety_matrix.py``) found ``response`` generalises better across safety
 data sets: the prompt's words describe the request, and whether a reply is harmful is in the
 reply. Prompt-only rows (no response) cannot be trained with ``view: response``.
 

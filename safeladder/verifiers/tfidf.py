@@ -18,7 +18,7 @@ Inputs: ``Sample.completion`` (with ``judge_final_answer``: only the text after 
 ``</think>``); ``Sample.prompt`` too when the model's view is ``pair`` (the text is ``prompt +
 "\\n" + response``, as ``safeladder.training.baseline`` builds it; a chat prompt's text is
 ``prompt_text(prompt)``); only ``Sample.prompt`` when the view is ``prompt`` (a judge of the
-request, e.g. the shipped ``request_harm``: the reply is not read, so every reply to the same
+request, e.g. the shipped ``request_harm_tfidf``: the reply is not read, so every reply to the same
 prompt gets the same score). ``reference`` and ``meta`` are not read.
 
 Each part is cut to its first ``max_chars`` characters before featurising (a 15 MB reply costs
