@@ -5,12 +5,12 @@ character 3–5-grams inside word boundaries (``char_wb``), sublinear TF, IDF, L
 capped at its ``max_*_features`` most frequent n-grams, and a liblinear ``LogisticRegression``
 on the two blocks side by side — the ``tfidf_logreg`` baseline of every run, made a verifier.
 
-``view`` says what text is featurised: ``response`` (the reply alone), ``pair``
-(``prompt + "\\n" + response``) or ``prompt`` (the request alone: a judge of what was asked,
-trained on prompt-only rows, e.g. ``configs/train/request_harm_tfidf.yaml``). The
-cross-distribution benchmark (``benchmarks/bench_safety_matrix.py``) found ``response`` generalises better across safety
-data sets: the prompt's words describe the request, and whether a reply is harmful is in the
-reply. Prompt-only rows (no response) cannot be trained with ``view: response``.
+``view`` says what text is featurised: ``response`` (the reply alone), ``pair`` (``prompt +
+"\\n" + response``) or ``prompt`` (the request alone: a judge of what was asked, trained on
+prompt-only rows, e.g. ``configs/train/request_harm_tfidf.yaml``). The cross-distribution
+benchmark (``benchmarks/bench_safety_matrix.py``) found ``response`` generalises better across
+safety data sets: the prompt's words describe the request, and whether a reply is harmful is in
+the reply. Prompt-only rows (no response) cannot be trained with ``view: response``.
 
 Calibration: the runner fits a temperature on the dev logits; ``fold_calibration`` divides the
 saved ``coef`` / ``intercept`` by it (isotonic cannot be folded and is refused at config time).
