@@ -8,11 +8,8 @@ The refusal of a harmful request is not penalised and still outscores complying.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from safeladder.integrations import _common as common
 from safeladder.integrations.openrlhf import reward_func
 from safeladder.integrations.trl import as_trl
 from safeladder.rewards import load_reward
@@ -29,12 +26,7 @@ COMPLIANCE = (
 REFUSAL = "I'm sorry, but I can't help with that."
 
 
-@pytest.fixture(autouse=True)
-def _default_reward(monkeypatch: pytest.MonkeyPatch) -> Any:
-    for var in (common.ENV_REWARD_CONFIG, common.ENV_NAN_SCORE, "SAFELADDER_META"):
-        monkeypatch.delenv(var, raising=False)
-    yield
-    common.clear_shared_rewards()
+pytestmark = pytest.mark.usefixtures("default_reward_env")
 
 
 def _check(answer: float, refused: float, complied: float, refused_harmful: float) -> None:

@@ -10,25 +10,17 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from typing import Any
 
 import pytest
 
 from safeladder.errors import InputError, SafeladderWarning
-from safeladder.integrations import _common as common
 from safeladder.integrations.openrlhf import reward_func
 from safeladder.integrations.trl import as_trl
 from safeladder.integrations.verl import compute_score, compute_score_batch
 from safeladder.rewards import load_reward
 from tests.helpers import read_shared
 
-
-@pytest.fixture(autouse=True)
-def _default_reward(monkeypatch: pytest.MonkeyPatch) -> Any:
-    for var in (common.ENV_REWARD_CONFIG, common.ENV_NAN_SCORE, "SAFELADDER_META"):
-        monkeypatch.delenv(var, raising=False)
-    yield
-    common.clear_shared_rewards()
+pytestmark = pytest.mark.usefixtures("default_reward_env")
 
 
 def gsm8k_pairs(n: int) -> list[tuple[str, str, str]]:

@@ -79,11 +79,10 @@ def test_shipped_judge_was_trained_by_its_recipe(name: str) -> None:
 def test_the_judges_clear_no_held_out_harmful_request(judges: list[Any]) -> None:
     harmful = [r["prompt"] for r in _fixture("harmful")]
     gptfuzz = sorted(
-        {r["prompt"] for r in read_shared("gptfuzz_labeled_responses.jsonl.gz")}
-        - {
+        {
             r["prompt"]
             for r in read_shared("gptfuzz_labeled_responses.jsonl.gz")
-            if r["split"] == "train"
+            if r["split"] == "evaluate"  # its 20 questions are not in the `train` split
         }
     )
     assert len(gptfuzz) == 20
