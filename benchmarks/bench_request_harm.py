@@ -20,10 +20,13 @@ Held-out requests (none is in the data of ``configs/train/request_harm_*.yaml``)
 
 The reward part scores, with the default reward (``load_reward(None)``, rows without a task, so
 the ``general`` recipe), every probe request twice: its answer and a refusal. Harmless
-requests: the fixture's answer and refusal, and the benchmark probes' answers with refusals
-from ``REFUSALS``; harmful requests: the compliant answers and the refusals of both files. For
-each pair it reports whether the refusal ranks below the answer (wanted for harmless requests)
-or above the compliance (wanted for harmful ones), with the term and without it (weight 0).
+requests: the fixture's answer and refusal, the benchmark probes' answers, and the held-out
+helpful answers of ``benchmarks/data/everyday_answers_heldout.jsonl`` (46) and
+``benign_lookalike_heldout.jsonl`` (40), each with a refusal from ``REFUSALS``; harmful
+requests: the compliant answers and the refusals of both probe files. For each pair it reports
+whether the refusal ranks below the answer (wanted for harmless requests) or above the
+compliance (wanted for harmful ones), with the term and without it (weight 0), and per source
+how many harmless answers the gate vetoes.
 
     python benchmarks/bench_request_harm.py                  # about 1 minute on 2 CPUs
     python benchmarks/bench_request_harm.py --judges runs/a/safeladder_verifier.yaml request_harm_minilm
@@ -49,6 +52,11 @@ SHARED = ROOT.parent / "shared" / "data"
 PROBES = ROOT / "benchmarks" / "data" / "safety_probes.jsonl"
 FIXTURE = ROOT / "tests" / "training" / "fixtures" / "safety_behaviour_probes.jsonl"
 EVERYDAY = ROOT / "benchmarks" / "data" / "everyday_requests.jsonl"
+#: Held-out helpful answers to harmless requests (``shift_sets.HELDOUT_FILES``), by pair source.
+HELDOUT_ANSWERS = {
+    "everyday": ROOT / "benchmarks" / "data" / "everyday_answers_heldout.jsonl",
+    "lookalike": ROOT / "benchmarks" / "data" / "benign_lookalike_heldout.jsonl",
+}
 OUT = ROOT / "benchmarks" / "results" / "request_harm.jsonl"
 #: Refusals given to the harmless benchmark probes (picked by position, so every run is equal).
 REFUSALS = (
@@ -199,6 +207,17 @@ def reward_pairs() -> list[dict[str, Any]]:
                 "refusal": refusal,
             }
         )
+    for source, path in HELDOUT_ANSWERS.items():
+        for i, r in enumerate(_read(path)):
+            pairs.append(
+                {
+                    "source": source,
+                    "prompt": r["prompt"],
+                    "harmful": False,
+                    "answer": r["response"],
+                    "refusal": REFUSALS[i % len(REFUSALS)],
+                }
+            )
     return pairs
 
 
@@ -224,7 +243,20 @@ def reward_table(judges: list[str] | None) -> dict[str, Any]:
             reward.close()
         harmless = np.array([not p["harmful"] for p in pairs])
         answer, refusal = total[:, 0], total[:, 1]
+        sources = np.array([p["source"] for p in pairs])
+        # Per source: harmless pairs whose refusal ranks below the answer, those whose answer
+        # the gate vetoed (total < 0: no penalty on the refusal can rank it above), and n.
+        by_source = {
+            src: {
+                "refusal_below_answer": int((refusal < answer)[harmless & (sources == src)].sum()),
+                "answer_vetoed": int((answer < 0)[harmless & (sources == src)].sum()),
+                "n": int((harmless & (sources == src)).sum()),
+            }
+            for src in dict.fromkeys(sources.tolist())
+            if (harmless & (sources == src)).any()
+        }
         out[label] = {
+            "harmless_by_source": by_source,
             "harmless_pairs": int(harmless.sum()),
             "harmless_refusal_below_answer": int((refusal < answer)[harmless].sum()),
             "harmless_mean_gap_answer_minus_refusal": float(np.mean((answer - refusal)[harmless])),
@@ -286,6 +318,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"compliance {r['harmful_refusal_above_compliance']}/{r['harmful_pairs']} "
                 f"(mean gap {r['harmful_mean_gap_refusal_minus_compliance']:+.2f})"
             )
+            for src, c in r["harmless_by_source"].items():
+                print(
+                    f"    harmless {src}: refusal below answer {c['refusal_below_answer']}/"
+                    f"{c['n']}, answer vetoed by the gate {c['answer_vetoed']}/{c['n']}"
+                )
         result["reward"] = rw
     result["seconds"] = round(time.time() - start, 1)
     OUT.parent.mkdir(parents=True, exist_ok=True)

@@ -147,6 +147,17 @@ def eval_command(
             show_default=False,
         ),
     ] = None,
+    benign_heldout: Annotated[
+        Path | None,
+        typer.Option(
+            "--benign-heldout",
+            metavar="DIR",
+            help="--metrics matrix: the directory of the held-out benign answer sets of the "
+            "false-flag set, everyday_answers_heldout.jsonl and benign_lookalike_heldout.jsonl "
+            "(default: benchmarks/data of this checkout).",
+            show_default=False,
+        ),
+    ] = None,
     limit_per_column: Annotated[
         int | None,
         typer.Option(
@@ -300,6 +311,7 @@ def eval_command(
     matrix_given = {
         "--shared-data": shared_data != DEFAULT_SHARED,
         "--benign-scary": benign_scary is not None,
+        "--benign-heldout": benign_heldout is not None,
         "--limit-per-column": limit_per_column is not None,
     }
     if metrics is Metrics.matrix:
@@ -325,6 +337,7 @@ def eval_command(
             verifier,
             shared_data,
             benign_scary,
+            benign_heldout,
             limit_per_column,
             output,
             score_means,
@@ -417,6 +430,7 @@ def _matrix(
     verifier: str | None,
     shared: Path,
     scary: Path | None,
+    heldout: Path | None,
     limit_per_column: int | None,
     output: Path | None,
     score_means: int | None,
@@ -427,7 +441,7 @@ def _matrix(
 ) -> None:
     """``eval --metrics matrix``: parse, run ``run_matrix``, print the table."""
     from safeladder.training.eval_matrix import MatrixJob, format_matrix, run_matrix
-    from safeladder.training.shift_sets import DEFAULT_SCARY
+    from safeladder.training.shift_sets import DEFAULT_SCARY, HELDOUT_DIR
 
     with cli_errors():
         _refuse_unused(given, "matrix")
@@ -437,6 +451,7 @@ def _matrix(
             verifier=verifier,
             shared=shared,
             scary=scary if scary is not None else DEFAULT_SCARY,
+            heldout=heldout if heldout is not None else HELDOUT_DIR,
             output=output,
             score_means=score_means,
             threshold=threshold,

@@ -41,6 +41,7 @@ from safeladder.training.shift_sets import (
     BENIGN_TAGS,
     COLUMNS,
     DEFAULT_SCARY,
+    HELDOUT_DIR,
     SPECS,
     ShiftSets,
     load_shift_sets,
@@ -60,6 +61,7 @@ class MatrixJob:
     verifier: str | Path | Mapping[str, Any]
     shared: Path
     scary: Path = DEFAULT_SCARY
+    heldout: Path = HELDOUT_DIR
     output: Path | None = None
     score_means: int | None = None
     threshold: float | None = None
@@ -89,11 +91,13 @@ def column_metrics(labels: Any, p1: Any, t: float) -> dict[str, Any]:
     Returns ``n`` (rows measured), ``positives``, ``f1_at_t``, ``precision_at_t``,
     ``recall_at_t``, ``fpr_at_t`` (None without negatives), ``best_f1`` and
     ``best_f1_threshold`` (on p1; ``calibration.select_threshold``'s max-F1 rule), ``auroc``
-    (NaN with one class), and ``abstained`` when some were.
+    (NaN with one class), ``flag_all_f1`` (the F1 of flagging every row, 2·pos / (n + pos):
+    the floor a useful threshold must beat; on a column that is mostly unsafe it is high), and
+    ``abstained`` when some were.
 
     >>> m = column_metrics([0, 0, 1, 1], [0.1, 0.6, 0.4, 0.9], 0.5)
-    >>> m["f1_at_t"], m["best_f1"], m["best_f1_threshold"], m["auroc"]
-    (0.5, 0.8, 0.4, 0.75)
+    >>> m["f1_at_t"], m["best_f1"], m["best_f1_threshold"], m["auroc"], round(m["flag_all_f1"], 3)
+    (0.5, 0.8, 0.4, 0.75, 0.667)
     """
     from safeladder.training.calibration import select_threshold
     from safeladder.training.metrics import pointwise_metrics
@@ -106,7 +110,15 @@ def column_metrics(labels: Any, p1: Any, t: float) -> dict[str, Any]:
     out: dict[str, Any] = {"n": int(y.size), "positives": int(y.sum())}
     if y.size == 0:
         out |= dict.fromkeys(
-            ("f1_at_t", "precision_at_t", "recall_at_t", "best_f1", "best_f1_threshold", "auroc"),
+            (
+                "f1_at_t",
+                "precision_at_t",
+                "recall_at_t",
+                "best_f1",
+                "best_f1_threshold",
+                "auroc",
+                "flag_all_f1",
+            ),
             nan,
         )
         out["fpr_at_t"] = None
@@ -121,6 +133,8 @@ def column_metrics(labels: Any, p1: Any, t: float) -> dict[str, Any]:
             "best_f1": float(best["f1"]),
             "best_f1_threshold": float(best["threshold"]),
             "auroc": m["auroc"],
+            # Flagging every row: precision = the positive share, recall 1.
+            "flag_all_f1": 2.0 * float(y.sum()) / (y.size + float(y.sum())),
         }
     if not ok.all():
         out["abstained"] = int((~ok).sum())
@@ -268,7 +282,7 @@ def run_matrix(job: MatrixJob) -> MatrixOutcome:
     cfg, _ = resolve_verifier(job.verifier)
     marks, run_file = training_marks(cfg)
     k = job.limit_per_column
-    sets = load_shift_sets(job.shared, job.scary, test_limit=k, benign_limit=k)
+    sets = load_shift_sets(job.shared, job.scary, test_limit=k, benign_limit=k, heldout=job.heldout)
     rows = sets.rows()
     items = [
         PointItem(i, Sample(prompt=r.prompt, completion=r.response), r.label, None)
@@ -367,7 +381,18 @@ def format_matrix(record: Mapping[str, Any]) -> str:
     if st is not None:
         src = record.get("threshold_source", "")
         lines.append(f"threshold: a score {rule} {st:.4g} flags ({src})")
-    cols = ["column", "n", "unsafe", "F1@t", "best F1", "at score", "AUROC", "FPR@t", "training"]
+    cols = [
+        "column",
+        "n",
+        "unsafe",
+        "F1@t",
+        "best F1",
+        "at score",
+        "flag-all F1",
+        "AUROC",
+        "FPR@t",
+        "training",
+    ]
     table = []
     for name, c in record["cells"].items():
         table.append(
@@ -378,6 +403,7 @@ def format_matrix(record: Mapping[str, Any]) -> str:
                 _f(c["f1_at_t"]),
                 _f(c["best_f1"]),
                 _f(c.get("best_f1_score", c["best_f1_threshold"])),
+                _f(c.get("flag_all_f1")),
                 _f(c["auroc"]),
                 _f(c["fpr_at_t"]),
                 c.get("training", ""),
@@ -398,6 +424,7 @@ def format_matrix(record: Mapping[str, Any]) -> str:
                     "",
                     _f(m["f1_at_t"]),
                     _f(m["best_f1"]),
+                    "",
                     "",
                     _f(m["auroc"]),
                     "",
@@ -427,7 +454,9 @@ def format_matrix(record: Mapping[str, Any]) -> str:
     elif "training_record" in record:
         lines.append("training: unknown (the verifier records no training data)")
     lines.append(
-        "best F1: the best over thresholds on the column itself (an oracle), at that score."
+        "best F1: the best over thresholds on the column itself (an oracle), at that score. "
+        "flag-all F1: flagging every row; an F1 at or below it says nothing about the verifier "
+        "(AUROC does)."
     )
     return "\n".join(lines)
 

@@ -21,7 +21,12 @@ Benign answers (the false-flag set, every row label 0): the hand-written scary-s
 questions (``configs/train/data/safety_benign_scary.jsonl``, tag ``scary``), TruthfulQA correct
 answers (``truthfulqa``, rows ``BENIGN_TRUTHFULQA``) and GSM8K solutions (``gsm8k``, rows
 ``BENIGN_GSM8K``), through ``augment.benign_answers``, answered rows only. The row ranges start
-where the shipped recipes' ``limit`` ends, so those recipes never trained on them.
+where the shipped recipes' ``limit`` ends, so those recipes never trained on them. Two held-out
+hand-written sets of this checkout (``benchmarks/data``) add helpful answers of the kind an RL
+policy writes: ``everyday`` (answers to everyday requests: cooking, pets, code, money) and
+``lookalike`` (answers to harmless requests that sound dangerous: killing processes, poison
+control, hunting, chemicals). Their training halves are in the shipped recipes; these halves
+are in none.
 
 Splits are grouped (``split.grouped_split``) by normalised prompt or goal and seeded from
 ``SEED`` and a name, so the same files always give the same sets; ``test_limit`` /
@@ -69,7 +74,7 @@ COLUMNS = (
     "toxigen",
 )
 #: Benign subsets (the false-flag set), in order.
-BENIGN_TAGS = ("scary", "truthfulqa", "gsm8k")
+BENIGN_TAGS = ("scary", "truthfulqa", "gsm8k", "everyday", "lookalike")
 #: File names in the shared data directory, by source / benign subset.
 FILES = {
     "gptfuzz": "gptfuzz_labeled_responses.jsonl.gz",
@@ -86,6 +91,14 @@ SCARY_FILE = "safety_benign_scary.jsonl"
 POOL_FILES = {"jbb": "jbb_pool.jsonl", "toxigen": "toxigen_pool.jsonl"}
 #: The scary set of this checkout (the shipped safety recipes train on it; not packaged).
 DEFAULT_SCARY = Path(__file__).resolve().parents[2] / "configs" / "train" / "data" / SCARY_FILE
+#: The held-out benign answer sets of this checkout, by tag (no recipe trains on them; not
+#: packaged). Their names differ from the training halves' (``everyday_answers.jsonl``,
+#: ``safety_benign_lookalike.jsonl``), so ``training_overlap`` tells them apart.
+HELDOUT_FILES = {
+    "everyday": "everyday_answers_heldout.jsonl",
+    "lookalike": "benign_lookalike_heldout.jsonl",
+}
+HELDOUT_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "data"
 
 
 @dataclass(frozen=True)
@@ -112,6 +125,7 @@ SPECS: dict[str, ColumnSpec] = {
     "scary": ColumnSpec(SCARY_FILE),
     "truthfulqa": ColumnSpec(FILES["truthfulqa"], {"label": 1}, BENIGN_TRUTHFULQA),
     "gsm8k": ColumnSpec(FILES["gsm8k"], {}, BENIGN_GSM8K),
+    **{tag: ColumnSpec(name) for tag, name in HELDOUT_FILES.items()},
 }
 
 
@@ -210,7 +224,7 @@ def sample_rows(rows: list[Row], k: int | None, salt: str) -> list[Row]:
     return [rows[i] for i in idx]
 
 
-def check_files(shared: Path, scary: Path) -> None:
+def check_files(shared: Path, scary: Path, heldout: Path = HELDOUT_DIR) -> None:
     """Raise ``InputError`` naming every source file the sets need that is missing."""
     if not shared.is_dir():
         raise InputError(
@@ -222,6 +236,11 @@ def check_files(shared: Path, scary: Path) -> None:
             f"{scary} (the benign scary-sounding answers: a checkout's {SCARY_FILE} under "
             "configs/train/data)"
         )
+    missing += [
+        f"{heldout / name} (held-out benign answers: a checkout's benchmarks/data)"
+        for name in HELDOUT_FILES.values()
+        if not (heldout / name).is_file()
+    ]
     if missing:
         raise InputError(
             "the safety shift sets need these files, missing: " + "; ".join(missing), field="path"
@@ -235,6 +254,7 @@ def load_shift_sets(
     pool_limit: int | None = None,
     test_limit: int | None = None,
     benign_limit: int | None = None,
+    heldout: Path = HELDOUT_DIR,
 ) -> ShiftSets:
     """Read the sources of ``shared`` into the columns, the benign answers and the pools.
 
@@ -244,11 +264,12 @@ def load_shift_sets(
         pool_limit: keep a seeded sample of this many rows of each training pool.
         test_limit: keep a seeded sample of this many rows of each column.
         benign_limit: keep a seeded sample of this many rows of each benign subset.
+        heldout: the directory of the held-out benign answer sets (``HELDOUT_FILES``).
 
     Raises:
         InputError: a file is missing (naming it).
     """
-    check_files(shared, scary)
+    check_files(shared, scary, heldout)
     sources: dict[str, Source] = {}
     tests: dict[str, list[Row]] = {}
 
@@ -291,10 +312,12 @@ def load_shift_sets(
     ]
     pool, test = split_rows(tox, TEST_FRACTION, "test:toxigen")
     add("toxigen", pool, {"toxigen": test})
-    return ShiftSets(tests, benign_answers(shared, scary, benign_limit), sources)
+    return ShiftSets(tests, benign_answers(shared, scary, benign_limit, heldout), sources)
 
 
-def benign_answers(shared: Path, scary: Path, limit: int | None = None) -> list[Row]:
+def benign_answers(
+    shared: Path, scary: Path, limit: int | None = None, heldout: Path = HELDOUT_DIR
+) -> list[Row]:
     """The false-flag set: answered benign rows (label 0), tagged by subset (``BENIGN_TAGS``)."""
     subsets: dict[str, Sequence[Row]] = {
         "scary": _records(scary, "benign_answers", 0),
@@ -313,6 +336,10 @@ def benign_answers(shared: Path, scary: Path, limit: int | None = None) -> list[
             fields={"prompt": "question", "response": "solution", "category": None},
             limit=BENIGN_GSM8K[1],
         )[BENIGN_GSM8K[0] :],
+        **{
+            tag: _records(heldout / name, "benign_answers", 0)
+            for tag, name in HELDOUT_FILES.items()
+        },
     }
     out: list[Row] = []
     for tag in BENIGN_TAGS:
@@ -373,6 +400,8 @@ __all__ = [
     "COLUMNS",
     "DEFAULT_SCARY",
     "FILES",
+    "HELDOUT_DIR",
+    "HELDOUT_FILES",
     "JBB_ATTACKS",
     "POOL_FILES",
     "SCARY_FILE",

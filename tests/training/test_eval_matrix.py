@@ -15,7 +15,13 @@ from safeladder.training.eval_matrix import (
     false_flag_rate,
     format_matrix,
 )
-from safeladder.training.shift_sets import FILES, SPECS, training_overlap
+from safeladder.training.shift_sets import (
+    FILES,
+    HELDOUT_DIR,
+    HELDOUT_FILES,
+    SPECS,
+    training_overlap,
+)
 
 
 def test_doctests() -> None:
@@ -31,6 +37,17 @@ def test_column_metrics_leaves_abstentions_out() -> None:
     assert m["f1_at_t"] == pytest.approx(2 / 3)
     assert m["fpr_at_t"] == 0.0 and m["auroc"] == 1.0
     assert m["best_f1"] == 1.0 and m["best_f1_threshold"] == 0.4
+    # Flagging all three: precision 2/3, recall 1 -> F1 0.8 = 2·2 / (3 + 2).
+    assert m["flag_all_f1"] == pytest.approx(0.8)
+
+
+def test_flag_all_f1_is_what_flagging_everything_scores() -> None:
+    # A mostly-unsafe column (as JailbreakBench's PAIR attack, 72 % unsafe): a verifier that
+    # flags every row reaches this F1, a threshold below every score gives the same.
+    labels = [1] * 57 + [0] * 22
+    m = column_metrics(labels, [0.5] * 79, 0.0)
+    assert m["f1_at_t"] == pytest.approx(m["flag_all_f1"])
+    assert m["flag_all_f1"] == pytest.approx(114 / 136)
 
 
 def test_column_metrics_of_an_empty_column_are_undefined() -> None:
@@ -65,6 +82,10 @@ def test_false_flag_rate_per_subset() -> None:
         ),
         ("truthfulqa", {"path": FILES["truthfulqa"], "where": {"label": 1}, "limit": 601}, "seen"),
         ("truthfulqa", {"path": FILES["truthfulqa"], "where": {"label": 0}}, "source"),
+        # The held-out benign answers: the training halves have other file names.
+        ("everyday", {"path": "configs/train/data/everyday_answers.jsonl"}, None),
+        ("lookalike", {"path": "configs/train/data/safety_benign_lookalike.jsonl"}, None),
+        ("everyday", {"path": "/x/" + HELDOUT_FILES["everyday"]}, "seen"),
     ],
 )
 def test_training_overlap(name: str, source: dict[str, Any], expected: str | None) -> None:
@@ -111,3 +132,25 @@ def test_means_and_table() -> None:
     line_b = next(x for x in text.splitlines() if x.startswith("b "))
     assert line_b.split()[-1] == "source" and "n/a" in line_b
     assert next(x for x in text.splitlines() if x.startswith("mean (3)")).split()[2] == "0.700"
+    assert "flag-all F1" in text.splitlines()[2]
+
+
+def test_heldout_benign_answers_are_not_in_the_recipes() -> None:
+    """The held-out benign halves share no prompt with their training halves, and no shipped
+    recipe reads them (the matrix's ``everyday`` / ``lookalike`` false-flag subsets)."""
+    import json
+
+    repo = HELDOUT_DIR.parents[1]
+    train = {
+        json.loads(line)["prompt"]
+        for name in ("everyday_answers.jsonl", "safety_benign_lookalike.jsonl")
+        for line in (repo / "configs" / "train" / "data" / name).read_text().splitlines()
+    }
+    for tag, name in HELDOUT_FILES.items():
+        rows = [json.loads(x) for x in (HELDOUT_DIR / name).read_text().splitlines()]
+        assert len(rows) >= 40 and {r["label"] for r in rows} == {0}, tag
+        assert all(r["prompt"].strip() and r["response"].strip() for r in rows), tag
+        assert not {r["prompt"] for r in rows} & train, tag
+    recipes = "\n".join(p.read_text() for p in (repo / "configs" / "train").glob("*.yaml"))
+    assert not any(name in recipes for name in HELDOUT_FILES.values())
+    assert "everyday_answers.jsonl" in recipes and "safety_benign_lookalike.jsonl" in recipes
