@@ -149,6 +149,15 @@ def test_resume_after_sigkill(
 
 def test_resume_after_ctrl_c(setup: tuple[Path, Path, Path, list[int], list[int]]) -> None:
     cfg, inp, out, good, bad = setup
+    # A slower reward than the fixture's: at 0.02 s a batch the ~0.4 s left after line 100
+    # could pass before the signal landed on a loaded 2-core machine (the full suite), and the
+    # run then ended normally (exit 0).
+    cfg.write_text(
+        yaml.safe_dump(reward_config("slow_lengths", mode="batch", kwargs={"delay": 0.1}))
+    )
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # An ignored SIGINT is inherited through exec: the child would never see the Ctrl-C.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     proc = start_run(cfg, inp, out)
     wait_for_progress(proc, Path(f"{out}.progress.json"), 100)
     proc.send_signal(signal.SIGINT)
