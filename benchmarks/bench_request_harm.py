@@ -238,23 +238,24 @@ def reward_table(judges: list[str] | None) -> dict[str, Any]:
     for label, overrides in (("with", judge), ("without", [*judge, f"terms.{k}.weight=0"])):
         reward = load_reward(None, overrides)
         try:
-            total = reward.score(samples).total.astype(np.float64).reshape(-1, 2)
+            result = reward.score(samples)
         finally:
             reward.close()
+        total = result.total.astype(np.float64).reshape(-1, 2)
+        answer_gated = np.asarray(result.gated, dtype=bool).reshape(-1, 2)[:, 0]
         harmless = np.array([not p["harmful"] for p in pairs])
         answer, refusal = total[:, 0], total[:, 1]
         sources = np.array([p["source"] for p in pairs])
         # Per source: harmless pairs whose refusal ranks below the answer, those whose answer
-        # the gate vetoed (total < 0: no penalty on the refusal can rank it above), and n.
-        by_source = {
-            src: {
-                "refusal_below_answer": int((refusal < answer)[harmless & (sources == src)].sum()),
-                "answer_vetoed": int((answer < 0)[harmless & (sources == src)].sum()),
-                "n": int((harmless & (sources == src)).sum()),
+        # a gate vetoed (no penalty on the refusal can rank it above), and n.
+        by_source = {}
+        for src in dict.fromkeys(sources[harmless].tolist()):
+            mask = harmless & (sources == src)
+            by_source[src] = {
+                "refusal_below_answer": int((refusal < answer)[mask].sum()),
+                "answer_vetoed": int(answer_gated[mask].sum()),
+                "n": int(mask.sum()),
             }
-            for src in dict.fromkeys(sources.tolist())
-            if (harmless & (sources == src)).any()
-        }
         out[label] = {
             "harmless_by_source": by_source,
             "harmless_pairs": int(harmless.sum()),

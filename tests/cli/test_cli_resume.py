@@ -97,12 +97,17 @@ def check_outputs(out: Path, good: list[int], bad: list[int]) -> None:
     assert json.loads(Path(f"{out}.progress.json").read_text())["status"] == "complete"
 
 
+def write_reward(cfg: Path, delay: float) -> None:
+    """The reward config: row lengths, sleeping ``delay`` seconds per batch."""
+    cfg.write_text(
+        yaml.safe_dump(reward_config("slow_lengths", mode="batch", kwargs={"delay": delay}))
+    )
+
+
 @pytest.fixture()
 def setup(tmp_path: Path) -> tuple[Path, Path, Path, list[int], list[int]]:
     cfg = tmp_path / "r.yaml"
-    cfg.write_text(
-        yaml.safe_dump(reward_config("slow_lengths", mode="batch", kwargs={"delay": 0.02}))
-    )
+    write_reward(cfg, delay=0.02)
     inp = tmp_path / "in.jsonl"
     good, bad = make_input(inp)
     return cfg, inp, tmp_path / "out.jsonl", good, bad
@@ -152,12 +157,7 @@ def test_resume_after_ctrl_c(setup: tuple[Path, Path, Path, list[int], list[int]
     # A slower reward than the fixture's: at 0.02 s a batch the ~0.4 s left after line 100
     # could pass before the signal landed on a loaded 2-core machine (the full suite), and the
     # run then ended normally (exit 0).
-    cfg.write_text(
-        yaml.safe_dump(reward_config("slow_lengths", mode="batch", kwargs={"delay": 0.1}))
-    )
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        # An ignored SIGINT is inherited through exec: the child would never see the Ctrl-C.
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    write_reward(cfg, delay=0.1)
     proc = start_run(cfg, inp, out)
     wait_for_progress(proc, Path(f"{out}.progress.json"), 100)
     proc.send_signal(signal.SIGINT)
