@@ -7,8 +7,8 @@ its own 262-pair dev split, where one standard error is ±3 points. This script 
 recipe on each fold's 4/5 of the pairs and scores the held-out fifth, with the same folds as
 ``bench_value.py`` (``baseline.grouped_folds``, seed 0), so the figures compare pair for pair.
 
-- View: what the model reads. ``reply`` (the reply alone, 128 tokens: the stop-23 variant, 7
-  min per run instead of 17) is the default; ``dialogue`` (the whole dialogue + reply, 256
+- View: what the model reads. ``reply`` (the reply alone, 128 tokens: the stop-23 variant, ~3
+  min per fold on 2 threads) is the default; ``dialogue`` (the whole dialogue + reply, 256
   tokens, as shipped) is available but costs ~85 min for the five folds on 2 CPU cores.
 - Every run trains for the recipe's two epochs with no dev split, so no checkpoint is picked
   on the test fold (the shipped recipe picks its best epoch on its dev split; here the final
