@@ -9,11 +9,11 @@ recipe on each fold's 4/5 of the pairs and scores the held-out fifth, with the s
 
 - View: what the model reads. ``reply`` (the reply alone, 128 tokens: the stop-23 variant, ~3
   min per fold on 2 threads) is the default; ``dialogue`` (the whole dialogue + reply, 256
-  tokens, as shipped) is available but costs ~85 min for the five folds on 2 CPU cores.
+  tokens, as shipped) is available; it reads twice the tokens per row (not timed here).
 - Every run trains for the recipe's two epochs with no dev split, so no checkpoint is picked
   on the test fold (the shipped recipe picks its best epoch on its dev split; here the final
   model is scored).
-- Learning curve: the same folds, the recipe refitted on 25 / 50 % of each training fold's
+- Learning curve: the same folds, the recipe refitted on 25 / 50 / 75 % of each training fold's
   prompts (``bench_value.learning_subset``: the same subsets as the cheap learners' curve).
 - Ensemble: the fine-tuned margins and ``tfidf/resp+safety-pairs`` (``bench_value``'s best
   single cheap learner: reply TF-IDF Bradley–Terry with 1,694 extra GPTFuzz pairs), each
@@ -169,7 +169,7 @@ def main() -> None:
         "--fractions",
         type=float,
         nargs="+",
-        default=[1.0, 0.5, 0.25],
+        default=[1.0, 0.5, 0.25, 0.75],
         help="training-fold shares, run in this order (1.0 = the CV figure)",
     )
     ap.add_argument(
